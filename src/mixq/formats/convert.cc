@@ -1,0 +1,55 @@
+// Row codecs between float and F32/F16/BF16.
+#include "mixq/formats/convert.h"
+
+#include <cstring>
+
+#include "mixq/base/check.h"
+#include "mixq/formats/float16.h"
+
+namespace mixq {
+
+bool HasFloatCodec(DType dtype) {
+  return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
+}
+
+void RowToFloat(DType dtype, const void* src, float* dst, int64_t n) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kF16: {
+      const auto* h = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = F16ToF32(h[i]);
+      return;
+    }
+    case DType::kBF16: {
+      const auto* b = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = BF16ToF32(b[i]);
+      return;
+    }
+    default:
+      MIXQ_CHECK(false && "RowToFloat: no codec for this dtype");
+  }
+}
+
+void RowFromFloat(DType dtype, const float* src, void* dst, int64_t n) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kF16: {
+      auto* h = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) h[i] = F32ToF16(src[i]);
+      return;
+    }
+    case DType::kBF16: {
+      auto* b = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) b[i] = F32ToBF16(src[i]);
+      return;
+    }
+    default:
+      MIXQ_CHECK(false && "RowFromFloat: no codec for this dtype");
+  }
+}
+
+}  // namespace mixq

@@ -1,0 +1,21 @@
+// Matrix products of a weight matrix in its stored type with float activations: GEMV for decode (one
+// token) and GEMM for prefill (many tokens), both multi-threaded over rows.
+#pragma once
+
+#include <cstdint>
+
+#include "mixq/tensor/tensor.h"
+
+namespace mixq {
+
+// Whether MatMul can run weights stored in `dtype`.
+bool HasMatMulKernel(DType dtype);
+
+// y[t * w.rows() + r] = sum_c W[r, c] * x[t * w.cols() + c] for t < n_tokens.
+// W stays in its stored type (F16/BF16 are widened inside the kernel, never expanded in memory).
+void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y);
+
+// Plain scalar reference (double accumulation), single-threaded: the oracle for MatMul's tests.
+void MatMulRef(const TensorView& w, const float* x, int64_t n_tokens, float* y);
+
+}  // namespace mixq

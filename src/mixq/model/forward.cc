@@ -1,0 +1,176 @@
+// The exact FP32 LLaMA forward pass.
+#include "mixq/model/forward.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "mixq/base/check.h"
+#include "mixq/formats/convert.h"
+#include "mixq/kernels/matmul.h"
+#include "mixq/kernels/ops.h"
+
+namespace mixq {
+
+KvCache MakeKvCache(const LlamaConfig& config, int64_t capacity) {
+  KvCache cache;
+  cache.n_layers = config.n_layers;
+  cache.capacity = capacity;
+  cache.kv_dim = config.kv_dim();
+  const size_t bytes = static_cast<size_t>(config.n_layers * capacity * config.kv_dim()) * sizeof(float);
+  cache.keys.Resize(bytes);
+  cache.values.Resize(bytes);
+  return cache;
+}
+
+InferenceState MakeInferenceState(const LlamaConfig& c, int64_t context, int64_t max_batch) {
+  MIXQ_CHECK_GE(context, 1);
+  MIXQ_CHECK_GE(max_batch, 1);
+  InferenceState s;
+  s.cache = MakeKvCache(c, context);
+  s.max_batch = max_batch;
+  auto floats = [](int64_t n) { return static_cast<size_t>(n) * sizeof(float); };
+  s.x.Resize(floats(max_batch * c.dim));
+  s.xn.Resize(floats(max_batch * c.dim));
+  s.q.Resize(floats(max_batch * c.q_dim()));
+  s.k.Resize(floats(max_batch * c.kv_dim()));
+  s.v.Resize(floats(max_batch * c.kv_dim()));
+  s.attn.Resize(floats(max_batch * c.q_dim()));
+  s.proj.Resize(floats(max_batch * c.dim));
+  s.gate.Resize(floats(max_batch * c.hidden_dim));
+  s.up.Resize(floats(max_batch * c.hidden_dim));
+  s.scores.Resize(floats(static_cast<int64_t>(omp_get_max_threads()) * context));
+  return s;
+}
+
+namespace {
+
+// Rotates each head of `x` ([n_heads * head_dim] for one token) by position `pos`.
+void ApplyRope(const LlamaConfig& c, float* x, int64_t n_heads, int64_t pos) {
+  const int64_t half = c.head_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    // Same float arithmetic as llama2.c: freq = theta^(-2i/d), optionally divided by LLaMA-3's factor.
+    float freq = 1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.head_dim));
+    if (!c.rope_freq_factors.empty()) freq /= c.rope_freq_factors[static_cast<size_t>(i)];
+    const float angle = static_cast<float>(pos) * freq;
+    const float cos_a = std::cos(angle);
+    const float sin_a = std::sin(angle);
+    const int64_t a = c.rope_style == RopeStyle::kInterleaved ? 2 * i : i;
+    const int64_t b = c.rope_style == RopeStyle::kInterleaved ? 2 * i + 1 : i + half;
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* head = x + h * c.head_dim;
+      const float x0 = head[a];
+      const float x1 = head[b];
+      head[a] = x0 * cos_a - x1 * sin_a;
+      head[b] = x0 * sin_a + x1 * cos_a;
+    }
+  }
+}
+
+// Causal grouped-query attention of n tokens at positions pos0.. over the cache of one layer.
+void Attention(const LlamaConfig& c, const KvCache& cache, int64_t layer, const float* q, int64_t n,
+               int64_t pos0, float* scores_all, float* out) {
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < c.n_heads; ++h) {
+      float* scores = scores_all + static_cast<int64_t>(omp_get_thread_num()) * cache.capacity;
+      const int64_t pos = pos0 + t;
+      const float* qh = q + t * c.q_dim() + h * c.head_dim;
+      const int64_t kv_offset = (h / group) * c.head_dim;
+      for (int64_t j = 0; j <= pos; ++j) {
+        const float* kj = cache.key(layer, j) + kv_offset;
+        float dot = 0.0f;
+        for (int64_t d = 0; d < c.head_dim; ++d) dot += qh[d] * kj[d];
+        scores[j] = dot * scale;
+      }
+      Softmax(scores, pos + 1);
+      float* oh = out + t * c.q_dim() + h * c.head_dim;
+      std::fill(oh, oh + c.head_dim, 0.0f);
+      for (int64_t j = 0; j <= pos; ++j) {
+        const float* vj = cache.value(layer, j) + kv_offset;
+        const float p = scores[j];
+        for (int64_t d = 0; d < c.head_dim; ++d) oh[d] += p * vj[d];
+      }
+    }
+  }
+}
+
+// One batch of at most max_batch tokens; writes the final normed hidden states to state.xn.
+void ForwardBatch(const Model& model, InferenceState& s, std::span<const int32_t> tokens, int64_t pos0) {
+  const LlamaConfig& c = model.config;
+  const LlamaWeights& w = model.weights;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  float* x = s.x.as<float>();
+  float* xn = s.xn.as<float>();
+  for (int64_t t = 0; t < n; ++t) {
+    MIXQ_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab_size);
+    RowToFloat(w.token_embd.dtype, w.token_embd.row(tokens[t]), x + t * c.dim, c.dim);
+  }
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    for (int64_t t = 0; t < n; ++t) {
+      RmsNorm(x + t * c.dim, lw.attn_norm.as<float>(), xn + t * c.dim, c.dim, c.rms_eps);
+    }
+    float* q = s.q.as<float>();
+    float* k = s.k.as<float>();
+    float* v = s.v.as<float>();
+    MatMul(lw.wq, xn, n, q);
+    MatMul(lw.wk, xn, n, k);
+    MatMul(lw.wv, xn, n, v);
+    for (int64_t t = 0; t < n; ++t) {
+      ApplyRope(c, q + t * c.q_dim(), c.n_heads, pos0 + t);
+      ApplyRope(c, k + t * c.kv_dim(), c.n_kv_heads, pos0 + t);
+      std::copy_n(k + t * c.kv_dim(), c.kv_dim(), s.cache.key(l, pos0 + t));
+      std::copy_n(v + t * c.kv_dim(), c.kv_dim(), s.cache.value(l, pos0 + t));
+    }
+    Attention(c, s.cache, l, q, n, pos0, s.scores.as<float>(), s.attn.as<float>());
+    float* proj = s.proj.as<float>();
+    MatMul(lw.wo, s.attn.as<float>(), n, proj);
+    for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];
+
+    for (int64_t t = 0; t < n; ++t) {
+      RmsNorm(x + t * c.dim, lw.ffn_norm.as<float>(), xn + t * c.dim, c.dim, c.rms_eps);
+    }
+    float* gate = s.gate.as<float>();
+    float* up = s.up.as<float>();
+    MatMul(lw.w_gate, xn, n, gate);
+    MatMul(lw.w_up, xn, n, up);
+    SwiGlu(gate, up, n * c.hidden_dim);
+    MatMul(lw.w_down, gate, n, proj);
+    for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    RmsNorm(x + t * c.dim, w.output_norm.as<float>(), xn + t * c.dim, c.dim, c.rms_eps);
+  }
+}
+
+}  // namespace
+
+const float* Forward(const Model& model, InferenceState& s, std::span<const int32_t> tokens, int64_t pos0,
+                     bool all_logits) {
+  const LlamaConfig& c = model.config;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  MIXQ_CHECK_GE(n, 1);
+  MIXQ_CHECK_GE(pos0, 0);
+  MIXQ_CHECK_LE(pos0 + n, s.cache.capacity);
+  const int64_t logit_rows = all_logits ? n : 1;
+  const size_t logit_bytes = static_cast<size_t>(logit_rows * c.vocab_size) * sizeof(float);
+  if (s.logits.size() < logit_bytes) s.logits.Resize(logit_bytes);
+  float* logits = s.logits.as<float>();
+  for (int64_t start = 0; start < n; start += s.max_batch) {
+    const int64_t count = std::min(s.max_batch, n - start);
+    ForwardBatch(model, s, tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(count)), pos0 + start);
+    if (all_logits) {
+      MatMul(model.weights.head(), s.xn.as<float>(), count, logits + start * c.vocab_size);
+    } else if (start + count == n) {
+      MatMul(model.weights.head(), s.xn.as<float>() + (count - 1) * c.dim, 1, logits);
+    }
+  }
+  return logits;
+}
+
+}  // namespace mixq

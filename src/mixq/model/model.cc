@@ -1,0 +1,92 @@
+// Loading a model from whichever format `path` is, and the checks every loader shares.
+#include "mixq/model/model.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "mixq/base/error.h"
+#include "mixq/base/log.h"
+#include "mixq/formats/convert.h"
+
+namespace mixq {
+
+const char* ModelFormatName(ModelFormat format) {
+  switch (format) {
+    case ModelFormat::kLlama2c:
+      return "llama2.c";
+    case ModelFormat::kGguf:
+      return "GGUF";
+    case ModelFormat::kHuggingFace:
+      return "Hugging Face safetensors";
+  }
+  return "?";
+}
+
+Model LoadModel(const std::string& path, const LoadOptions& options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) Fail("model '{}' does not exist", path);
+  if (fs::is_directory(path, ec)) return LoadHuggingFaceModel(path, options);
+  char magic[4] = {};
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) Fail("cannot open model '{}'", path);
+    in.read(magic, sizeof magic);
+  }
+  if (std::memcmp(magic, "GGUF", 4) == 0) return LoadGgufModel(path, options);
+  if (path.ends_with(".gguf")) Fail("'{}': not a GGUF file (magic is not \"GGUF\")", path);
+  if (path.ends_with(".safetensors")) {
+    Fail("'{}': give the Hugging Face folder (with config.json), not the .safetensors file", path);
+  }
+  return LoadLlama2cModel(path, options);
+}
+
+namespace {
+
+// Counts NaN/Inf values of a float-typed tensor without widening it to a second copy.
+int64_t CountNonFinite(const TensorView& t) {
+  int64_t bad = 0;
+  if (t.dtype == DType::kF32) {
+    const float* v = t.as<float>();
+    for (int64_t i = 0; i < t.elements(); ++i) bad += std::isfinite(v[i]) ? 0 : 1;
+  } else if (t.dtype == DType::kF16) {
+    const uint16_t* v = t.as<uint16_t>();
+    for (int64_t i = 0; i < t.elements(); ++i) bad += (v[i] & 0x7c00u) == 0x7c00u ? 1 : 0;
+  } else if (t.dtype == DType::kBF16) {
+    const uint16_t* v = t.as<uint16_t>();
+    for (int64_t i = 0; i < t.elements(); ++i) bad += (v[i] & 0x7f80u) == 0x7f80u ? 1 : 0;
+  }
+  return bad;
+}
+
+}  // namespace
+
+void ValidateModelWeights(Model& model, const LoadOptions& options) {
+  ValidateConfig(model.config, model.path);
+  ForEachTensor(model.config, model.weights, [&](TensorSlot& slot) {
+    ValidateTensor(slot, model.path);
+    const int64_t bad = CountNonFinite(*slot.view);
+    if (bad == 0) return;
+    if (options.refuse_nonfinite) {
+      Fail("{}: tensor '{}' holds {} NaN/Inf values (refused because of --refuse-nonfinite)", model.path,
+           slot.name, bad);
+    }
+    Warn("{}: tensor '{}' holds {} NaN/Inf values; outputs will be meaningless", model.path, slot.name, bad);
+  });
+}
+
+ModelSize ComputeModelSize(const Model& model) {
+  ModelSize size;
+  std::set<const std::byte*> seen;
+  ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) {
+    if (!seen.insert(slot.view->data).second) return;
+    size.parameters += slot.view->elements();
+    size.bytes += static_cast<int64_t>(slot.view->bytes);
+  });
+  return size;
+}
+
+}  // namespace mixq

@@ -1,0 +1,60 @@
+// A loaded model: hyper-parameters, weight views, tokenizer, and the storage the views point into.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mixq/io/mapped_file.h"
+#include "mixq/model/config.h"
+#include "mixq/model/tokenizer.h"
+#include "mixq/model/weights.h"
+#include "mixq/tensor/tensor.h"
+
+namespace mixq {
+
+enum class ModelFormat { kLlama2c, kGguf, kHuggingFace };
+const char* ModelFormatName(ModelFormat format);
+
+struct Model {
+  LlamaConfig config;
+  LlamaWeights weights;
+  Tokenizer tokenizer;
+  ModelFormat format = ModelFormat::kGguf;
+  std::string path;
+  // Descriptive metadata shown by `info` and carried into GGUF (general.name, mixq.synthetic, ...).
+  std::map<std::string, std::string> metadata;
+
+  // Keeps the weight views valid: mmapped files, and tensors mixq had to build (e.g. converted tables).
+  std::vector<std::unique_ptr<MappedFile>> mappings;
+  std::vector<std::unique_ptr<Tensor>> owned_tensors;
+};
+
+struct LoadOptions {
+  std::string tokenizer_path;      // overrides the tokenizer found beside or inside the model
+  bool refuse_nonfinite = false;   // NaN/Inf weights: an error instead of a warning
+  bool require_tokenizer = true;   // `info` can describe a model without one
+};
+
+// Loads a llama2.c checkpoint, a GGUF file, or a Hugging Face folder (config.json + safetensors),
+// chosen by what `path` is; throws mixq::Error naming the file and what is wrong.
+Model LoadModel(const std::string& path, const LoadOptions& options = {});
+
+// The loaders LoadModel dispatches to; each validates everything it reads.
+Model LoadLlama2cModel(const std::string& path, const LoadOptions& options);
+Model LoadGgufModel(const std::string& path, const LoadOptions& options);
+Model LoadHuggingFaceModel(const std::string& dir, const LoadOptions& options);
+
+// Checks every tensor against the config (shape, type, bytes) and scans weights for NaN/Inf.
+void ValidateModelWeights(Model& model, const LoadOptions& options);
+
+// Total parameters (elements of all distinct tensors) and bytes of weight storage.
+struct ModelSize {
+  int64_t parameters = 0;
+  int64_t bytes = 0;
+  double bits_per_weight() const { return parameters == 0 ? 0.0 : 8.0 * bytes / parameters; }
+};
+ModelSize ComputeModelSize(const Model& model);
+
+}  // namespace mixq

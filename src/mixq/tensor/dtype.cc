@@ -1,0 +1,89 @@
+// The element-type traits table.
+#include "mixq/tensor/dtype.h"
+
+#include <array>
+#include <cctype>
+#include <limits>
+
+#include "mixq/base/check.h"
+
+namespace mixq {
+namespace {
+
+constexpr std::array kTraits = {
+    DTypeTraits{DType::kF32, "F32", 1, 4, true},
+    DTypeTraits{DType::kF16, "F16", 1, 2, true},
+    DTypeTraits{DType::kQ4_0, "Q4_0", 32, 18, false},
+    DTypeTraits{DType::kQ4_1, "Q4_1", 32, 20, false},
+    DTypeTraits{DType::kQ5_0, "Q5_0", 32, 22, false},
+    DTypeTraits{DType::kQ5_1, "Q5_1", 32, 24, false},
+    DTypeTraits{DType::kQ8_0, "Q8_0", 32, 34, false},
+    DTypeTraits{DType::kQ8_1, "Q8_1", 32, 36, false},
+    DTypeTraits{DType::kQ2_K, "Q2_K", 256, 84, false},
+    DTypeTraits{DType::kQ3_K, "Q3_K", 256, 110, false},
+    DTypeTraits{DType::kQ4_K, "Q4_K", 256, 144, false},
+    DTypeTraits{DType::kQ5_K, "Q5_K", 256, 176, false},
+    DTypeTraits{DType::kQ6_K, "Q6_K", 256, 210, false},
+    DTypeTraits{DType::kQ8_K, "Q8_K", 256, 292, false},
+    DTypeTraits{DType::kIQ2_XXS, "IQ2_XXS", 256, 66, false},
+    DTypeTraits{DType::kIQ2_XS, "IQ2_XS", 256, 74, false},
+    DTypeTraits{DType::kIQ3_XXS, "IQ3_XXS", 256, 98, false},
+    DTypeTraits{DType::kIQ1_S, "IQ1_S", 256, 50, false},
+    DTypeTraits{DType::kIQ4_NL, "IQ4_NL", 32, 18, false},
+    DTypeTraits{DType::kIQ3_S, "IQ3_S", 256, 110, false},
+    DTypeTraits{DType::kIQ2_S, "IQ2_S", 256, 82, false},
+    DTypeTraits{DType::kIQ4_XS, "IQ4_XS", 256, 136, false},
+    DTypeTraits{DType::kI8, "I8", 1, 1, false},
+    DTypeTraits{DType::kI16, "I16", 1, 2, false},
+    DTypeTraits{DType::kI32, "I32", 1, 4, false},
+    DTypeTraits{DType::kI64, "I64", 1, 8, false},
+    DTypeTraits{DType::kF64, "F64", 1, 8, true},
+    DTypeTraits{DType::kIQ1_M, "IQ1_M", 256, 56, false},
+    DTypeTraits{DType::kBF16, "BF16", 1, 2, true},
+    DTypeTraits{DType::kTQ1_0, "TQ1_0", 256, 54, false},
+    DTypeTraits{DType::kTQ2_0, "TQ2_0", 256, 66, false},
+    DTypeTraits{DType::kMXFP4, "MXFP4", 32, 17, false},
+};
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+const DTypeTraits& Traits(DType dtype) {
+  for (const DTypeTraits& t : kTraits) {
+    if (t.dtype == dtype) return t;
+  }
+  MIXQ_CHECK(false && "DType outside the traits table");
+}
+
+std::optional<DType> DTypeFromGgmlId(uint32_t ggml_type) {
+  for (const DTypeTraits& t : kTraits) {
+    if (static_cast<uint32_t>(t.dtype) == ggml_type) return t.dtype;
+  }
+  return std::nullopt;
+}
+
+std::optional<DType> DTypeFromName(std::string_view name) {
+  for (const DTypeTraits& t : kTraits) {
+    if (EqualsIgnoreCase(t.name, name)) return t.dtype;
+  }
+  return std::nullopt;
+}
+
+std::optional<size_t> StorageBytes(DType dtype, int64_t n_elements) {
+  const DTypeTraits& t = Traits(dtype);
+  if (n_elements < 0 || n_elements % t.block_size != 0) return std::nullopt;
+  const uint64_t blocks = static_cast<uint64_t>(n_elements / t.block_size);
+  if (blocks > std::numeric_limits<uint64_t>::max() / t.block_bytes) return std::nullopt;
+  return static_cast<size_t>(blocks * t.block_bytes);
+}
+
+}  // namespace mixq

@@ -1,0 +1,51 @@
+// Tensors: TensorView (non-owning, usually into an mmapped file) and Tensor (owning, aligned storage).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mixq/base/aligned_buffer.h"
+#include "mixq/tensor/dtype.h"
+
+namespace mixq {
+
+// Shapes are row-major, outermost first: a weight matrix is [rows, cols] = [out_features, in_features],
+// with each row contiguous (GGUF lists the same dims innermost first as `ne`).
+using Shape = std::vector<int64_t>;
+
+std::string ShapeString(const Shape& shape);  // "[4096, 11008]"
+int64_t ElementCount(const Shape& shape);
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  const std::byte* data = nullptr;
+  size_t bytes = 0;
+
+  bool empty() const { return data == nullptr; }
+  int64_t elements() const { return ElementCount(shape); }
+  int64_t cols() const { return shape.empty() ? 0 : shape.back(); }
+  int64_t rows() const { return cols() == 0 ? 0 : elements() / cols(); }
+  size_t row_bytes() const { return rows() == 0 ? 0 : bytes / static_cast<size_t>(rows()); }
+  const std::byte* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
+  template <typename T>
+  const T* as() const { return reinterpret_cast<const T*>(data); }
+};
+
+struct Tensor {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  AlignedBuffer storage;
+
+  // Allocates zeroed storage for `shape` in `dtype`; aborts if the shape is not whole blocks.
+  static Tensor Zeros(std::string name, DType dtype, Shape shape);
+  TensorView view() const;
+  template <typename T>
+  T* as() { return storage.as<T>(); }
+};
+
+}  // namespace mixq

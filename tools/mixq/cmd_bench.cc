@@ -1,0 +1,5 @@
+// PLACEHOLDER: `mixq bench`, being written.
+#include "tools/mixq/commands.h"
+namespace mixq::cli {
+void RegisterBench(CLI::App&) {}
+}  // namespace mixq::cli

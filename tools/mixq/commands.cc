@@ -1,0 +1,15 @@
+// Registration of every subcommand.
+#include "tools/mixq/commands.h"
+
+namespace mixq::cli {
+
+void RegisterCommands(CLI::App& app) {
+  RegisterInfo(app);
+  RegisterGenerate(app);
+  RegisterPerplexity(app);
+  RegisterConvert(app);
+  RegisterBench(app);
+  RegisterSynth(app);
+}
+
+}  // namespace mixq::cli
