@@ -73,7 +73,7 @@ Model LoadLlama2cModel(const std::string& path, const LoadOptions& options) {
   Model model;
   model.format = ModelFormat::kLlama2c;
   model.path = path;
-  auto file = std::make_unique<MappedFile>(path);
+  auto file = std::make_shared<const MappedFile>(path);
   const MappedFile& f = *file;
 
   uint32_t magic = 0;

@@ -27,7 +27,7 @@ struct Model {
   std::map<std::string, std::string> metadata;
 
   // Keeps the weight views valid: mmapped files, and tensors mixq had to build (e.g. converted tables).
-  std::vector<std::unique_ptr<MappedFile>> mappings;
+  std::vector<std::shared_ptr<const MappedFile>> mappings;
   std::vector<std::unique_ptr<Tensor>> owned_tensors;
 };
 
