@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "mixq/base/error.h"
+#include "mixq/model/tokenizer_sentencepiece.h"
 #include "mixq/model/tokenizer_spm.h"
 
 namespace mixq {
@@ -15,7 +16,8 @@ using tokenizer_internal::SpmEncoder;
 class TokenizerImpl {
  public:
   Vocab vocab;
-  std::unique_ptr<SpmEncoder> spm;  // "llama"
+  std::unique_ptr<SpmEncoder> spm;  // "llama" vocabularies from GGUF or llama2.c
+  std::unique_ptr<tokenizer_internal::SentencePieceModel> sentencepiece;  // tokenizer.model files
 };
 
 namespace {
@@ -152,7 +154,13 @@ Tokenizer Tokenizer::FromLlama2cFile(const std::string& path, int32_t vocab_size
 }
 
 Tokenizer Tokenizer::FromSentencePieceFile(const std::string& path) {
-  Fail("sentencepiece tokenizer '{}': loading tokenizer.model files is not implemented yet", path);
+  auto model = std::make_unique<tokenizer_internal::SentencePieceModel>(path);
+  ValidateVocab(model->vocab());
+  Tokenizer tokenizer;
+  tokenizer.impl_ = std::make_unique<TokenizerImpl>();
+  tokenizer.impl_->vocab = model->vocab();
+  tokenizer.impl_->sentencepiece = std::move(model);
+  return tokenizer;
 }
 
 const Vocab& Tokenizer::vocab() const {
@@ -164,7 +172,8 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) cons
   const Vocab& v = vocab();
   std::vector<int32_t> ids;
   if (add_bos && v.bos_id >= 0) ids.push_back(v.bos_id);
-  impl_->spm->Encode(v, text, v.add_space_prefix, &ids);
+  if (impl_->sentencepiece) impl_->sentencepiece->Encode(text, &ids);
+  else impl_->spm->Encode(v, text, v.add_space_prefix, &ids);
   return ids;
 }
 
