@@ -1,17 +1,209 @@
-// PLACEHOLDER: replaced by the tokenizer implementation.
+// The Tokenizer facade: loads vocabularies (llama2.c, GGUF, sentencepiece) and dispatches to an encoder.
 #include "mixq/model/tokenizer.h"
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
 #include "mixq/base/error.h"
+#include "mixq/model/tokenizer_sentencepiece.h"
+#include "mixq/model/tokenizer_spm.h"
+
 namespace mixq {
-class TokenizerImpl { public: Vocab vocab; };
+
+using tokenizer_internal::SpmEncoder;
+
+class TokenizerImpl {
+ public:
+  Vocab vocab;
+  std::unique_ptr<SpmEncoder> spm;  // "llama" vocabularies from GGUF or llama2.c
+  std::unique_ptr<tokenizer_internal::SentencePieceModel> sentencepiece;  // tokenizer.model files
+};
+
+namespace {
+
+constexpr std::string_view kSpaceMark = "\xE2\x96\x81";
+
+void ReplaceAll(std::string& text, std::string_view from, std::string_view to) {
+  std::string result;
+  result.reserve(text.size());
+  size_t start = 0;
+  for (size_t at; (at = text.find(from, start)) != std::string::npos; start = at + from.size()) {
+    result.append(text, start, at - start);
+    result += to;
+  }
+  result.append(text, start, std::string::npos);
+  text = std::move(result);
+}
+
+// Checks what every encoder relies on: parallel arrays, special ids inside the vocabulary.
+void ValidateVocab(const Vocab& vocab) {
+  const size_t n = vocab.pieces.size();
+  if (n == 0) Fail("tokenizer vocabulary ('{}') is empty", vocab.model);
+  if (vocab.scores.size() != n || vocab.types.size() != n) {
+    Fail("tokenizer vocabulary ('{}'): {} pieces but {} scores and {} types", vocab.model, n, vocab.scores.size(),
+         vocab.types.size());
+  }
+  auto check_id = [&](const char* name, int32_t id) {
+    if (id < -1 || id >= static_cast<int32_t>(n)) {
+      Fail("tokenizer vocabulary ('{}'): {} id {} is outside [-1, {})", vocab.model, name, id, n);
+    }
+  };
+  check_id("bos", vocab.bos_id);
+  check_id("eos", vocab.eos_id);
+  check_id("unk", vocab.unk_id);
+  check_id("pad", vocab.pad_id);
+}
+
+}  // namespace
+
 Tokenizer::Tokenizer() = default;
 Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
-Tokenizer Tokenizer::FromVocab(Vocab) { Fail("tokenizer not built yet"); }
-Tokenizer Tokenizer::FromLlama2cFile(const std::string&, int32_t) { Fail("tokenizer not built yet"); }
-Tokenizer Tokenizer::FromSentencePieceFile(const std::string&) { Fail("tokenizer not built yet"); }
-const Vocab& Tokenizer::vocab() const { return impl_->vocab; }
-std::vector<int32_t> Tokenizer::Encode(std::string_view, bool) const { Fail("tokenizer not built yet"); }
-std::string Tokenizer::Decode(int32_t, int32_t) const { Fail("tokenizer not built yet"); }
-std::string Tokenizer::DecodeAll(const std::vector<int32_t>&) const { Fail("tokenizer not built yet"); }
+
+Tokenizer Tokenizer::FromVocab(Vocab vocab) {
+  ValidateVocab(vocab);
+  Tokenizer tokenizer;
+  tokenizer.impl_ = std::make_unique<TokenizerImpl>();
+  TokenizerImpl& impl = *tokenizer.impl_;
+  if (vocab.model == "llama") {
+    impl.spm = std::make_unique<SpmEncoder>(vocab);
+  } else {
+    Fail("tokenizer model '{}' is not supported (known: llama)", vocab.model);
+  }
+  impl.vocab = std::move(vocab);
+  return tokenizer;
+}
+
+Tokenizer Tokenizer::FromLlama2cFile(const std::string& path, int32_t vocab_size) {
+  if (vocab_size <= 0) Fail("llama2.c tokenizer '{}': vocab_size must be positive, got {}", path, vocab_size);
+  std::ifstream file(path, std::ios::binary);
+  if (!file) Fail("cannot open llama2.c tokenizer '{}'", path);
+  const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (file.bad()) Fail("cannot read llama2.c tokenizer '{}'", path);
+
+  size_t offset = 0;
+  auto read_i32 = [&](const char* what, int32_t index) {
+    if (bytes.size() - offset < 4) {
+      Fail("llama2.c tokenizer '{}' is truncated: {} of token {} needs 4 bytes at offset {}, file has {}", path, what,
+           index, offset, bytes.size());
+    }
+    int32_t value;
+    std::memcpy(&value, bytes.data() + offset, 4);
+    offset += 4;
+    return value;
+  };
+  // Every piece llama2.c's exporter writes is at most max_token_length bytes; a larger length means
+  // the file is not a tokenizer.bin (or is corrupt).
+  const int32_t max_token_length = read_i32("the header", -1);
+  if (max_token_length <= 0 || max_token_length > 4096) {
+    Fail("llama2.c tokenizer '{}': max_token_length {} is outside [1, 4096]", path, max_token_length);
+  }
+
+  Vocab vocab;
+  vocab.model = "llama";
+  vocab.pieces.reserve(vocab_size);
+  vocab.scores.reserve(vocab_size);
+  vocab.types.reserve(vocab_size);
+  for (int32_t id = 0; id < vocab_size; ++id) {
+    float score;
+    const int32_t score_bits = read_i32("the score", id);
+    std::memcpy(&score, &score_bits, 4);
+    const int32_t length = read_i32("the length", id);
+    if (length < 0 || length > max_token_length) {
+      Fail("llama2.c tokenizer '{}': token {} has length {}, expected 0..{} (max_token_length)", path, id, length,
+           max_token_length);
+    }
+    if (bytes.size() - offset < static_cast<size_t>(length)) {
+      Fail("llama2.c tokenizer '{}' is truncated: token {} needs {} bytes at offset {}, file has {} (is vocab_size {} "
+           "right?)",
+           path, id, length, offset, bytes.size(), vocab_size);
+    }
+    std::string piece = bytes.substr(offset, length);
+    offset += length;
+    // llama2.c's exporter wrote sentencepiece's U+2581 as a plain space; GGUF keeps U+2581.
+    ReplaceAll(piece, " ", kSpaceMark);
+    TokenType type = TokenType::kNormal;
+    uint8_t byte;
+    if (id == 0) {
+      type = TokenType::kUnknown;
+    } else if (id == 1 || id == 2) {
+      type = TokenType::kControl;
+      // The exporter wrote "\n<s>\n" and "\n</s>\n"; GGUF names them "<s>" and "</s>".
+      const size_t first = piece.find_first_not_of('\n');
+      const size_t last = piece.find_last_not_of('\n');
+      piece = first == std::string::npos ? std::string() : piece.substr(first, last - first + 1);
+    } else if (tokenizer_internal::ParseBytePiece(piece, &byte)) {
+      type = TokenType::kByte;
+    }
+    vocab.pieces.push_back(std::move(piece));
+    vocab.scores.push_back(score);
+    vocab.types.push_back(type);
+  }
+  if (offset != bytes.size()) {
+    Fail("llama2.c tokenizer '{}' has {} bytes after its {} tokens: it is for a larger vocabulary than the model's {}",
+         path, bytes.size() - offset, vocab_size, vocab_size);
+  }
+  vocab.bos_id = 1;
+  vocab.eos_id = 2;
+  vocab.unk_id = 0;
+  vocab.add_bos = true;
+  vocab.add_space_prefix = true;
+  return FromVocab(std::move(vocab));
+}
+
+Tokenizer Tokenizer::FromSentencePieceFile(const std::string& path) {
+  auto model = std::make_unique<tokenizer_internal::SentencePieceModel>(path);
+  ValidateVocab(model->vocab());
+  Tokenizer tokenizer;
+  tokenizer.impl_ = std::make_unique<TokenizerImpl>();
+  tokenizer.impl_->vocab = model->vocab();
+  tokenizer.impl_->sentencepiece = std::move(model);
+  return tokenizer;
+}
+
+const Vocab& Tokenizer::vocab() const {
+  if (!impl_) Fail("no tokenizer is loaded");
+  return impl_->vocab;
+}
+
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) const {
+  const Vocab& v = vocab();
+  std::vector<int32_t> ids;
+  if (add_bos && v.bos_id >= 0) ids.push_back(v.bos_id);
+  if (impl_->sentencepiece) impl_->sentencepiece->Encode(text, &ids);
+  else impl_->spm->Encode(v, text, v.add_space_prefix, &ids);
+  return ids;
+}
+
+std::string Tokenizer::Decode(int32_t previous, int32_t token) const {
+  const Vocab& v = vocab();
+  if (token < 0 || token >= v.size()) Fail("token id {} is outside the vocabulary [0, {})", token, v.size());
+  const TokenType type = v.types[token];
+  const std::string& piece = v.pieces[token];
+  if (type == TokenType::kControl || type == TokenType::kUnknown) return {};
+  uint8_t byte;
+  if (type == TokenType::kByte && tokenizer_internal::ParseBytePiece(piece, &byte)) {
+    return std::string(1, static_cast<char>(byte));
+  }
+  std::string text = piece;
+  ReplaceAll(text, kSpaceMark, " ");
+  // Sentencepiece's dummy prefix: the space it added before the first word is not part of the text.
+  if (v.add_space_prefix && (previous < 0 || previous == v.bos_id) && !text.empty() && text[0] == ' ') {
+    text.erase(0, 1);
+  }
+  return text;
+}
+
+std::string Tokenizer::DecodeAll(const std::vector<int32_t>& tokens) const {
+  std::string text;
+  int32_t previous = -1;
+  for (int32_t token : tokens) {
+    text += Decode(previous, token);
+    previous = token;
+  }
+  return text;
+}
+
 }  // namespace mixq
