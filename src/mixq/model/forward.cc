@@ -74,7 +74,9 @@ void Attention(const LlamaConfig& c, const KvCache& cache, int64_t layer, const 
                int64_t pos0, float* scores_all, float* out) {
   const int64_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+  // Threads only pay off once there is real work: tiny models would spend their time in barriers.
+  const int64_t work = n * (pos0 + n) * c.q_dim();
+#pragma omp parallel for schedule(dynamic, 1) collapse(2) if (work > (1 << 16))
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < c.n_heads; ++h) {
       float* scores = scores_all + static_cast<int64_t>(omp_get_thread_num()) * cache.capacity;

@@ -1,0 +1,87 @@
+// llama-bench-style speed measurement.
+#include "mixq/eval/speed_bench.h"
+
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "mixq/base/error.h"
+#include "mixq/base/timer.h"
+#include "mixq/model/forward.h"
+
+namespace mixq {
+
+double SpeedTestResult::mean() const {
+  if (tokens_per_second.empty()) return 0.0;
+  return std::accumulate(tokens_per_second.begin(), tokens_per_second.end(), 0.0) / tokens_per_second.size();
+}
+
+double SpeedTestResult::stdev() const {
+  if (tokens_per_second.size() < 2) return 0.0;
+  const double m = mean();
+  double sum = 0.0;
+  for (double v : tokens_per_second) sum += (v - m) * (v - m);
+  return std::sqrt(sum / (tokens_per_second.size() - 1));
+}
+
+namespace {
+
+std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> tokens(static_cast<size_t>(n));
+  for (auto& t : tokens) t = pick(rng);
+  return tokens;
+}
+
+double TimePrompt(const Model& model, const std::vector<int32_t>& tokens) {
+  InferenceState state = MakeInferenceState(model.config, static_cast<int64_t>(tokens.size()),
+                                            std::min<int64_t>(512, static_cast<int64_t>(tokens.size())));
+  Timer timer;
+  Forward(model, state, tokens, 0, /*all_logits=*/false);
+  return timer.ElapsedSeconds();
+}
+
+double TimeGeneration(const Model& model, const std::vector<int32_t>& tokens) {
+  InferenceState state = MakeInferenceState(model.config, static_cast<int64_t>(tokens.size()), 1);
+  Timer timer;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    Forward(model, state, std::span<const int32_t>(&tokens[i], 1), static_cast<int64_t>(i), false);
+  }
+  return timer.ElapsedSeconds();
+}
+
+}  // namespace
+
+std::vector<SpeedTestResult> RunSpeedBench(const Model& model, const SpeedBenchOptions& options) {
+  const int64_t context = model.config.context_length;
+  if (options.n_prompt < 0 || options.n_gen < 0) Fail("-p and -n must be >= 0");
+  if (options.repetitions < 1) Fail("-r {} is out of range: at least one repetition", options.repetitions);
+  if (options.n_prompt > context || options.n_gen > context) {
+    Fail("-p {} / -n {} exceed the model's context of {}", options.n_prompt, options.n_gen, context);
+  }
+  std::mt19937_64 rng(options.seed);
+  std::vector<SpeedTestResult> results;
+  auto run = [&](const std::string& name, int64_t n, double (*time_fn)(const Model&, const std::vector<int32_t>&)) {
+    SpeedTestResult r{name, n, {}};
+    const std::vector<int32_t> tokens = RandomTokens(n, model.config.vocab_size, rng);
+    time_fn(model, tokens);  // warm-up: pages the weights in, sizes the buffers
+    for (int64_t i = 0; i < options.repetitions; ++i) r.tokens_per_second.push_back(n / time_fn(model, tokens));
+    results.push_back(std::move(r));
+  };
+  if (options.n_prompt > 0) run(fmt::format("pp{}", options.n_prompt), options.n_prompt, TimePrompt);
+  if (options.n_gen > 0) run(fmt::format("tg{}", options.n_gen), options.n_gen, TimeGeneration);
+  return results;
+}
+
+int64_t WeightBytesPerToken(const Model& model) {
+  int64_t bytes = 0;
+  ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) {
+    if (slot.role == TensorRole::kLinear || slot.role == TensorRole::kOutput) bytes += slot.view->bytes;
+  });
+  if (model.config.tied_embeddings) bytes += model.weights.token_embd.bytes;  // the head reads it all
+  return bytes;
+}
+
+}  // namespace mixq
