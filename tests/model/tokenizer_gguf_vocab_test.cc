@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "mixq/base/error.h"
+#include "test_paths.h"
 #include "mixq/io/gguf.h"
 #include "mixq/model/tokenizer.h"
 #include "mixq/model/tokenizer_bpe.h"
@@ -15,7 +16,7 @@
 namespace mixq {
 namespace {
 
-std::string SharedPath(const std::string& relative) { return std::string(MIXQ_SOURCE_DIR) + "/../shared/" + relative; }
+using ::mixq::testing::SharedPath;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
