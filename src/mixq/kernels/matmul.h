@@ -15,6 +15,10 @@ bool HasMatMulKernel(DType dtype);
 // W stays in its stored type (F16/BF16 are widened inside the kernel, never expanded in memory).
 void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y);
 
+// The Highway target MatMul dispatches to on this CPU ("AVX3", "AVX2", "SSE4", "EMU128", ...); tests
+// and benchmarks print it, and it follows hwy::SetSupportedTargetsForTest.
+const char* MatMulTargetName();
+
 // Plain scalar reference (double accumulation), single-threaded: the oracle for MatMul's tests.
 void MatMulRef(const TensorView& w, const float* x, int64_t n_tokens, float* y);
 

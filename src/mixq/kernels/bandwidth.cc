@@ -1,0 +1,115 @@
+// Memory bandwidth probes: a SIMD read-only sum and a memcpy, over a buffer far larger than the caches.
+#include "mixq/kernels/bandwidth.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "mixq/kernels/bandwidth.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+#include "hwy/aligned_allocator.h"
+#include "mixq/base/check.h"
+#include "mixq/base/timer.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace mixq {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Sum of p[0..n) with n a multiple of 4 vectors; four accumulators so the adds never stall the loads.
+float SumFloatsImpl(const float* HWY_RESTRICT p, size_t n) {
+  const hn::ScalableTag<float> df;
+  const size_t lanes = hn::Lanes(df);
+  auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+  for (size_t i = 0; i + 4 * lanes <= n; i += 4 * lanes) {
+    a0 = hn::Add(a0, hn::LoadU(df, p + i));
+    a1 = hn::Add(a1, hn::LoadU(df, p + i + lanes));
+    a2 = hn::Add(a2, hn::LoadU(df, p + i + 2 * lanes));
+    a3 = hn::Add(a3, hn::LoadU(df, p + i + 3 * lanes));
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace mixq
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace mixq {
+
+HWY_EXPORT(SumFloatsImpl);
+
+namespace {
+
+// Each thread's slice, a multiple of 64 floats so every SIMD width divides it.
+constexpr size_t kChunkFloats = 64;
+
+size_t FloatsFor(size_t bytes) { return std::max<size_t>(bytes / sizeof(float) / kChunkFloats, 1) * kChunkFloats; }
+
+}  // namespace
+
+double MeasureReadBandwidthGBs(size_t bytes, int reps) {
+  MIXQ_CHECK_GE(reps, 1);
+  const size_t n = FloatsFor(bytes);
+  auto buffer = hwy::AllocateAligned<float>(n);
+  MIXQ_CHECK(buffer != nullptr);
+  const int64_t n_chunks = static_cast<int64_t>(n / kChunkFloats);
+  // Every thread first touches the pages it will read, so they are mapped (and local) before timing.
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n_chunks; ++i) std::fill_n(buffer.get() + i * kChunkFloats, kChunkFloats, 1.0f);
+  const auto sum_floats = HWY_DYNAMIC_DISPATCH(SumFloatsImpl);
+  double best_seconds = 1e30;
+  for (int rep = 0; rep < reps; ++rep) {
+    double total = 0.0;
+    Timer timer;
+#pragma omp parallel reduction(+ : total)
+    {
+      const int64_t threads = omp_get_num_threads();
+      const int64_t id = omp_get_thread_num();
+      const int64_t begin = n_chunks * id / threads;
+      const int64_t end = n_chunks * (id + 1) / threads;
+      total += sum_floats(buffer.get() + begin * kChunkFloats, static_cast<size_t>(end - begin) * kChunkFloats);
+    }
+    best_seconds = std::min(best_seconds, timer.ElapsedSeconds());
+    // Using the sum keeps the compiler from dropping the loads.
+    MIXQ_CHECK(total > 0.0);
+  }
+  return static_cast<double>(n * sizeof(float)) / best_seconds / 1e9;
+}
+
+double MeasureCopyBandwidthGBs(size_t bytes, int reps) {
+  MIXQ_CHECK_GE(reps, 1);
+  const size_t n = FloatsFor(bytes);
+  auto src = hwy::AllocateAligned<float>(n);
+  auto dst = hwy::AllocateAligned<float>(n);
+  MIXQ_CHECK(src != nullptr && dst != nullptr);
+  const int64_t n_chunks = static_cast<int64_t>(n / kChunkFloats);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n_chunks; ++i) {
+    std::fill_n(src.get() + i * kChunkFloats, kChunkFloats, 1.0f);
+    std::fill_n(dst.get() + i * kChunkFloats, kChunkFloats, 0.0f);
+  }
+  double best_seconds = 1e30;
+  for (int rep = 0; rep < reps; ++rep) {
+    Timer timer;
+#pragma omp parallel
+    {
+      const int64_t threads = omp_get_num_threads();
+      const int64_t id = omp_get_thread_num();
+      const int64_t begin = n_chunks * id / threads;
+      const int64_t end = n_chunks * (id + 1) / threads;
+      std::memcpy(dst.get() + begin * kChunkFloats, src.get() + begin * kChunkFloats,
+                  static_cast<size_t>(end - begin) * kChunkFloats * sizeof(float));
+    }
+    best_seconds = std::min(best_seconds, timer.ElapsedSeconds());
+  }
+  MIXQ_CHECK(dst[n - 1] == 1.0f);
+  return 2.0 * static_cast<double>(n * sizeof(float)) / best_seconds / 1e9;
+}
+
+}  // namespace mixq
+#endif  // HWY_ONCE

@@ -1,0 +1,98 @@
+// The mixq binary as a user runs it: exit codes and messages for good and bad input.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "test_paths.h"
+
+namespace mixq {
+namespace {
+
+using testing::CliPath;
+using testing::SharedPath;
+using testing::Stories260KPath;
+
+struct RunResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+RunResult RunCli(const std::string& args) {
+  const std::string command = CliPath() + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  EXPECT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 4096> buffer{};
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+TEST(CliTest, InfoDescribesStories260K) {
+  const RunResult r = RunCli("info " + Stories260KPath());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("blk.4.ffn_down.weight"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("parameters:"), std::string::npos);
+  const RunResult j = RunCli("info --json " + Stories260KPath());
+  EXPECT_EQ(j.exit_code, 0) << j.output;
+  EXPECT_NE(j.output.find("\"bits_per_weight\": 32.0"), std::string::npos) << j.output;
+}
+
+TEST(CliTest, GreedyGenerationStreamsTheStory) {
+  const RunResult r = RunCli("generate " + Stories260KPath() + " --temp 0 -n 30");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find("tokens/s"), std::string::npos);
+}
+
+TEST(CliTest, MissingModelIsAnErrorNamingIt) {
+  const RunResult r = RunCli("info /nonexistent/model.gguf");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("mixq: error:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("/nonexistent/model.gguf"), std::string::npos) << r.output;
+}
+
+TEST(CliTest, WrongMagicGgufIsAnError) {
+  const std::string path = ::testing::TempDir() + "/not_really.gguf";
+  std::ofstream(path) << "this is not a model at all, just text";
+  const RunResult r = RunCli("info " + path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("not_really.gguf"), std::string::npos) << r.output;
+}
+
+TEST(CliTest, OutOfRangeOptionsAreRejected) {
+  for (const std::string& bad : {std::string("--temp -1"), std::string("--top-p 0"), std::string("--top-p 1.5")}) {
+    const RunResult r = RunCli("generate " + Stories260KPath() + " -n 1 " + bad);
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.output.find(bad.substr(0, bad.find(' '))), std::string::npos) << r.output;
+  }
+  const RunResult scoring = RunCli("ppl " + Stories260KPath() + " -f x --scoring other");
+  EXPECT_NE(scoring.exit_code, 0);
+  EXPECT_NE(scoring.output.find("--scoring"), std::string::npos) << scoring.output;
+}
+
+TEST(CliTest, ContextLargerThanTrainedWarnsAsLlamaCpp) {
+  const RunResult r = RunCli("ppl " + Stories260KPath() + " -f " +
+                             SharedPath("data/tinystories/TinyStories-valid.head30k.txt") +
+                             " --ctx 1024 --chunks 1 --json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: --ctx 1024 is larger than the model's trained context (512)"), std::string::npos)
+      << r.output;
+}
+
+TEST(CliTest, TextTooShortForTheContextIsAnError) {
+  const std::string path = ::testing::TempDir() + "/short.txt";
+  std::ofstream(path) << "Once upon a time.";
+  const RunResult r = RunCli("ppl " + Stories260KPath() + " -f " + path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--ctx 512 needs at least 1024"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace mixq
