@@ -7,13 +7,14 @@
 #include <sentencepiece_processor.h>
 
 #include "mixq/base/error.h"
+#include "test_paths.h"
 #include "mixq/model/tokenizer.h"
 #include "mixq/model/tokenizer_sentencepiece.h"
 
 namespace mixq {
 namespace {
 
-std::string SharedPath(const std::string& relative) { return std::string(MIXQ_SOURCE_DIR) + "/../shared/" + relative; }
+using ::mixq::testing::SharedPath;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream file(path, std::ios::binary);

@@ -9,11 +9,12 @@
 #include <gtest/gtest.h>
 
 #include "mixq/base/error.h"
+#include "test_paths.h"
 
 namespace mixq {
 namespace {
 
-std::string SharedPath(const std::string& relative) { return std::string(MIXQ_SOURCE_DIR) + "/../shared/" + relative; }
+using ::mixq::testing::SharedPath;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream file(path, std::ios::binary);

@@ -1,22 +1,29 @@
 // The Tokenizer facade: loads vocabularies (llama2.c, GGUF, sentencepiece) and dispatches to an encoder.
 #include "mixq/model/tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 
 #include "mixq/base/error.h"
+#include "mixq/model/tokenizer_bpe.h"
 #include "mixq/model/tokenizer_sentencepiece.h"
 #include "mixq/model/tokenizer_spm.h"
 
 namespace mixq {
 
+using tokenizer_internal::BpeEncoder;
 using tokenizer_internal::SpmEncoder;
 
 class TokenizerImpl {
  public:
   Vocab vocab;
   std::unique_ptr<SpmEncoder> spm;  // "llama" vocabularies from GGUF or llama2.c
+  std::unique_ptr<BpeEncoder> bpe;  // "gpt2"
+  // User-defined tokens, longest first: llama.cpp matches them in the raw text before encoding,
+  // even when special tokens are not parsed.
+  std::vector<int32_t> user_defined;
   std::unique_ptr<tokenizer_internal::SentencePieceModel> sentencepiece;  // tokenizer.model files
 };
 
@@ -69,9 +76,16 @@ Tokenizer Tokenizer::FromVocab(Vocab vocab) {
   TokenizerImpl& impl = *tokenizer.impl_;
   if (vocab.model == "llama") {
     impl.spm = std::make_unique<SpmEncoder>(vocab);
+  } else if (vocab.model == "gpt2") {
+    impl.bpe = std::make_unique<BpeEncoder>(vocab);
   } else {
-    Fail("tokenizer model '{}' is not supported (known: llama)", vocab.model);
+    Fail("tokenizer model '{}' (tokenizer.ggml.model) is not supported; known: llama, gpt2", vocab.model);
   }
+  for (int32_t id = 0; id < vocab.size(); ++id) {
+    if (vocab.types[id] == TokenType::kUserDefined && !vocab.pieces[id].empty()) impl.user_defined.push_back(id);
+  }
+  std::stable_sort(impl.user_defined.begin(), impl.user_defined.end(),
+                   [&](int32_t a, int32_t b) { return vocab.pieces[a].size() > vocab.pieces[b].size(); });
   impl.vocab = std::move(vocab);
   return tokenizer;
 }
@@ -168,12 +182,64 @@ const Vocab& Tokenizer::vocab() const {
   return impl_->vocab;
 }
 
+namespace {
+
+// A stretch of the input: raw text to encode, or a user-defined token found in it.
+struct Fragment {
+  int32_t token;  // -1 for raw text
+  size_t offset;
+  size_t length;
+};
+
+// Splits the raw fragments at every occurrence of each user-defined token, longest tokens first,
+// as llama.cpp's tokenizer_st_partition does.
+std::vector<Fragment> SplitUserDefined(const Vocab& vocab, const std::vector<int32_t>& tokens, std::string_view text) {
+  std::vector<Fragment> fragments = {{-1, 0, text.size()}};
+  for (int32_t token : tokens) {
+    const std::string& piece = vocab.pieces[token];
+    std::vector<Fragment> split;
+    split.reserve(fragments.size());
+    for (const Fragment& fragment : fragments) {
+      if (fragment.token >= 0) {
+        split.push_back(fragment);
+        continue;
+      }
+      const std::string_view raw = text.substr(fragment.offset, fragment.length);
+      size_t position = 0;
+      for (size_t at; (at = raw.find(piece, position)) != std::string_view::npos; position = at + piece.size()) {
+        if (at > position) split.push_back({-1, fragment.offset + position, at - position});
+        split.push_back({token, fragment.offset + at, piece.size()});
+      }
+      if (position < raw.size()) split.push_back({-1, fragment.offset + position, raw.size() - position});
+    }
+    fragments = std::move(split);
+  }
+  return fragments;
+}
+
+}  // namespace
+
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) const {
   const Vocab& v = vocab();
   std::vector<int32_t> ids;
   if (add_bos && v.bos_id >= 0) ids.push_back(v.bos_id);
-  if (impl_->sentencepiece) impl_->sentencepiece->Encode(text, &ids);
-  else impl_->spm->Encode(v, text, v.add_space_prefix, &ids);
+  if (impl_->sentencepiece) {
+    impl_->sentencepiece->Encode(text, &ids);
+    return ids;
+  }
+  if (text.empty()) return ids;
+  bool after_special = true;  // sentencepiece's dummy prefix goes before the text and after each special token
+  for (const Fragment& fragment : SplitUserDefined(v, impl_->user_defined, text)) {
+    if (fragment.token >= 0) {
+      ids.push_back(fragment.token);
+      after_special = true;
+      continue;
+    }
+    const std::string_view raw = text.substr(fragment.offset, fragment.length);
+    if (impl_->spm) impl_->spm->Encode(v, raw, v.add_space_prefix && after_special, &ids);
+    else impl_->bpe->Encode(raw, &ids);
+    after_special = false;
+  }
   return ids;
 }
 
@@ -186,6 +252,10 @@ std::string Tokenizer::Decode(int32_t previous, int32_t token) const {
   uint8_t byte;
   if (type == TokenType::kByte && tokenizer_internal::ParseBytePiece(piece, &byte)) {
     return std::string(1, static_cast<char>(byte));
+  }
+  if (impl_->bpe) {
+    // User-defined tokens are stored as plain text; the others in GPT-2's byte->unicode mapping.
+    return type == TokenType::kUserDefined ? piece : impl_->bpe->DecodePiece(piece);
   }
   std::string text = piece;
   ReplaceAll(text, kSpaceMark, " ");

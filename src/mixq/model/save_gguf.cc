@@ -1,0 +1,175 @@
+// Writing a model as llama-architecture GGUF: llama.* keys, tokenizer, every tensor converted and permuted.
+#include "mixq/model/save_gguf.h"
+
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "mixq/base/aligned_buffer.h"
+#include "mixq/base/error.h"
+#include "mixq/base/log.h"
+#include "mixq/formats/convert.h"
+#include "mixq/io/gguf.h"
+#include "mixq/model/vocab_gguf.h"
+
+namespace mixq {
+namespace {
+
+bool SameFile(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  return std::filesystem::equivalent(a, b, ec) && !ec;
+}
+
+// Rows of `src` re-encoded as `dst_type` (row by row through float, so memory stays one tensor).
+void ConvertRows(const TensorView& src, DType dst_type, std::byte* dst, const std::string& path) {
+  if (!HasFloatCodec(src.dtype)) {
+    Fail("cannot write '{}': tensor '{}' is {}, which mixq cannot convert to {}", path, src.name,
+         DTypeName(src.dtype), DTypeName(dst_type));
+  }
+  const int64_t cols = src.cols();
+  const size_t dst_row_bytes = *StorageBytes(dst_type, cols);
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < src.rows(); ++r) {
+    RowToFloat(src.dtype, src.row(r), row.data(), cols);
+    RowFromFloat(dst_type, row.data(), dst + static_cast<size_t>(r) * dst_row_bytes, cols);
+  }
+}
+
+// convert_hf_to_gguf.py's permute: w.reshape(n_head, 2, head_dim / 2, cols).swapaxes(1, 2), so that the
+// rotate-half pairs (i, i + head_dim/2) of each head become the adjacent pairs (2i, 2i + 1).
+void PermuteRowsForInterleavedRope(std::byte* data, size_t row_bytes, int64_t n_heads, int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  std::vector<std::byte> head(static_cast<size_t>(head_dim) * row_bytes);
+  for (int64_t h = 0; h < n_heads; ++h) {
+    std::byte* base = data + static_cast<size_t>(h * head_dim) * row_bytes;
+    std::memcpy(head.data(), base, head.size());
+    for (int64_t j = 0; j < half; ++j) {
+      for (int64_t t = 0; t < 2; ++t) {
+        std::memcpy(base + static_cast<size_t>(2 * j + t) * row_bytes,
+                    head.data() + static_cast<size_t>(t * half + j) * row_bytes, row_bytes);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+uint32_t GgufFileType(DType weight_type) {
+  switch (weight_type) {
+    case DType::kF32:
+      return 0;  // LLAMA_FTYPE_ALL_F32
+    case DType::kF16:
+      return 1;  // LLAMA_FTYPE_MOSTLY_F16
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ4_1:
+      return 3;
+    case DType::kQ8_0:
+      return 7;
+    case DType::kQ5_0:
+      return 8;
+    case DType::kQ5_1:
+      return 9;
+    case DType::kQ2_K:
+      return 10;
+    case DType::kQ3_K:
+      return 12;  // Q3_K_M
+    case DType::kQ4_K:
+      return 15;  // Q4_K_M
+    case DType::kQ5_K:
+      return 17;  // Q5_K_M
+    case DType::kQ6_K:
+      return 18;
+    case DType::kIQ4_NL:
+      return 25;
+    case DType::kIQ4_XS:
+      return 30;
+    case DType::kBF16:
+      return 32;  // LLAMA_FTYPE_MOSTLY_BF16
+    default:
+      break;
+  }
+  Fail("GGUF has no general.file_type for weights of type {}", DTypeName(weight_type));
+}
+
+void SaveGgufModel(const Model& model, const std::string& path, DType weight_type) {
+  if (weight_type != DType::kF32 && weight_type != DType::kF16 && weight_type != DType::kBF16) {
+    Fail("cannot write '{}' with weights of type {}: choose f32, f16 or bf16", path, DTypeName(weight_type));
+  }
+  if (SameFile(path, model.path)) Fail("refusing to overwrite the input model '{}' with its own conversion", path);
+  for (const auto& mapping : model.mappings) {
+    if (mapping && SameFile(path, mapping->path())) {
+      Fail("refusing to overwrite '{}': the model being written is read from it", path);
+    }
+  }
+  const LlamaConfig& c = model.config;
+  ValidateConfig(c, model.path);
+
+  GgufWriter w;
+  w.SetString("general.architecture", "llama");
+  const auto name = model.metadata.find("general.name");
+  w.SetString("general.name", name != model.metadata.end() ? name->second : std::filesystem::path(path).stem().string());
+  w.SetUint32("llama.block_count", static_cast<uint32_t>(c.n_layers));
+  w.SetUint32("llama.context_length", static_cast<uint32_t>(c.context_length));
+  w.SetUint32("llama.embedding_length", static_cast<uint32_t>(c.dim));
+  w.SetUint32("llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
+  w.SetUint32("llama.attention.head_count", static_cast<uint32_t>(c.n_heads));
+  w.SetUint32("llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
+  w.SetFloat32("llama.rope.freq_base", c.rope_theta);
+  w.SetFloat32("llama.attention.layer_norm_rms_epsilon", c.rms_eps);
+  if (c.n_heads * c.head_dim != c.dim) {
+    w.SetUint32("llama.attention.key_length", static_cast<uint32_t>(c.head_dim));
+    w.SetUint32("llama.attention.value_length", static_cast<uint32_t>(c.head_dim));
+  }
+  w.SetUint32("general.file_type", GgufFileType(weight_type));
+  w.SetUint32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
+  w.SetUint32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_dim));
+  if (model.tokenizer.loaded()) {
+    WriteVocabToGguf(model.tokenizer.vocab(), w);
+  } else {
+    Warn("'{}' is written without a tokenizer: llama.cpp will need one", path);
+  }
+  for (const auto& [key, value] : model.metadata) {
+    if (key.starts_with("mixq.")) w.SetString(key, value);
+  }
+
+  // Tensors converted or permuted here live until Write has copied them into the file.
+  std::vector<AlignedBuffer> buffers;
+  buffers.reserve(4 * static_cast<size_t>(c.n_layers) + 8);
+  if (!c.rope_freq_factors.empty()) {
+    if (static_cast<int64_t>(c.rope_freq_factors.size()) != c.head_dim / 2) {
+      Fail("cannot write '{}': {} rope frequency factors for head_dim {} (expected {})", path,
+           c.rope_freq_factors.size(), c.head_dim, c.head_dim / 2);
+    }
+    w.AddTensor("rope_freqs.weight", DType::kF32, {c.head_dim / 2}, c.rope_freq_factors.data(),
+                c.rope_freq_factors.size() * sizeof(float));
+  }
+  ForEachTensor(c, model.weights, [&](const TensorSlot& slot) {
+    ValidateTensor(slot, model.path);
+    const TensorView& src = *slot.view;
+    const DType dst_type = slot.role == TensorRole::kNorm ? DType::kF32 : weight_type;
+    const bool is_q = slot.name.ends_with(".attn_q.weight");
+    const bool is_k = slot.name.ends_with(".attn_k.weight");
+    const bool permute = c.rope_style == RopeStyle::kHalf && (is_q || is_k);
+    if (src.dtype == dst_type && !permute) {
+      w.AddTensor(slot.name, dst_type, src.shape, src.data, src.bytes);
+      return;
+    }
+    const size_t bytes = *StorageBytes(dst_type, src.elements());
+    AlignedBuffer& buffer = buffers.emplace_back(bytes);
+    if (src.dtype == dst_type) {
+      std::memcpy(buffer.data(), src.data, bytes);
+    } else {
+      ConvertRows(src, dst_type, buffer.data(), path);
+    }
+    if (permute) {
+      PermuteRowsForInterleavedRope(buffer.data(), bytes / static_cast<size_t>(src.rows()),
+                                    is_q ? c.n_heads : c.n_kv_heads, c.head_dim);
+    }
+    w.AddTensor(slot.name, dst_type, src.shape, buffer.data(), bytes);
+  });
+  w.Write(path);
+}
+
+}  // namespace mixq
