@@ -11,6 +11,7 @@
 #include "test_paths.h"
 #include "mixq/io/gguf.h"
 #include "mixq/model/tokenizer.h"
+#include "mixq/model/vocab_gguf.h"
 #include "mixq/model/tokenizer_bpe.h"
 
 namespace mixq {
@@ -26,30 +27,7 @@ std::string ReadFile(const std::string& path) {
   return buffer.str();
 }
 
-// The tokenizer.ggml.* keys these files use, read with the GGUF reader. (ReadVocabFromGguf in
-// model/vocab_gguf.h is the library's reader; it was not on main when these tests were written.)
-Vocab VocabFromGguf(const std::string& path) {
-  const GgufFile file = ReadGguf(path);
-  Vocab vocab;
-  vocab.model = file.GetString("tokenizer.ggml.model").value();
-  vocab.pre = file.GetString("tokenizer.ggml.pre").value_or("default");
-  vocab.pieces = file.Find("tokenizer.ggml.tokens")->strings;
-  const size_t n = vocab.pieces.size();
-  if (const GgufValue* scores = file.Find("tokenizer.ggml.scores")) {
-    vocab.scores.assign(scores->floats.begin(), scores->floats.end());
-  } else {
-    vocab.scores.assign(n, 0.0f);
-  }
-  for (int64_t type : file.Find("tokenizer.ggml.token_type")->ints) vocab.types.push_back(static_cast<TokenType>(type));
-  if (const GgufValue* merges = file.Find("tokenizer.ggml.merges")) vocab.merges = merges->strings;
-  vocab.bos_id = static_cast<int32_t>(file.GetInt("tokenizer.ggml.bos_token_id").value_or(-1));
-  vocab.eos_id = static_cast<int32_t>(file.GetInt("tokenizer.ggml.eos_token_id").value_or(-1));
-  vocab.unk_id = static_cast<int32_t>(file.GetInt("tokenizer.ggml.unknown_token_id").value_or(-1));
-  vocab.pad_id = static_cast<int32_t>(file.GetInt("tokenizer.ggml.padding_token_id").value_or(-1));
-  vocab.add_bos = file.GetBool("tokenizer.ggml.add_bos_token").value_or(vocab.model == "llama");
-  vocab.add_space_prefix = file.GetBool("tokenizer.ggml.add_space_prefix").value_or(vocab.model == "llama");
-  return vocab;
-}
+Vocab VocabFromGguf(const std::string& path) { return ReadVocabFromGguf(ReadGguf(path)); }
 
 struct Case {
   std::string text;

@@ -82,6 +82,11 @@ Vocab ReadVocabFromGguf(const GgufFile& file) {
   if (const GgufValue* merges = FindArray(file, "tokenizer.ggml.merges", GgufValueType::kString, "string")) {
     vocab.merges = merges->strings;
   }
+  // llama.cpp's loader: a vocabulary without scores scores every token 0; without types, all are normal;
+  // without a pre-tokenizer name, "default" (with a warning there; byte-level vocabs need one to work).
+  if (vocab.scores.empty()) vocab.scores.assign(n, 0.0f);
+  if (vocab.types.empty()) vocab.types.assign(n, TokenType::kNormal);
+  if (vocab.pre.empty() && vocab.model != "llama") vocab.pre = "default";
 
   // Defaults as llama.cpp's loader has them when a key is absent.
   const int32_t n_tokens = static_cast<int32_t>(n);
