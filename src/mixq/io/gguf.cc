@@ -7,6 +7,7 @@
 #include <set>
 #include <unordered_set>
 
+#include "mixq/base/aligned_buffer.h"
 #include "mixq/base/check.h"
 #include "mixq/base/error.h"
 #include "mixq/io/atomic_file.h"
@@ -544,7 +545,13 @@ void GgufWriter::AddTensor(std::string name, DType dtype, Shape shape, const voi
     Fail("GGUF tensor '{}' {} {} is given {} bytes, expected {}", name, traits.name, ShapeString(shape), bytes,
          expected.value_or(0));
   }
-  tensors_.push_back(PendingTensor{std::move(name), dtype, std::move(shape), data, bytes});
+  tensors_.push_back(PendingTensor{std::move(name), dtype, std::move(shape), data, bytes, nullptr});
+}
+
+void GgufWriter::AddTensor(std::string name, DType dtype, Shape shape, size_t bytes, TensorProducer produce) {
+  MIXQ_CHECK(produce != nullptr);
+  AddTensor(std::move(name), dtype, std::move(shape), nullptr, bytes);
+  tensors_.back().produce = std::move(produce);
 }
 
 void GgufWriter::Write(const std::string& path, uint64_t alignment) const {
@@ -589,7 +596,13 @@ void GgufWriter::Write(const std::string& path, uint64_t alignment) const {
   out.WriteZeros(padded(header.size()) - header.size());
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const PendingTensor& t = tensors_[i];
-    out.Write(t.data, t.bytes);
+    if (t.produce) {
+      AlignedBuffer buffer(t.bytes);
+      t.produce(buffer.data());
+      out.Write(buffer.data(), t.bytes);
+    } else {
+      out.Write(t.data, t.bytes);
+    }
     // Every tensor is padded, the last included, as gguf-py and ggml write it.
     out.WriteZeros(padded(t.bytes) - t.bytes);
   }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -111,6 +112,10 @@ class GgufWriter {
   void SetInt32Array(std::string key, std::vector<int32_t> values);
   // Adds a tensor whose bytes stay owned by the caller until Write returns. Shape is row-major.
   void AddTensor(std::string name, DType dtype, Shape shape, const void* data, size_t bytes);
+  // Adds a tensor whose `bytes` bytes `produce` writes into a buffer when Write reaches it, so a
+  // converter or quantizer holds one tensor in memory at a time, not the whole model.
+  using TensorProducer = std::function<void(std::byte* dst)>;
+  void AddTensor(std::string name, DType dtype, Shape shape, size_t bytes, TensorProducer produce);
   // Writes `path` (GGUF v3, data aligned to `alignment`); throws mixq::Error if it cannot.
   void Write(const std::string& path, uint64_t alignment = 32) const;
 
@@ -127,6 +132,7 @@ class GgufWriter {
     Shape shape;
     const void* data;
     size_t bytes;
+    TensorProducer produce;  // set instead of data for tensors made at write time
   };
   void AddEntry(std::string key, GgufValueType type, GgufValueType array_type, std::vector<std::byte> encoded);
   std::vector<Entry> entries_;

@@ -134,9 +134,6 @@ void SaveGgufModel(const Model& model, const std::string& path, DType weight_typ
     if (key.starts_with("mixq.")) w.SetString(key, value);
   }
 
-  // Tensors converted or permuted here live until Write has copied them into the file.
-  std::vector<AlignedBuffer> buffers;
-  buffers.reserve(4 * static_cast<size_t>(c.n_layers) + 8);
   if (!c.rope_freq_factors.empty()) {
     if (static_cast<int64_t>(c.rope_freq_factors.size()) != c.head_dim / 2) {
       Fail("cannot write '{}': {} rope frequency factors for head_dim {} (expected {})", path,
@@ -156,18 +153,18 @@ void SaveGgufModel(const Model& model, const std::string& path, DType weight_typ
       w.AddTensor(slot.name, dst_type, src.shape, src.data, src.bytes);
       return;
     }
+    // Converted tensors are produced one at a time while the file is written, so memory stays at
+    // one tensor beyond the mmapped input whatever the model's size.
     const size_t bytes = *StorageBytes(dst_type, src.elements());
-    AlignedBuffer& buffer = buffers.emplace_back(bytes);
-    if (src.dtype == dst_type) {
-      std::memcpy(buffer.data(), src.data, bytes);
-    } else {
-      ConvertRows(src, dst_type, buffer.data(), path);
-    }
-    if (permute) {
-      PermuteRowsForInterleavedRope(buffer.data(), bytes / static_cast<size_t>(src.rows()),
-                                    is_q ? c.n_heads : c.n_kv_heads, c.head_dim);
-    }
-    w.AddTensor(slot.name, dst_type, src.shape, buffer.data(), bytes);
+    const int64_t n_heads = is_q ? c.n_heads : c.n_kv_heads;
+    w.AddTensor(slot.name, dst_type, src.shape, bytes, [=, &c](std::byte* dst) {
+      if (src.dtype == dst_type) {
+        std::memcpy(dst, src.data, bytes);
+      } else {
+        ConvertRows(src, dst_type, dst, path);
+      }
+      if (permute) PermuteRowsForInterleavedRope(dst, bytes / static_cast<size_t>(src.rows()), n_heads, c.head_dim);
+    });
   });
   w.Write(path);
 }
