@@ -16,6 +16,7 @@
 #include "mixq/model/model.h"
 #include "mixq/model/save_gguf.h"
 #include "mixq/model/vocab_gguf.h"
+#include "mixq/base/file.h"
 #include "test_paths.h"
 
 namespace mixq {
@@ -416,8 +417,7 @@ TEST(GgufModelTest, ConvertCommandWritesALoadableFile) {
   const std::string log = TempPath("cli-convert.log");
   const std::string cmd = testing::CliPath() + " convert " + Stories260KPath() + " " + out + " --type bf16 > " + log + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  std::ifstream in(log);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = ReadFileToString(log);
   EXPECT_NE(text.find("47 tensors"), std::string::npos) << text;
   EXPECT_NE(text.find("bits per weight"), std::string::npos) << text;
   const Model m = LoadGgufModel(out, {});
@@ -425,8 +425,7 @@ TEST(GgufModelTest, ConvertCommandWritesALoadableFile) {
   // Converting a file onto itself is refused with a clear message and leaves it intact.
   const std::string self = testing::CliPath() + " convert " + out + " " + out + " > " + log + " 2>&1";
   EXPECT_NE(std::system(self.c_str()), 0);
-  std::ifstream in2(log);
-  const std::string text2((std::istreambuf_iterator<char>(in2)), std::istreambuf_iterator<char>());
+  const std::string text2 = ReadFileToString(log);
   EXPECT_NE(text2.find("refusing to overwrite"), std::string::npos) << text2;
   EXPECT_EQ(LoadGgufModel(out, {}).weights.layers[2].w_down.dtype, DType::kBF16);
   const std::string bad_type = testing::CliPath() + " convert " + Stories260KPath() + " " + out + " --type q4_k > " + log + " 2>&1";

@@ -9,6 +9,7 @@
 #include "mixq/eval/perplexity.h"
 #include "mixq/model/generate.h"
 #include "mixq/model/model.h"
+#include "mixq/base/file.h"
 #include "test_paths.h"
 
 namespace mixq {
@@ -16,11 +17,6 @@ namespace {
 
 using testing::SharedPath;
 using testing::Stories260KPath;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 TEST(Llama2cModelTest, LoadsStories260KHyperParameters) {
   const Model model = LoadModel(Stories260KPath());
@@ -57,7 +53,7 @@ TEST(Llama2cModelTest, GreedyGenerationReproducesPublishedText) {
 // 7.0285 +/- 0.179 (from the issue). The computation is the same, so 0.1% agreement is required.
 TEST(Llama2cModelTest, PerplexityMatchesLlamaCpp) {
   const Model model = LoadModel(Stories260KPath());
-  const std::string text = ReadAll(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
+  const std::string text = ReadFileToString(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
   ASSERT_FALSE(text.empty());
   PerplexityOptions options;
   options.ctx = 512;
@@ -70,7 +66,7 @@ TEST(Llama2cModelTest, PerplexityMatchesLlamaCpp) {
 
 TEST(Llama2cModelTest, GptqScoringScoresEveryTokenAfterTheFirst) {
   const Model model = LoadModel(Stories260KPath());
-  const std::string text = ReadAll(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
+  const std::string text = ReadFileToString(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
   PerplexityOptions options;
   options.ctx = 256;
   options.max_chunks = 4;
@@ -109,7 +105,7 @@ class Llama2cBadInputTest : public ::testing::Test {
 };
 
 TEST_F(Llama2cBadInputTest, TruncatedCheckpointNamesFileAndSizes) {
-  const std::string full = ReadAll(Stories260KPath());
+  const std::string full = ReadFileToString(Stories260KPath());
   const std::string path = Write("truncated.bin", full.substr(0, full.size() / 2));
   const std::string error = ErrorOf(path);
   EXPECT_NE(error.find("truncated.bin"), std::string::npos) << error;
@@ -122,7 +118,7 @@ TEST_F(Llama2cBadInputTest, ShorterThanHeader) {
 }
 
 TEST_F(Llama2cBadInputTest, HeaderDimensionsThatDisagreeWithTheFile) {
-  std::string bytes = ReadAll(Stories260KPath());
+  std::string bytes = ReadFileToString(Stories260KPath());
   int32_t huge_dim = 4096;
   bytes.replace(0, 4, reinterpret_cast<const char*>(&huge_dim), 4);
   const std::string error = ErrorOf(Write("bigdim.bin", bytes));
@@ -131,7 +127,7 @@ TEST_F(Llama2cBadInputTest, HeaderDimensionsThatDisagreeWithTheFile) {
 }
 
 TEST_F(Llama2cBadInputTest, NegativeOrZeroDimensions) {
-  std::string bytes = ReadAll(Stories260KPath());
+  std::string bytes = ReadFileToString(Stories260KPath());
   int32_t zero = 0;
   bytes.replace(8, 4, reinterpret_cast<const char*>(&zero), 4);  // n_layers
   const std::string error = ErrorOf(Write("zero_layers.bin", bytes));
@@ -139,7 +135,7 @@ TEST_F(Llama2cBadInputTest, NegativeOrZeroDimensions) {
 }
 
 TEST_F(Llama2cBadInputTest, HeadsThatDoNotDivide) {
-  std::string bytes = ReadAll(Stories260KPath());
+  std::string bytes = ReadFileToString(Stories260KPath());
   int32_t kv_heads = 3;
   bytes.replace(16, 4, reinterpret_cast<const char*>(&kv_heads), 4);
   const std::string error = ErrorOf(Write("kv3.bin", bytes));
@@ -159,7 +155,7 @@ TEST_F(Llama2cBadInputTest, MissingTokenizerIsAClearError) {
 }
 
 TEST_F(Llama2cBadInputTest, NanWeightsWarnOrAreRefused) {
-  std::string bytes = ReadAll(Stories260KPath());
+  std::string bytes = ReadFileToString(Stories260KPath());
   const float nan = std::nanf("");
   bytes.replace(28 + 4 * 100, 4, reinterpret_cast<const char*>(&nan), 4);  // inside token_embd
   const std::string path = Write("nan.bin", bytes);

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "mixq/base/error.h"
+#include "mixq/base/file.h"
 #include "test_paths.h"
 #include "mixq/io/gguf.h"
 #include "mixq/model/tokenizer.h"
@@ -19,14 +20,6 @@ namespace {
 
 using ::mixq::testing::SharedPath;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  EXPECT_TRUE(file.good()) << path;
-  std::stringstream buffer;
-  buffer << file.rdbuf();
-  return buffer.str();
-}
-
 Vocab VocabFromGguf(const std::string& path) { return ReadVocabFromGguf(ReadGguf(path)); }
 
 struct Case {
@@ -35,8 +28,8 @@ struct Case {
 };
 
 std::vector<Case> ReadCases(const std::string& name) {
-  const std::string inputs = ReadFile(SharedPath("data/tokenizer/" + name + ".inp"));
-  const std::string outputs = ReadFile(SharedPath("data/tokenizer/" + name + ".out"));
+  const std::string inputs = ReadFileToString(SharedPath("data/tokenizer/" + name + ".inp"));
+  const std::string outputs = ReadFileToString(SharedPath("data/tokenizer/" + name + ".out"));
   const std::string separator = "\n__ggml_vocab_test__\n";
   std::vector<Case> cases;
   for (size_t start = 0, at; (at = inputs.find(separator, start)) != std::string::npos; start = at + separator.size()) {
@@ -104,7 +97,7 @@ TEST(GgufVocabTest, UserDefinedTokensAreMatchedInText) {
 // Byte-level BPE is lossless: 1.3 MB of Wikipedia text comes back byte for byte, in well under 10 s.
 TEST(GgufVocabTest, Gpt2RoundTripsWikitextQuickly) {
   const Tokenizer tok = Tokenizer::FromVocab(VocabFromGguf(SharedPath("data/tokenizer/ggml-vocab-gpt-2.gguf")));
-  const std::string text = ReadFile(SharedPath("data/wikitext2/wiki.test.raw"));
+  const std::string text = ReadFileToString(SharedPath("data/wikitext2/wiki.test.raw"));
   const auto start = std::chrono::steady_clock::now();
   const auto ids = tok.Encode(text, false);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

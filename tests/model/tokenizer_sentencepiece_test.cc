@@ -7,6 +7,7 @@
 #include <sentencepiece_processor.h>
 
 #include "mixq/base/error.h"
+#include "mixq/base/file.h"
 #include "test_paths.h"
 #include "mixq/model/tokenizer.h"
 #include "mixq/model/tokenizer_sentencepiece.h"
@@ -15,14 +16,6 @@ namespace mixq {
 namespace {
 
 using ::mixq::testing::SharedPath;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  EXPECT_TRUE(file.good()) << path;
-  std::stringstream buffer;
-  buffer << file.rdbuf();
-  return buffer.str();
-}
 
 const std::string kDocsModel = SharedPath("models/docs-5M/tokenizer.model");
 const std::string kLlama2Model = SharedPath("models/llama2-tokenizer/tokenizer.model");
@@ -88,7 +81,7 @@ TEST(TokenizerSentencePieceTest, EncodesThroughLibsentencepiece) {
 TEST(TokenizerSentencePieceTest, OwnSpmMatchesLibsentencepieceOnNormalizedDocs) {
   const Tokenizer lib = Tokenizer::FromSentencePieceFile(kDocsModel);
   const Tokenizer own = Tokenizer::FromVocab(lib.vocab());
-  const std::string text = ReadFile(SharedPath("data/docs/docs-heldout.norm.txt"));
+  const std::string text = ReadFileToString(SharedPath("data/docs/docs-heldout.norm.txt"));
   ASSERT_GT(text.size(), 100000u);
   const auto chunks = SpaceChunks(text.substr(0, text.find_last_not_of('\n') + 1), 300);
   int n_same = 0;
@@ -112,7 +105,7 @@ TEST(TokenizerSentencePieceTest, OwnSpmMatchesLibsentencepieceOnLlama2Wikitext) 
   const Tokenizer own = Tokenizer::FromVocab(lib.vocab());
   sentencepiece::SentencePieceProcessor sp;
   ASSERT_TRUE(sp.Load(kLlama2Model).ok());
-  std::stringstream stream(ReadFile(SharedPath("data/wikitext2/wiki.test.raw")));
+  std::stringstream stream(ReadFileToString(SharedPath("data/wikitext2/wiki.test.raw")));
   int n_lines = 0, n_same = 0;
   for (std::string line; std::getline(stream, line);) {
     if (line.find_first_not_of(' ') == std::string::npos) continue;

@@ -9,20 +9,13 @@
 #include <gtest/gtest.h>
 
 #include "mixq/base/error.h"
+#include "mixq/base/file.h"
 #include "test_paths.h"
 
 namespace mixq {
 namespace {
 
 using ::mixq::testing::SharedPath;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  EXPECT_TRUE(file.good()) << path;
-  std::stringstream buffer;
-  buffer << file.rdbuf();
-  return buffer.str();
-}
 
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
@@ -85,7 +78,7 @@ TEST(TokenizerLlama2cTest, DecodesPieces) {
 
 TEST(TokenizerLlama2cTest, RoundTripsTinyStories) {
   const Tokenizer tok = Tokenizer::FromLlama2cFile(kTok512, 512);
-  const std::string text = ReadFile(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
+  const std::string text = ReadFileToString(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
   const auto lines = Lines(text);
   ASSERT_GT(lines.size(), 10u);
   size_t n_tokens = 0;
@@ -105,7 +98,7 @@ TEST(TokenizerLlama2cTest, RoundTripsTinyStories) {
 // 1.3 MB in one call: the merge queue keeps this linear-ish (a rescan-all-pairs loop would take minutes).
 TEST(TokenizerLlama2cTest, EncodesWikitextQuickly) {
   const Tokenizer tok = Tokenizer::FromLlama2cFile(kTok512, 512);
-  const std::string text = ReadFile(SharedPath("data/wikitext2/wiki.test.raw"));
+  const std::string text = ReadFileToString(SharedPath("data/wikitext2/wiki.test.raw"));
   ASSERT_GT(text.size(), 1000000u);
   const auto start = std::chrono::steady_clock::now();
   const auto ids = tok.Encode(text, true);

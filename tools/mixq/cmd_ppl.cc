@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "mixq/base/error.h"
+#include "mixq/base/file.h"
 #include "mixq/base/log.h"
 #include "mixq/base/timer.h"
 #include "mixq/eval/perplexity.h"
@@ -34,7 +35,7 @@ void RunPerplexity(const PerplexityArgs& args) {
          model.config.context_length);
   }
   Timer tokenize_timer;
-  const std::vector<int32_t> tokens = TokenizeForPerplexity(model, ReadTextFile(args.text_file));
+  const std::vector<int32_t> tokens = TokenizeForPerplexity(model, ReadFileToString(args.text_file));
   const double tokenize_seconds = tokenize_timer.ElapsedSeconds();
   const PerplexityResult r = EvaluatePerplexity(model, tokens, options);
   if (args.json) {

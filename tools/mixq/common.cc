@@ -1,8 +1,6 @@
 // Options every model-reading subcommand shares.
 #include "tools/mixq/common.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "mixq/base/error.h"
 #include "mixq/base/threads.h"
@@ -26,12 +24,5 @@ Model LoadModelFromArgs(const ModelArgs& args, bool require_tokenizer) {
   return LoadModel(args.path, options);
 }
 
-std::string ReadTextFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Fail("cannot read text file '{}'", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 }  // namespace mixq::cli

@@ -22,7 +22,4 @@ void AddModelArgs(CLI::App* cmd, ModelArgs& args);
 // Applies --threads and loads the model (the tokenizer optional when `require_tokenizer` is false).
 Model LoadModelFromArgs(const ModelArgs& args, bool require_tokenizer = true);
 
-// Reads a whole text file; throws mixq::Error naming it.
-std::string ReadTextFile(const std::string& path);
-
 }  // namespace mixq::cli

@@ -4,13 +4,12 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "mixq/base/error.h"
+#include "mixq/io/json_file.h"
 
 namespace mixq {
 namespace {
@@ -223,17 +222,8 @@ void AddShard(SafetensorsCheckpoint& ckpt, SafetensorsFile file) {
 SafetensorsCheckpoint OpenShardedCheckpoint(const std::filesystem::path& dir, const std::filesystem::path& index) {
   SafetensorsCheckpoint ckpt;
   ckpt.source = index.string();
-  std::ifstream in(index);
-  if (!in) Fail("cannot open '{}'", ckpt.source);
-  std::stringstream text;
-  text << in.rdbuf();
-  Json json;
-  try {
-    json = Json::parse(text.str());
-  } catch (const Json::exception& e) {
-    Fail("{}: not valid JSON: {}", ckpt.source, e.what());
-  }
-  if (!json.is_object() || !json.contains("weight_map") || !json["weight_map"].is_object()) {
+  Json json = ReadJsonObjectFile(ckpt.source);
+  if (!json.contains("weight_map") || !json["weight_map"].is_object()) {
     Fail("{}: expected an object with a \"weight_map\" object (tensor name -> shard file)", ckpt.source);
   }
   // Shards in the order they are first named, so that errors and mappings are deterministic.

@@ -2,12 +2,11 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "mixq/base/error.h"
+#include "mixq/io/json_file.h"
 #include "mixq/base/log.h"
 #include "mixq/formats/convert.h"
 #include "mixq/io/safetensors.h"
@@ -89,17 +88,7 @@ Json ReadJsonFile(const std::string& path) {
   if (!std::filesystem::exists(path, ec)) {
     Fail("'{}' does not exist: a Hugging Face model folder needs config.json beside its safetensors", path);
   }
-  std::ifstream in(path);
-  if (!in) Fail("cannot open '{}'", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  Json json;
-  try {
-    json = Json::parse(text.str());
-  } catch (const Json::exception& e) {
-    Fail("{}: not valid JSON: {}", path, e.what());
-  }
-  if (!json.is_object()) Fail("{}: expected a JSON object, got {}", path, json.type_name());
+  Json json = ReadJsonObjectFile(path);
   return json;
 }
 

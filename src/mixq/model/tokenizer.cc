@@ -3,10 +3,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 
 #include "mixq/base/error.h"
+#include "mixq/base/file.h"
 #include "mixq/model/tokenizer_bpe.h"
 #include "mixq/model/tokenizer_sentencepiece.h"
 #include "mixq/model/tokenizer_spm.h"
@@ -92,10 +92,7 @@ Tokenizer Tokenizer::FromVocab(Vocab vocab) {
 
 Tokenizer Tokenizer::FromLlama2cFile(const std::string& path, int32_t vocab_size) {
   if (vocab_size <= 0) Fail("llama2.c tokenizer '{}': vocab_size must be positive, got {}", path, vocab_size);
-  std::ifstream file(path, std::ios::binary);
-  if (!file) Fail("cannot open llama2.c tokenizer '{}'", path);
-  const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  if (file.bad()) Fail("cannot read llama2.c tokenizer '{}'", path);
+  const std::string bytes = ReadFileToString(path);
 
   size_t offset = 0;
   auto read_i32 = [&](const char* what, int32_t index) {

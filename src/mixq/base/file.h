@@ -1,0 +1,11 @@
+// Whole-file reads for small inputs (text, JSON, tokenizer files); weights are mmapped instead.
+#pragma once
+
+#include <string>
+
+namespace mixq {
+
+// The bytes of `path`; throws mixq::Error naming the file if it cannot be read.
+std::string ReadFileToString(const std::string& path);
+
+}  // namespace mixq
