@@ -1,8 +1,9 @@
 // Byte-level BPE for "gpt2" vocabularies: ICU regex pre-tokenization, then merges by rank per word.
 #include "mixq/model/tokenizer_bpe.h"
 
+#include "mixq/model/tokenizer_merge.h"
+
 #include <algorithm>
-#include <queue>
 
 #include <unicode/regex.h>
 #include <unicode/unistr.h>
@@ -57,27 +58,6 @@ std::vector<std::string> PreTokenizerPatterns(const std::string& pre) {
   }
   return {};
 }
-
-struct Symbol {
-  int32_t prev;
-  int32_t next;
-  uint32_t offset;
-  uint32_t bytes;  // 0 once merged away
-};
-
-struct Bigram {
-  int32_t left;
-  int32_t right;
-  int32_t rank;
-  uint32_t bytes;
-};
-
-// The lowest rank first; on ties the leftmost pair.
-struct BigramLater {
-  bool operator()(const Bigram& a, const Bigram& b) const {
-    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
-  }
-};
 
 void AppendUtf8(char32_t code_point, std::string* out) {
   char buffer[4];
@@ -175,41 +155,16 @@ void BpeEncoder::EncodeWord(const std::string& raw_word, std::vector<int32_t>* o
   word.reserve(raw_word.size() * 2);
   for (unsigned char c : raw_word) word += byte_to_unicode_[c];
 
-  std::vector<Symbol> symbols;
-  for (size_t offset = 0; offset < word.size();) {
-    const size_t bytes = std::min(Utf8Length(static_cast<unsigned char>(word[offset])), word.size() - offset);
-    const int32_t index = static_cast<int32_t>(symbols.size());
-    symbols.push_back({index - 1, -1, static_cast<uint32_t>(offset), static_cast<uint32_t>(bytes)});
-    offset += bytes;
-  }
-  for (size_t i = 0; i + 1 < symbols.size(); ++i) symbols[i].next = static_cast<int32_t>(i + 1);
-
-  std::priority_queue<Bigram, std::vector<Bigram>, BigramLater> queue;
+  std::vector<MergeSymbol> symbols = SplitUtf8Symbols(word);
   std::string key;
-  auto try_add = [&](int32_t left, int32_t right) {
-    if (left < 0 || right < 0) return;
-    key.assign(word, symbols[left].offset, symbols[left].bytes);
+  MergePairs(symbols, [&](const MergeSymbol& left, const MergeSymbol& right) -> std::optional<double> {
+    key.assign(word, left.offset, left.bytes);
     key += ' ';
-    key.append(word, symbols[right].offset, symbols[right].bytes);
+    key.append(word, right.offset, right.bytes);
     auto it = merge_rank_.find(key);
-    if (it == merge_rank_.end()) return;
-    queue.push({left, right, it->second, symbols[left].bytes + symbols[right].bytes});
-  };
-  for (size_t i = 0; i + 1 < symbols.size(); ++i) try_add(static_cast<int32_t>(i), static_cast<int32_t>(i + 1));
-
-  while (!queue.empty()) {
-    const Bigram bigram = queue.top();
-    queue.pop();
-    Symbol& left = symbols[bigram.left];
-    Symbol& right = symbols[bigram.right];
-    if (left.bytes == 0 || right.bytes == 0 || left.bytes + right.bytes != bigram.bytes) continue;
-    left.bytes += right.bytes;
-    right.bytes = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = bigram.left;
-    try_add(left.prev, bigram.left);
-    try_add(bigram.left, left.next);
-  }
+    if (it == merge_rank_.end()) return std::nullopt;
+    return -static_cast<double>(it->second);  // the earliest merge first
+  });
 
   for (int32_t i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[i].next) {
     const std::string_view piece = std::string_view(word).substr(symbols[i].offset, symbols[i].bytes);

@@ -1,37 +1,29 @@
 // Sentencepiece-style BPE by scores: llama.cpp's llm_tokenizer_spm (and llama2.c's encode) re-derived.
 #include "mixq/model/tokenizer_spm.h"
 
-#include <queue>
+#include <algorithm>
+
+#include "mixq/model/tokenizer_merge.h"
 
 namespace mixq::tokenizer_internal {
 namespace {
 
 constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581, sentencepiece's visible space
 
-// One character or merged run of the text; a doubly linked list in text order.
-struct Symbol {
-  int32_t prev;
-  int32_t next;
-  uint32_t offset;  // into the escaped text
-  uint32_t bytes;   // 0 once merged into its left neighbour
-};
-
-struct Bigram {
-  int32_t left;
-  int32_t right;
-  float score;
-  uint32_t bytes;  // left + right at push time: a later mismatch means the entry is stale
-};
-
-// The highest score first; on ties the leftmost pair, so merges happen in the order llama2.c's
-// rescan-everything loop would choose them.
-struct BigramLess {
-  bool operator()(const Bigram& a, const Bigram& b) const {
-    return a.score < b.score || (a.score == b.score && a.left > b.left);
-  }
-};
-
 }  // namespace
+
+std::vector<MergeSymbol> SplitUtf8Symbols(std::string_view text) {
+  std::vector<MergeSymbol> symbols;
+  symbols.reserve(text.size());
+  for (size_t offset = 0; offset < text.size();) {
+    const size_t bytes = std::min(Utf8Length(static_cast<unsigned char>(text[offset])), text.size() - offset);
+    const int32_t index = static_cast<int32_t>(symbols.size());
+    symbols.push_back({index - 1, index + 1, static_cast<uint32_t>(offset), static_cast<uint32_t>(bytes)});
+    offset += bytes;
+  }
+  if (!symbols.empty()) symbols.back().next = -1;
+  return symbols;
+}
 
 PieceMap BuildPieceMap(const std::vector<std::string>& pieces) {
   PieceMap map;
@@ -87,42 +79,13 @@ void SpmEncoder::Encode(const Vocab& vocab, std::string_view text, bool add_spac
     else escaped += c;
   }
 
-  std::vector<Symbol> symbols;
-  symbols.reserve(escaped.size());
-  for (size_t offset = 0; offset < escaped.size();) {
-    const size_t bytes = std::min(Utf8Length(static_cast<unsigned char>(escaped[offset])), escaped.size() - offset);
-    const int32_t index = static_cast<int32_t>(symbols.size());
-    symbols.push_back({index - 1, -1, static_cast<uint32_t>(offset), static_cast<uint32_t>(bytes)});
-    offset += bytes;
-  }
-  for (size_t i = 0; i + 1 < symbols.size(); ++i) symbols[i].next = static_cast<int32_t>(i + 1);
-
-  std::vector<Bigram> heap_storage;
-  heap_storage.reserve(symbols.size());
-  std::priority_queue<Bigram, std::vector<Bigram>, BigramLess> queue(BigramLess{}, std::move(heap_storage));
+  std::vector<MergeSymbol> symbols = SplitUtf8Symbols(escaped);
   const int32_t n_tokens = vocab.size();
-  auto try_add = [&](int32_t left, int32_t right) {
-    if (left < 0 || right < 0) return;
-    const uint32_t bytes = symbols[left].bytes + symbols[right].bytes;
-    auto it = piece_to_id_.find(std::string_view(escaped).substr(symbols[left].offset, bytes));
-    if (it == piece_to_id_.end() || it->second >= n_tokens) return;
-    queue.push({left, right, vocab.scores[it->second], bytes});
-  };
-  for (size_t i = 0; i + 1 < symbols.size(); ++i) try_add(static_cast<int32_t>(i), static_cast<int32_t>(i + 1));
-
-  while (!queue.empty()) {
-    const Bigram bigram = queue.top();
-    queue.pop();
-    Symbol& left = symbols[bigram.left];
-    Symbol& right = symbols[bigram.right];
-    if (left.bytes == 0 || right.bytes == 0 || left.bytes + right.bytes != bigram.bytes) continue;
-    left.bytes += right.bytes;
-    right.bytes = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = bigram.left;
-    try_add(left.prev, bigram.left);
-    try_add(bigram.left, left.next);
-  }
+  MergePairs(symbols, [&](const MergeSymbol& left, const MergeSymbol& right) -> std::optional<double> {
+    auto it = piece_to_id_.find(std::string_view(escaped).substr(left.offset, left.bytes + right.bytes));
+    if (it == piece_to_id_.end() || it->second >= n_tokens) return std::nullopt;
+    return vocab.scores[it->second];
+  });
 
   // Every merged run is a piece; a symbol that is not a piece is a single unmerged character.
   for (int32_t i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[i].next) {
