@@ -109,7 +109,7 @@ TEST_P(MatMulTest, MatchesReferenceOnAllShapesAndTargets) {
   });
 }
 
-// Columns beyond one GEMM column block (2048) exercise the partial-sum accumulation into y.
+// Columns spanning several GEMM column blocks (1024 each) exercise the partial-sum accumulation into y.
 TEST_P(MatMulTest, MatchesReferenceOnLongRows) {
   const DType dtype = GetParam();
   ForEachTarget([&] {

@@ -32,12 +32,13 @@ namespace mixq {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Rows of the GEMM block widened at once: 16 rows x 2048 floats = 128 KiB of scratch, which stays in
-// L2 while every token streams past it. Tiles are kTileRows x kTileTokens: on 16-register targets
+// The GEMM block widened at once: 32 rows x 1024 floats = 128 KiB of scratch, which stays in L2 while
+// every token streams past it; one tile's activations (6 tokens x 1024 floats = 24 KiB) stay in L1
+// across the block's 8 row tiles, and each activation loaded from L3 serves 32 rows. Tiles are kTileRows x kTileTokens: on 16-register targets
 // 12 accumulators + 3 activation vectors + 1 weight vector fill the registers exactly; AVX-512's 32
 // registers take 4 x 6 (24 + 6 + 1), which halves the activation loads per FMA (about 20% faster).
-constexpr size_t kGemmRowBlock = 16;
-constexpr size_t kGemmColBlock = 2048;
+constexpr size_t kGemmRowBlock = 32;
+constexpr size_t kGemmColBlock = 1024;
 constexpr size_t kTileRows = 4;
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 constexpr size_t kTileTokens = 6;
