@@ -1,14 +1,13 @@
-// An owning, 64-byte aligned byte buffer for tensors and scratch space that SIMD kernels read.
+// An owning, 64-byte aligned, zero-initialised byte buffer for tensors and scratch space.
 #pragma once
 
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
-#include <new>
 #include <utility>
 
 namespace mixq {
 
+// Large buffers (>= 1 MiB) come from anonymous mmap, so their zero pages cost no memory until written:
+// a KV cache sized for a long context holds only the positions actually used.
 class AlignedBuffer {
  public:
   static constexpr size_t kAlignment = 64;
@@ -18,25 +17,19 @@ class AlignedBuffer {
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   AlignedBuffer(AlignedBuffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+      : data_(std::exchange(other.data_, nullptr)),
+        bytes_(std::exchange(other.bytes_, 0)),
+        mapped_(std::exchange(other.mapped_, false)) {}
   AlignedBuffer& operator=(AlignedBuffer&& other) noexcept {
     std::swap(data_, other.data_);
     std::swap(bytes_, other.bytes_);
+    std::swap(mapped_, other.mapped_);
     return *this;
   }
-  ~AlignedBuffer() { std::free(data_); }
+  ~AlignedBuffer() { Release(); }
 
-  // Discards the contents; the new bytes are zeroed.
-  void Resize(size_t bytes) {
-    std::free(data_);
-    data_ = nullptr;
-    bytes_ = bytes;
-    if (bytes == 0) return;
-    const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    data_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded));
-    if (data_ == nullptr) throw std::bad_alloc();
-    std::memset(data_, 0, rounded);
-  }
+  // Discards the contents; the new bytes are zero. Throws std::bad_alloc when memory runs out.
+  void Resize(size_t bytes);
 
   std::byte* data() { return data_; }
   const std::byte* data() const { return data_; }
@@ -47,8 +40,11 @@ class AlignedBuffer {
   const T* as() const { return reinterpret_cast<const T*>(data_); }
 
  private:
+  void Release();
+
   std::byte* data_ = nullptr;
   size_t bytes_ = 0;
+  bool mapped_ = false;
 };
 
 }  // namespace mixq
