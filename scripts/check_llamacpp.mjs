@@ -199,11 +199,18 @@ for (const spec of models) {
     }
 
     // d. Perplexity as llama-perplexity computes it, against `mixq ppl` on the same GGUF.
+    // llama.cpp's default KV cache is F16 (as llama-perplexity runs); a second context with an F32 cache
+    // shows how much of the difference to mixq (F32 cache) that rounding explains.
     if (!skipPpl && spec.ppl) {
       const text = fs.readFileSync(spec.ppl.file, "utf8");
       const t0 = Date.now();
       const r = await LlamaPerplexity(model, context, text, spec.ppl.ctx, spec.ppl.chunks);
       const seconds = (Date.now() - t0) / 1000;
+      const f32Context = await model.createContext({
+        contextSize: spec.ppl.ctx, batchSize: spec.ppl.ctx, sequences: 1,
+        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"});
+      const r32 = await LlamaPerplexity(model, f32Context, text, spec.ppl.ctx, spec.ppl.chunks);
+      await f32Context.dispose();
       const args = ["ppl", gguf, "-f", spec.ppl.file, "-c", String(spec.ppl.ctx)];
       if (spec.ppl.chunks) args.push("--chunks", String(spec.ppl.chunks));
       const m = Mixq(args).match(/Final estimate: PPL = ([0-9.]+)/);
@@ -211,11 +218,13 @@ for (const spec of models) {
       // Same tokens and weights; the two engines differ only in float summation order (and F16/BF16 matmul
       // paths), so the PPLs must agree to 0.1%.
       const rel = Math.abs(r.ppl - mixqPpl) / mixqPpl;
-      Check(r.entries === spec.hparams.vocab && rel < 1e-3,
+      const rel32 = Math.abs(r32.ppl - mixqPpl) / mixqPpl;
+      Check(r.entries === spec.hparams.vocab && r32.entries === spec.hparams.vocab && rel < 1e-3 && rel32 < 1e-3,
             `${spec.name} ${type} perplexity (${path.basename(spec.ppl.file)}, ctx ${spec.ppl.ctx}, ${r.chunks} chunks, ` +
             `${r.scored} scored of ${r.tokens} tokens)`,
             `llama.cpp ${r.ppl.toFixed(4)} (${seconds.toFixed(1)} s), mixq ${mixqPpl.toFixed(4)}, ` +
-            `relative difference ${rel.toExponential(2)}; \`mixq ${args.join(" ")}\``);
+            `relative difference ${rel.toExponential(2)}; with an F32 KV cache llama.cpp ${r32.ppl.toFixed(4)}, ` +
+            `relative difference ${rel32.toExponential(2)}; \`mixq ${args.join(" ")}\``);
     }
     await context.dispose();
     await model.dispose();
