@@ -67,7 +67,10 @@ TEST(TokenizerLlama2cTest, EncodesLikeLlama2c) {
 
 TEST(TokenizerLlama2cTest, DecodesPieces) {
   const Tokenizer tok = Tokenizer::FromLlama2cFile(kTok512, 512);
-  EXPECT_EQ(tok.Decode(1, 403), "Once");   // the dummy-prefix space is dropped after BOS
+  EXPECT_EQ(tok.Decode(-1, 403), "Once");  // the dummy-prefix space is dropped at the start of the text
+  EXPECT_EQ(tok.Decode(1, 403), " Once");  // but kept after a BOS in mid-text, as llama.cpp prints it
+  EXPECT_EQ(tok.DecodeAll({1, 403, 407}), "Once upon");
+  EXPECT_EQ(tok.DecodeAll({403, 1, 403}), "Once Once");
   EXPECT_EQ(tok.Decode(403, 407), " upon");
   EXPECT_EQ(tok.Decode(403, 1), "");       // control tokens print nothing
   EXPECT_EQ(tok.Decode(403, 0), "");       // nor does unk

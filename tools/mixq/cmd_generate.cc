@@ -37,17 +37,14 @@ void RunGenerate(const GenerateArgs& args) {
   const std::vector<int32_t> prompt = model.tokenizer.Encode(args.prompt, /*add_bos=*/true);
   // Echo the prompt as the tokenizer sees it, then stream each new piece as soon as it exists.
   int32_t previous = -1;
-  for (int32_t t : prompt) {
-    fmt::print("{}", model.tokenizer.Decode(previous, t));
-    previous = t;
-  }
+  auto print_token = [&](int32_t token) { fmt::print("{}", model.tokenizer.DecodeNext(&previous, token)); };
+  for (int32_t t : prompt) print_token(t);
   std::fflush(stdout);
   const GenerationStats stats = Generate(
       model, prompt, args.n_predict, sampler,
       [&](int32_t token) {
-        fmt::print("{}", model.tokenizer.Decode(previous, token));
+        print_token(token);
         std::fflush(stdout);
-        previous = token;
       },
       args.context);
   fmt::print("\n");

@@ -257,19 +257,24 @@ std::string Tokenizer::Decode(int32_t previous, int32_t token) const {
   std::string text = piece;
   ReplaceAll(text, kSpaceMark, " ");
   // Sentencepiece's dummy prefix: the space it added before the first word is not part of the text.
-  if (v.add_space_prefix && (previous < 0 || previous == v.bos_id) && !text.empty() && text[0] == ' ') {
+  // Only at the very start, as llama.cpp does: a BOS generated mid-text keeps the next word's space.
+  if (v.add_space_prefix && previous < 0 && !text.empty() && text[0] == ' ') {
     text.erase(0, 1);
   }
   return text;
 }
 
+std::string Tokenizer::DecodeNext(int32_t* previous, int32_t token) const {
+  std::string piece = Decode(*previous, token);
+  // BOS and other control tokens before any text leave the stream at its start.
+  if (*previous >= 0 || vocab().types[token] != TokenType::kControl) *previous = token;
+  return piece;
+}
+
 std::string Tokenizer::DecodeAll(const std::vector<int32_t>& tokens) const {
   std::string text;
   int32_t previous = -1;
-  for (int32_t token : tokens) {
-    text += Decode(previous, token);
-    previous = token;
-  }
+  for (int32_t token : tokens) text += DecodeNext(&previous, token);
   return text;
 }
 

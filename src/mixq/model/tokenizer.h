@@ -66,9 +66,13 @@ class Tokenizer {
   // Token ids for `text`; BOS first when add_bos (the vocabulary's own add_bos decides callers' default).
   std::vector<int32_t> Encode(std::string_view text, bool add_bos) const;
   // The text of one token as it should be printed after `previous` (byte tokens are raw bytes; control
-  // tokens are empty; the space that sentencepiece adds at the start is dropped after BOS).
+  // tokens are empty; the space that sentencepiece adds at the start is dropped when `previous` < 0,
+  // i.e. nothing has been printed yet — callers keep -1 through leading control tokens such as BOS).
   std::string Decode(int32_t previous, int32_t token) const;
-  // The text of a whole sequence, as the concatenation of Decode.
+  // Decode for a stream: `*previous` starts at -1 and is updated here, staying -1 through leading
+  // control tokens (BOS), so the start-of-text space is dropped exactly once.
+  std::string DecodeNext(int32_t* previous, int32_t token) const;
+  // The text of a whole sequence, as the concatenation of DecodeNext.
   std::string DecodeAll(const std::vector<int32_t>& tokens) const;
 
  private:
