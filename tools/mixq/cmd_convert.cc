@@ -18,19 +18,6 @@ struct ConvertArgs {
   std::string type;  // empty: the input's weight type
 };
 
-// The input's weight type: that of its linear layers (norms are F32 in every format).
-DType InputWeightType(const Model& model) {
-  DType type = DType::kF32;
-  bool found = false;
-  ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) {
-    if (!found && slot.role == TensorRole::kLinear) {
-      type = slot.view->dtype;
-      found = true;
-    }
-  });
-  return type;
-}
-
 void RunConvert(const ConvertArgs& args) {
   if (!args.output.ends_with(".gguf")) Fail("output '{}' must end in .gguf (convert writes GGUF)", args.output);
   std::optional<DType> type;
@@ -42,7 +29,7 @@ void RunConvert(const ConvertArgs& args) {
   }
   const Model model = LoadModelFromArgs(args.model, /*require_tokenizer=*/true);
   if (!type) {
-    type = InputWeightType(model);
+    type = PrimaryWeightType(model);
     if (*type != DType::kF32 && *type != DType::kF16 && *type != DType::kBF16) {
       Fail("'{}' holds {} weights; pass --type f32, f16 or bf16", model.path, DTypeName(*type));
     }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "mixq/base/error.h"
@@ -87,6 +88,19 @@ ModelSize ComputeModelSize(const Model& model) {
     size.bytes += static_cast<int64_t>(slot.view->bytes);
   });
   return size;
+}
+
+DType PrimaryWeightType(const Model& model) {
+  std::map<DType, int64_t> bytes_by_type;
+  ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) {
+    if (slot.role == TensorRole::kLinear) bytes_by_type[slot.view->dtype] += static_cast<int64_t>(slot.view->bytes);
+  });
+  DType primary = DType::kF32;
+  int64_t most = -1;
+  for (const auto& [dtype, bytes] : bytes_by_type) {
+    if (bytes > most) primary = dtype, most = bytes;
+  }
+  return primary;
 }
 
 }  // namespace mixq

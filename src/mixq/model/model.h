@@ -57,4 +57,7 @@ struct ModelSize {
 };
 ModelSize ComputeModelSize(const Model& model);
 
+// The type most linear-layer bytes are stored in: how llama.cpp names a model's type ("F16", "Q4_K").
+DType PrimaryWeightType(const Model& model);
+
 }  // namespace mixq
