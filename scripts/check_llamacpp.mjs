@@ -95,20 +95,11 @@ async function LlamaGenerate(model, context, prompt, n) {
     if (generated.length >= n) break;
   }
   sequence.dispose();
-  // mixq renders text as llama2.c does: a piece that follows BOS loses its leading space (sentencepiece's
-  // dummy prefix). llama.cpp's detokenize keeps it, at the start and after a BOS the model generates
-  // mid-text (docs-5M does), so the comparable text drops one leading space per BOS-started segment.
+  // mixq drops sentencepiece's dummy-prefix space once, at the very start of the text (as llama.cpp's
+  // llama_detokenize does); node-llama-cpp's detokenize keeps even that one.
   const all = [...promptTokens, ...generated];
-  const segments = [];
-  let start = 0;
-  for (let i = 1; i <= all.length; i++) {
-    if (i === all.length || all[i] === model.tokens.bos) {
-      const text = model.detokenize(all.slice(start, i));
-      segments.push(text.startsWith(" ") ? text.slice(1) : text);
-      start = i;
-    }
-  }
-  return {tokens: all, text: segments.join(""), raw: model.detokenize(all)};
+  const raw = model.detokenize(all);
+  return {tokens: all, text: raw.startsWith(" ") ? raw.slice(1) : raw, raw};
 }
 
 // llama-perplexity's algorithm: tokens with BOS; windows of ctx tokens whose first token becomes BOS;

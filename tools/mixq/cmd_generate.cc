@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "mixq/base/error.h"
+#include "mixq/base/log.h"
 #include "mixq/model/generate.h"
 #include "tools/mixq/commands.h"
 #include "tools/mixq/common.h"
@@ -30,8 +31,8 @@ void RunGenerate(const GenerateArgs& args) {
   sampling.seed = args.seed >= 0 ? static_cast<uint64_t>(args.seed)
                                  : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   Sampler sampler = MakeSampler(sampling);
-  if (args.context < 0 || args.context > model.config.context_length) {
-    Fail("--ctx {} is out of range: this model was trained with a context of {}", args.context,
+  if (args.context > model.config.context_length) {
+    Warn("--ctx {} is larger than the model's trained context ({}); quality will suffer", args.context,
          model.config.context_length);
   }
   const std::vector<int32_t> prompt = model.tokenizer.Encode(args.prompt, /*add_bos=*/true);
@@ -68,7 +69,8 @@ void RegisterGenerate(CLI::App& app) {
   cmd->add_option("--temp", args->temperature, "temperature; 0 = greedy");
   cmd->add_option("--top-p", args->top_p, "nucleus sampling mass, 0 < p <= 1");
   cmd->add_option("--seed", args->seed, "random seed (default: from the clock, printed at the end)");
-  cmd->add_option("-c,--ctx", args->context, "context size (default: the model's trained context)");
+  cmd->add_option("-c,--ctx", args->context, "context size (default: the model's trained context)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   cmd->callback([args] { RunGenerate(*args); });
 }
 
