@@ -1,10 +1,14 @@
-// Row codecs between float and F32/F16/BF16.
+// Row codecs between float and F32/F16/BF16; RowToFloat also reads ggml's quantized types.
+//
+// HasFloatCodec stays F32/F16/BF16 only: it means "both directions", and HasMatMulKernel and the GGUF
+// loader build on it. Reading quantized rows is asked through HasDequantizer (ggml_dequant.h).
 #include "mixq/formats/convert.h"
 
 #include <cstring>
 
 #include "mixq/base/check.h"
 #include "mixq/formats/float16.h"
+#include "mixq/formats/ggml_dequant.h"
 
 namespace mixq {
 
@@ -28,7 +32,9 @@ void RowToFloat(DType dtype, const void* src, float* dst, int64_t n) {
       return;
     }
     default:
-      MIXQ_CHECK(false && "RowToFloat: no codec for this dtype");
+      MIXQ_CHECK(HasDequantizer(dtype) && "RowToFloat: no codec for this dtype");
+      DequantizeRow(dtype, src, dst, n);
+      return;
   }
 }
 
