@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "mixq/base/error.h"
+#include "mixq/kernels/matmul.h"
 
 namespace mixq {
 
@@ -42,7 +43,7 @@ void ValidateTensor(const TensorSlot& slot, const std::string& source) {
     Fail("{}: tensor '{}' has shape {}, expected {} from the model's hyper-parameters", source, slot.name,
          ShapeString(t.shape), ShapeString(slot.shape));
   }
-  if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16) {
+  if (!HasMatMulKernel(t.dtype)) {
     Fail("{}: tensor '{}' has type {}, which this build of mixq cannot run (supported: F32, F16, BF16)", source,
          slot.name, DTypeName(t.dtype));
   }
