@@ -150,6 +150,18 @@ void ScaleMinK4(const uint8_t q[kKScaleSize], int s, uint8_t* scale, uint8_t* mi
   }
 }
 
+// The scales and mins of the two 32-value sub-blocks of 64-value chunk `chunk` of a Q4_K/Q5_K block.
+struct KChunkScales {
+  float d1, m1, d2, m2;
+};
+KChunkScales ChunkScales(const uint8_t q[kKScaleSize], float d, float dmin, int chunk) {
+  uint8_t sc1, m1, sc2, m2;
+  ScaleMinK4(q, 2 * chunk, &sc1, &m1);
+  ScaleMinK4(q, 2 * chunk + 1, &sc2, &m2);
+  return {d * static_cast<float>(sc1), dmin * static_cast<float>(m1), d * static_cast<float>(sc2),
+          dmin * static_cast<float>(m2)};
+}
+
 void DequantizeQ4_K(const void* src, float* y, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i) {
     const auto b = LoadBlock<BlockQ4_K>(src, i);
@@ -157,13 +169,7 @@ void DequantizeQ4_K(const void* src, float* y, int64_t n_blocks) {
     const float dmin = F16ToF32(b.dmin);
     for (int chunk = 0; chunk < 4; ++chunk) {
       const uint8_t* q = b.qs + 32 * chunk;
-      uint8_t sc, m;
-      ScaleMinK4(b.scales, 2 * chunk, &sc, &m);
-      const float d1 = d * static_cast<float>(sc);
-      const float m1 = dmin * static_cast<float>(m);
-      ScaleMinK4(b.scales, 2 * chunk + 1, &sc, &m);
-      const float d2 = d * static_cast<float>(sc);
-      const float m2 = dmin * static_cast<float>(m);
+      const auto [d1, m1, d2, m2] = ChunkScales(b.scales, d, dmin, chunk);
       for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0x0f) - m1;
       for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
     }
@@ -177,13 +183,7 @@ void DequantizeQ5_K(const void* src, float* y, int64_t n_blocks) {
     const float dmin = F16ToF32(b.dmin);
     for (int chunk = 0; chunk < 4; ++chunk) {
       const uint8_t* ql = b.qs + 32 * chunk;
-      uint8_t sc, m;
-      ScaleMinK4(b.scales, 2 * chunk, &sc, &m);
-      const float d1 = d * static_cast<float>(sc);
-      const float m1 = dmin * static_cast<float>(m);
-      ScaleMinK4(b.scales, 2 * chunk + 1, &sc, &m);
-      const float d2 = d * static_cast<float>(sc);
-      const float m2 = dmin * static_cast<float>(m);
+      const auto [d1, m1, d2, m2] = ChunkScales(b.scales, d, dmin, chunk);
       const int bit_lo = 2 * chunk, bit_hi = 2 * chunk + 1;
       for (int l = 0; l < 32; ++l) {
         const int q = (ql[l] & 0x0f) + (((b.qh[l] >> bit_lo) & 1) << 4);
