@@ -41,30 +41,42 @@ InferenceState MakeInferenceState(const LlamaConfig& c, int64_t context, int64_t
   s.proj.Resize(floats(max_batch * c.dim));
   s.gate.Resize(floats(max_batch * c.hidden_dim));
   s.up.Resize(floats(max_batch * c.hidden_dim));
+  s.rope_cos.Resize(floats(max_batch * c.head_dim / 2));
+  s.rope_sin.Resize(floats(max_batch * c.head_dim / 2));
   s.scores.Resize(floats(static_cast<int64_t>(omp_get_max_threads()) * context));
   return s;
 }
 
 namespace {
 
-// Rotates each head of `x` ([n_heads * head_dim] for one token) by position `pos`.
-void ApplyRope(const LlamaConfig& c, float* x, int64_t n_heads, int64_t pos) {
+// cos/sin of every RoPE angle of positions pos0 .. pos0 + n - 1, [n, head_dim / 2] each: computed once
+// per batch, since every layer's q and k rotate by the same angles.
+void ComputeRopeAngles(const LlamaConfig& c, int64_t pos0, int64_t n, float* cos_out, float* sin_out) {
   const int64_t half = c.head_dim / 2;
   for (int64_t i = 0; i < half; ++i) {
     // Same float arithmetic as llama2.c: freq = theta^(-2i/d), optionally divided by LLaMA-3's factor.
     float freq = 1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.head_dim));
     if (!c.rope_freq_factors.empty()) freq /= c.rope_freq_factors[static_cast<size_t>(i)];
-    const float angle = static_cast<float>(pos) * freq;
-    const float cos_a = std::cos(angle);
-    const float sin_a = std::sin(angle);
+    for (int64_t t = 0; t < n; ++t) {
+      const float angle = static_cast<float>(pos0 + t) * freq;
+      cos_out[t * half + i] = std::cos(angle);
+      sin_out[t * half + i] = std::sin(angle);
+    }
+  }
+}
+
+// Rotates each head of `x` ([n_heads * head_dim] for one token) by that token's angles.
+void ApplyRope(const LlamaConfig& c, float* x, int64_t n_heads, const float* cos_a, const float* sin_a) {
+  const int64_t half = c.head_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
     const int64_t a = c.rope_style == RopeStyle::kInterleaved ? 2 * i : i;
     const int64_t b = c.rope_style == RopeStyle::kInterleaved ? 2 * i + 1 : i + half;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* head = x + h * c.head_dim;
       const float x0 = head[a];
       const float x1 = head[b];
-      head[a] = x0 * cos_a - x1 * sin_a;
-      head[b] = x0 * sin_a + x1 * cos_a;
+      head[a] = x0 * cos_a[i] - x1 * sin_a[i];
+      head[b] = x0 * sin_a[i] + x1 * cos_a[i];
     }
   }
 }
@@ -112,6 +124,10 @@ void ForwardBatch(const Model& model, InferenceState& s, std::span<const int32_t
     MIXQ_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab_size);
     RowToFloat(w.token_embd.dtype, w.token_embd.row(tokens[t]), x + t * c.dim, c.dim);
   }
+  const int64_t half = c.head_dim / 2;
+  float* rope_cos = s.rope_cos.as<float>();
+  float* rope_sin = s.rope_sin.as<float>();
+  ComputeRopeAngles(c, pos0, n, rope_cos, rope_sin);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
     for (int64_t t = 0; t < n; ++t) {
@@ -124,8 +140,8 @@ void ForwardBatch(const Model& model, InferenceState& s, std::span<const int32_t
     MatMul(lw.wk, xn, n, k);
     MatMul(lw.wv, xn, n, v);
     for (int64_t t = 0; t < n; ++t) {
-      ApplyRope(c, q + t * c.q_dim(), c.n_heads, pos0 + t);
-      ApplyRope(c, k + t * c.kv_dim(), c.n_kv_heads, pos0 + t);
+      ApplyRope(c, q + t * c.q_dim(), c.n_heads, rope_cos + t * half, rope_sin + t * half);
+      ApplyRope(c, k + t * c.kv_dim(), c.n_kv_heads, rope_cos + t * half, rope_sin + t * half);
       std::copy_n(k + t * c.kv_dim(), c.kv_dim(), s.cache.key(l, pos0 + t));
       std::copy_n(v + t * c.kv_dim(), c.kv_dim(), s.cache.value(l, pos0 + t));
     }

@@ -24,6 +24,8 @@ struct InferenceState {
   AlignedBuffer proj;      // [max_batch, dim] output of wo / w_down
   AlignedBuffer gate;      // [max_batch, hidden_dim]
   AlignedBuffer up;        // [max_batch, hidden_dim]
+  AlignedBuffer rope_cos;  // [max_batch, head_dim / 2] RoPE angles of the batch's positions
+  AlignedBuffer rope_sin;  // [max_batch, head_dim / 2]
   AlignedBuffer scores;    // [threads, capacity] attention weights
   AlignedBuffer logits;    // [n_logit_rows, vocab]: grows to what a call asks for
 };
