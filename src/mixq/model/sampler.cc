@@ -30,15 +30,24 @@ int32_t SampleToken(Sampler& s, std::span<const float> logits) {
     s.candidates.emplace_back(p, static_cast<int32_t>(i));
     total += p;
   }
-  std::sort(s.candidates.begin(), s.candidates.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  // The nucleus is usually a few dozen tokens: sort only the most likely k, growing k until the sorted
+  // prefix holds top_p of the mass, instead of sorting the whole vocabulary for every token.
+  auto more_likely = [](const auto& a, const auto& b) { return a.first > b.first; };
   size_t keep = s.candidates.size();
-  double mass = 0.0;
-  for (size_t i = 0; i < s.candidates.size(); ++i) {
-    mass += s.candidates[i].first / total;
-    if (mass >= s.options.top_p) {
-      keep = i + 1;
+  for (size_t k = std::min<size_t>(64, s.candidates.size());; k = std::min(4 * k, s.candidates.size())) {
+    std::partial_sort(s.candidates.begin(), s.candidates.begin() + static_cast<std::ptrdiff_t>(k),
+                      s.candidates.end(), more_likely);
+    double mass = 0.0;
+    size_t reached = 0;
+    for (size_t i = 0; i < k && reached == 0; ++i) {
+      mass += s.candidates[i].first / total;
+      if (mass >= s.options.top_p) reached = i + 1;
+    }
+    if (reached > 0) {
+      keep = reached;
       break;
     }
+    if (k == s.candidates.size()) break;  // rounding kept the mass just under top_p: keep all
   }
   double kept_mass = 0.0;
   for (size_t i = 0; i < keep; ++i) kept_mass += s.candidates[i].first;
