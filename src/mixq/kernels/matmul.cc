@@ -37,6 +37,11 @@ namespace hn = hwy::HWY_NAMESPACE;
 // across the block's 8 row tiles, and each activation loaded from L3 serves 32 rows. Tiles are kTileRows x kTileTokens: on 16-register targets
 // 12 accumulators + 3 activation vectors + 1 weight vector fill the registers exactly; AVX-512's 32
 // registers take 4 x 6 (24 + 6 + 1), which halves the activation loads per FMA (about 20% faster).
+// Below this many multiply-adds a product runs on one thread: waking and joining the others costs more
+// than the work. On a quiet machine that is a wash, but on a busy one every barrier can wait for a
+// descheduled thread (stories260K decoding measured 12x slower on two threads than on one there).
+constexpr int64_t kMinParallelMacs = int64_t{1} << 17;
+
 constexpr size_t kGemmRowBlock = 32;
 constexpr size_t kGemmColBlock = 1024;
 constexpr size_t kTileRows = 4;
@@ -130,7 +135,8 @@ void WidenRow(const WT* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
 template <typename WT>
 void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const float* x, float* y) {
   const int64_t n_tiles = (rows + kTileRows - 1) / kTileRows;
-#pragma omp parallel for schedule(static)
+  const bool parallel = rows * static_cast<int64_t>(cols) >= kMinParallelMacs;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t tile = 0; tile < n_tiles; ++tile) {
     const int64_t r0 = tile * static_cast<int64_t>(kTileRows);
     const size_t n_rows = static_cast<size_t>(std::min<int64_t>(kTileRows, rows - r0));
@@ -156,7 +162,8 @@ void Gemm(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const
   constexpr bool kIsF32 = std::is_same_v<WT, float>;
   const int64_t n_blocks = (rows + kGemmRowBlock - 1) / kGemmRowBlock;
   const size_t col_block = std::min(cols, kGemmColBlock);
-#pragma omp parallel
+  const bool parallel = rows * static_cast<int64_t>(cols) * n_tokens >= kMinParallelMacs;
+#pragma omp parallel if (parallel)
   {
     hwy::AlignedFreeUniquePtr<float[]> scratch;
     if (!kIsF32) scratch = hwy::AllocateAligned<float>(kGemmRowBlock * col_block);
