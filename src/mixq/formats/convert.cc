@@ -1,4 +1,4 @@
-// Row codecs between float and F32/F16/BF16; RowToFloat also reads ggml's quantized types.
+// Row codecs between float and F32/F16/BF16; RowToFloat also reads ggml's and mixq's quantized types.
 //
 // HasFloatCodec stays F32/F16/BF16 only: it means "both directions", and HasMatMulKernel and the GGUF
 // loader build on it. Reading quantized rows is asked through HasDequantizer (ggml_dequant.h).
@@ -9,6 +9,7 @@
 #include "mixq/base/check.h"
 #include "mixq/formats/float16.h"
 #include "mixq/formats/ggml_dequant.h"
+#include "mixq/formats/int_dequant.h"
 
 namespace mixq {
 
@@ -16,7 +17,13 @@ bool HasFloatCodec(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
 }
 
-void RowToFloat(DType dtype, const void* src, float* dst, int64_t n) {
+bool CanReadAsFloat(DType dtype) { return HasFloatCodec(dtype) || HasDequantizer(dtype) || IsIntFormat(dtype); }
+
+void RowToFloat(DType dtype, const void* src, float* dst, int64_t n, int64_t group) {
+  if (IsIntFormat(dtype)) {
+    DequantizeIntRow(dtype, src, dst, n, group);
+    return;
+  }
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));

@@ -1,5 +1,6 @@
 // Row codecs between float and the stored element types: the scalar reference every kernel is tested
-// against. Quantized formats add their rows here (issue: quantized weights).
+// against. Quantizing into ggml's and mixq's formats is quant/'s work (it searches scales); this file
+// only reads them.
 #pragma once
 
 #include <cstdint>
@@ -11,8 +12,12 @@ namespace mixq {
 // Whether RowToFloat / RowFromFloat handle `dtype`.
 bool HasFloatCodec(DType dtype);
 
-// dst[0..n) = the n values stored at src in `dtype`; n must be whole blocks.
-void RowToFloat(DType dtype, const void* src, float* dst, int64_t n);
+// Whether RowToFloat reads `dtype`: the float types, ggml's quantized types, mixq's INT types.
+bool CanReadAsFloat(DType dtype);
+
+// dst[0..n) = the n values of one row stored at src in `dtype`; n must be whole blocks. `group` is the
+// group size of a mixq INT row (TensorView::group), ignored for other types.
+void RowToFloat(DType dtype, const void* src, float* dst, int64_t n, int64_t group = 0);
 // Stores n floats into `dtype` at dst (rounding to nearest even for F16/BF16).
 void RowFromFloat(DType dtype, const float* src, void* dst, int64_t n);
 

@@ -261,7 +261,8 @@ const GgufTensorInfo* GgufFile::FindTensor(std::string_view name) const {
 TensorView GgufFile::View(const GgufTensorInfo& info) const {
   // The parser checked that every tensor lies inside the file; a foreign info is a programming error.
   MIXQ_CHECK(data_offset + info.offset + info.bytes <= bytes.size());
-  return TensorView{info.name, info.dtype, info.shape, bytes.data() + data_offset + info.offset, info.bytes};
+  return TensorView{info.name, info.dtype, info.shape, bytes.data() + data_offset + info.offset, info.bytes,
+                    info.group};
 }
 
 std::optional<int64_t> GgufFile::GetInt(std::string_view key) const {
@@ -383,7 +384,17 @@ GgufFile ParseGguf(std::span<const std::byte> bytes, const std::string& name) {
       Fail("'{}': {} has rows of {} elements, not a whole number of {} blocks ({} elements each)", name, field,
            ne[0], traits.name, traits.block_size);
     }
-    const std::optional<size_t> tensor_bytes = StorageBytes(info.dtype, elements);
+    if (IsIntFormat(info.dtype)) {
+      const std::string key = GgufGroupKey(info.name);
+      const std::optional<int64_t> group = file.GetInt(key);
+      if (!group || *group < 0 || *group > std::numeric_limits<uint32_t>::max()) {
+        Fail("'{}': {} is mixq type {} but its group size key '{}' is {}", name, field, traits.name, key,
+             group ? fmt::format("{}, expected 0..2^32-1", *group) : std::string("missing or not an integer"));
+      }
+      info.group = *group;
+    }
+    Shape row_major(ne.rbegin(), ne.rend());
+    const std::optional<size_t> tensor_bytes = TensorBytes(info.dtype, row_major, info.group);
     if (!tensor_bytes || *tensor_bytes > bytes.size()) {
       Fail("'{}': {} ({} elements of {}) is larger than the whole file ({} bytes)", name, field, elements,
            traits.name, bytes.size());
@@ -393,7 +404,7 @@ GgufFile ParseGguf(std::span<const std::byte> bytes, const std::string& name) {
     if (info.offset % file.alignment != 0) {
       Fail("'{}': {} has offset {}, not a multiple of the alignment {}", name, field, info.offset, file.alignment);
     }
-    info.shape.assign(ne.rbegin(), ne.rend());
+    info.shape = std::move(row_major);
     file.tensors.push_back(std::move(info));
   }
 
@@ -522,7 +533,10 @@ void GgufWriter::SetInt32Array(std::string key, std::vector<int32_t> values) {
   AddEntry(std::move(key), GgufValueType::kArray, GgufValueType::kInt32, EncodeArray(GgufValueType::kInt32, values));
 }
 
-void GgufWriter::AddTensor(std::string name, DType dtype, Shape shape, const void* data, size_t bytes) {
+std::string GgufGroupKey(std::string_view tensor_name) { return fmt::format("mixq.group.{}", tensor_name); }
+
+void GgufWriter::AddTensor(std::string name, DType dtype, Shape shape, const void* data, size_t bytes,
+                           int64_t group) {
   if (name.empty() || name.size() > kMaxTensorNameBytes) {
     Fail("GGUF tensor name '{}' has {} bytes; llama.cpp accepts 1..{}", name, name.size(), kMaxTensorNameBytes);
   }
@@ -540,17 +554,22 @@ void GgufWriter::AddTensor(std::string name, DType dtype, Shape shape, const voi
     Fail("GGUF tensor '{}' {} has rows of {} elements, not whole {} blocks of {}", name, ShapeString(shape),
          shape.back(), traits.name, traits.block_size);
   }
-  const std::optional<size_t> expected = StorageBytes(dtype, ElementCount(shape));
+  if (group < 0 || group > std::numeric_limits<uint32_t>::max() || (group != 0 && !IsIntFormat(dtype))) {
+    Fail("GGUF tensor '{}' {} is given group size {}: only mixq INT types have one (0..2^32-1)", name,
+         traits.name, group);
+  }
+  const std::optional<size_t> expected = TensorBytes(dtype, shape, group);
   if (!expected || *expected != bytes) {
     Fail("GGUF tensor '{}' {} {} is given {} bytes, expected {}", name, traits.name, ShapeString(shape), bytes,
          expected.value_or(0));
   }
-  tensors_.push_back(PendingTensor{std::move(name), dtype, std::move(shape), data, bytes, nullptr});
+  tensors_.push_back(PendingTensor{std::move(name), dtype, std::move(shape), data, bytes, nullptr, group});
 }
 
-void GgufWriter::AddTensor(std::string name, DType dtype, Shape shape, size_t bytes, TensorProducer produce) {
+void GgufWriter::AddTensor(std::string name, DType dtype, Shape shape, size_t bytes, TensorProducer produce,
+                           int64_t group) {
   MIXQ_CHECK(produce != nullptr);
-  AddTensor(std::move(name), dtype, std::move(shape), nullptr, bytes);
+  AddTensor(std::move(name), dtype, std::move(shape), nullptr, bytes, group);
   tensors_.back().produce = std::move(produce);
 }
 
@@ -566,6 +585,14 @@ void GgufWriter::Write(const std::string& path, uint64_t alignment) const {
   if (alignment != kDefaultAlignment) {
     entries.push_back(Entry{"general.alignment", GgufValueType::kUint32, GgufValueType::kUint8,
                             Encode(static_cast<uint32_t>(alignment))});
+  }
+  // Group sizes of mixq INT tensors, which a reader needs before it can size their data.
+  for (const PendingTensor& t : tensors_) {
+    if (!IsIntFormat(t.dtype)) continue;
+    const std::string key = GgufGroupKey(t.name);
+    const auto stale = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) { return e.key == key; });
+    if (stale != entries.end()) entries.erase(stale);
+    entries.push_back(Entry{key, GgufValueType::kUint32, GgufValueType::kUint8, Encode(static_cast<uint32_t>(t.group))});
   }
 
   std::vector<std::byte> header;

@@ -63,7 +63,11 @@ struct GgufTensorInfo {
   Shape shape;           // row-major, outermost first (GGUF's ne reversed)
   uint64_t offset = 0;   // from the start of the data section
   size_t bytes = 0;
+  int64_t group = 0;     // mixq INT types: from the key GgufGroupKey(name); see tensor/int_layout.h
 };
+
+// The metadata key holding a mixq INT tensor's group size (uint32; 0 = whole rows). ggml types have none.
+std::string GgufGroupKey(std::string_view tensor_name);
 
 struct GgufFile {
   std::string path;
@@ -110,12 +114,14 @@ class GgufWriter {
   void SetStringArray(std::string key, std::vector<std::string> values);
   void SetFloat32Array(std::string key, std::vector<float> values);
   void SetInt32Array(std::string key, std::vector<int32_t> values);
-  // Adds a tensor whose bytes stay owned by the caller until Write returns. Shape is row-major.
-  void AddTensor(std::string name, DType dtype, Shape shape, const void* data, size_t bytes);
+  // Adds a tensor whose bytes stay owned by the caller until Write returns. Shape is row-major; `group`
+  // is the group size of a mixq INT tensor (written as the key GgufGroupKey(name)), else 0.
+  void AddTensor(std::string name, DType dtype, Shape shape, const void* data, size_t bytes, int64_t group = 0);
   // Adds a tensor whose `bytes` bytes `produce` writes into a buffer when Write reaches it, so a
   // converter or quantizer holds one tensor in memory at a time, not the whole model.
   using TensorProducer = std::function<void(std::byte* dst)>;
-  void AddTensor(std::string name, DType dtype, Shape shape, size_t bytes, TensorProducer produce);
+  void AddTensor(std::string name, DType dtype, Shape shape, size_t bytes, TensorProducer produce,
+                 int64_t group = 0);
   // Writes `path` (GGUF v3, data aligned to `alignment`); throws mixq::Error if it cannot.
   void Write(const std::string& path, uint64_t alignment = 32) const;
 
@@ -133,6 +139,7 @@ class GgufWriter {
     const void* data;
     size_t bytes;
     TensorProducer produce;  // set instead of data for tensors made at write time
+    int64_t group;
   };
   void AddEntry(std::string key, GgufValueType type, GgufValueType array_type, std::vector<std::byte> encoded);
   std::vector<Entry> entries_;

@@ -25,6 +25,7 @@
 #include "mixq/base/error.h"
 #include "mixq/formats/convert.h"
 #include "mixq/formats/float16.h"
+#include "mixq/kernels/quant_kernel.h"
 #include "mixq/tensor/dtype.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -243,14 +244,16 @@ namespace mixq {
 HWY_EXPORT(MatMulImpl);
 HWY_EXPORT(TargetNameImpl);
 
-bool HasMatMulKernel(DType dtype) { return HasFloatCodec(dtype); }
+bool HasMatMulKernel(DType dtype) { return HasFloatCodec(dtype) || FindQuantKernel(dtype) != nullptr; }
 
 const char* MatMulTargetName() { return HWY_DYNAMIC_DISPATCH(TargetNameImpl)(); }
 
 void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y) {
-  if (!HasMatMulKernel(w.dtype)) {
-    Fail("MatMul: tensor '{}' has dtype {}; expected F32, F16 or BF16", w.name, DTypeName(w.dtype));
+  if (const QuantKernel* kernel = FindQuantKernel(w.dtype)) {
+    MatMulQuantized(*kernel, w, x, n_tokens, y);
+    return;
   }
+  if (!HasFloatCodec(w.dtype)) Fail("MatMul: tensor '{}' has dtype {}, which has no kernel", w.name, DTypeName(w.dtype));
   const int64_t rows = w.rows();
   const int64_t cols = w.cols();
   if (rows == 0 || n_tokens <= 0) return;

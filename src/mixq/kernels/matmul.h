@@ -12,7 +12,8 @@ namespace mixq {
 bool HasMatMulKernel(DType dtype);
 
 // y[t * w.rows() + r] = sum_c W[r, c] * x[t * w.cols() + c] for t < n_tokens.
-// W stays in its stored type (F16/BF16 are widened inside the kernel, never expanded in memory).
+// W stays in its stored type (F16/BF16 are widened inside the kernel, never expanded in memory; quantized
+// types run integer kernels on their packed blocks, quant_kernel.h).
 void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y);
 
 // The Highway target MatMul dispatches to on this CPU ("AVX3", "AVX2", "SSE4", "EMU128", ...); tests

@@ -122,7 +122,7 @@ void ForwardBatch(const Model& model, InferenceState& s, std::span<const int32_t
   float* xn = s.xn.as<float>();
   for (int64_t t = 0; t < n; ++t) {
     MIXQ_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab_size);
-    RowToFloat(w.token_embd.dtype, w.token_embd.row(tokens[t]), x + t * c.dim, c.dim);
+    RowToFloat(w.token_embd.dtype, w.token_embd.row(tokens[t]), x + t * c.dim, c.dim, w.token_embd.group);
   }
   const int64_t half = c.head_dim / 2;
   float* rope_cos = s.rope_cos.as<float>();

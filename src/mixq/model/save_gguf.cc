@@ -23,7 +23,7 @@ bool SameFile(const std::string& a, const std::string& b) {
 
 // Rows of `src` re-encoded as `dst_type` (row by row through float, so memory stays one tensor).
 void ConvertRows(const TensorView& src, DType dst_type, std::byte* dst, const std::string& path) {
-  if (!HasFloatCodec(src.dtype)) {
+  if (!CanReadAsFloat(src.dtype)) {
     Fail("cannot write '{}': tensor '{}' is {}, which mixq cannot convert to {}", path, src.name,
          DTypeName(src.dtype), DTypeName(dst_type));
   }
@@ -31,7 +31,7 @@ void ConvertRows(const TensorView& src, DType dst_type, std::byte* dst, const st
   const size_t dst_row_bytes = *StorageBytes(dst_type, cols);
   std::vector<float> row(static_cast<size_t>(cols));
   for (int64_t r = 0; r < src.rows(); ++r) {
-    RowToFloat(src.dtype, src.row(r), row.data(), cols);
+    RowToFloat(src.dtype, src.row(r), row.data(), cols, src.group);
     RowFromFloat(dst_type, row.data(), dst + static_cast<size_t>(r) * dst_row_bytes, cols);
   }
 }
@@ -150,7 +150,7 @@ void SaveGgufModel(const Model& model, const std::string& path, DType weight_typ
     const bool is_k = slot.name.ends_with(".attn_k.weight");
     const bool permute = c.rope_style == RopeStyle::kHalf && (is_q || is_k);
     if (src.dtype == dst_type && !permute) {
-      w.AddTensor(slot.name, dst_type, src.shape, src.data, src.bytes);
+      w.AddTensor(slot.name, dst_type, src.shape, src.data, src.bytes, src.group);
       return;
     }
     // Converted tensors are produced one at a time while the file is written, so memory stays at

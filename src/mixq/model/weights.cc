@@ -5,6 +5,7 @@
 
 #include "mixq/base/error.h"
 #include "mixq/kernels/matmul.h"
+#include "mixq/kernels/quant_kernel.h"
 
 namespace mixq {
 
@@ -44,13 +45,13 @@ void ValidateTensor(const TensorSlot& slot, const std::string& source) {
          ShapeString(t.shape), ShapeString(slot.shape));
   }
   if (!HasMatMulKernel(t.dtype)) {
-    Fail("{}: tensor '{}' has type {}, which this build of mixq cannot run (supported: F32, F16, BF16)", source,
-         slot.name, DTypeName(t.dtype));
+    Fail("{}: tensor '{}' has type {}, which this build of mixq cannot run (supported: F32, F16, BF16, {})", source,
+         slot.name, DTypeName(t.dtype), QuantKernelTypeNames());
   }
   if (slot.role == TensorRole::kNorm && t.dtype != DType::kF32) {
     Fail("{}: norm tensor '{}' has type {}, expected F32", source, slot.name, DTypeName(t.dtype));
   }
-  const auto expected_bytes = StorageBytes(t.dtype, t.elements());
+  const auto expected_bytes = TensorBytes(t.dtype, t.shape, t.group);
   if (!expected_bytes || *expected_bytes != t.bytes) {
     Fail("{}: tensor '{}' holds {} bytes, expected {} for {} {}", source, slot.name, t.bytes,
          expected_bytes.value_or(0), DTypeName(t.dtype), ShapeString(t.shape));

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "mixq/base/check.h"
+#include "mixq/tensor/int_layout.h"
 
 namespace mixq {
 namespace {
@@ -43,6 +44,20 @@ constexpr std::array kTraits = {
     DTypeTraits{DType::kTQ1_0, "TQ1_0", 256, 54, false},
     DTypeTraits{DType::kTQ2_0, "TQ2_0", 256, 66, false},
     DTypeTraits{DType::kMXFP4, "MXFP4", 32, 17, false},
+    DTypeTraits{DType::kInt2, "INT2", 1, 0, false, 2, false},
+    DTypeTraits{DType::kInt3, "INT3", 1, 0, false, 3, false},
+    DTypeTraits{DType::kInt4, "INT4", 1, 0, false, 4, false},
+    DTypeTraits{DType::kInt5, "INT5", 1, 0, false, 5, false},
+    DTypeTraits{DType::kInt6, "INT6", 1, 0, false, 6, false},
+    DTypeTraits{DType::kInt7, "INT7", 1, 0, false, 7, false},
+    DTypeTraits{DType::kInt8, "INT8", 1, 0, false, 8, false},
+    DTypeTraits{DType::kInt2Sym, "INT2_SYM", 1, 0, false, 2, true},
+    DTypeTraits{DType::kInt3Sym, "INT3_SYM", 1, 0, false, 3, true},
+    DTypeTraits{DType::kInt4Sym, "INT4_SYM", 1, 0, false, 4, true},
+    DTypeTraits{DType::kInt5Sym, "INT5_SYM", 1, 0, false, 5, true},
+    DTypeTraits{DType::kInt6Sym, "INT6_SYM", 1, 0, false, 6, true},
+    DTypeTraits{DType::kInt7Sym, "INT7_SYM", 1, 0, false, 7, true},
+    DTypeTraits{DType::kInt8Sym, "INT8_SYM", 1, 0, false, 8, true},
 };
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
@@ -78,12 +93,31 @@ std::optional<DType> DTypeFromName(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<DType> IntDType(int bits, bool symmetric) {
+  for (const DTypeTraits& t : kTraits) {
+    if (t.bits != 0 && t.bits == bits && t.symmetric == symmetric) return t.dtype;
+  }
+  return std::nullopt;
+}
+
 std::optional<size_t> StorageBytes(DType dtype, int64_t n_elements) {
   const DTypeTraits& t = Traits(dtype);
+  if (t.bits != 0) return std::nullopt;
   if (n_elements < 0 || n_elements % t.block_size != 0) return std::nullopt;
   const uint64_t blocks = static_cast<uint64_t>(n_elements / t.block_size);
   if (blocks > std::numeric_limits<uint64_t>::max() / t.block_bytes) return std::nullopt;
   return static_cast<size_t>(blocks * t.block_bytes);
+}
+
+}  // namespace mixq
+
+namespace mixq {
+
+std::optional<size_t> RowBytes(DType dtype, int64_t cols, int64_t group) {
+  if (!IsIntFormat(dtype)) return StorageBytes(dtype, cols);
+  // A row this long could not be held in memory anyway; the bound keeps the layout arithmetic exact.
+  if (cols < 0 || cols > (int64_t{1} << 40) || group < 0) return std::nullopt;
+  return IntRowLayout(dtype, cols, group).row_bytes;
 }
 
 }  // namespace mixq

@@ -46,6 +46,23 @@ enum class DType : uint32_t {
   kTQ1_0 = 34,
   kTQ2_0 = 35,
   kMXFP4 = 39,
+
+  // mixq's own integer formats (tensor/int_layout.h), outside ggml's numbering so no ggml type can collide:
+  // 1024 + bits asymmetric (integer zero-point per group), 1040 + bits symmetric. llama.cpp cannot load them.
+  kInt2 = 1026,
+  kInt3 = 1027,
+  kInt4 = 1028,
+  kInt5 = 1029,
+  kInt6 = 1030,
+  kInt7 = 1031,
+  kInt8 = 1032,
+  kInt2Sym = 1042,
+  kInt3Sym = 1043,
+  kInt4Sym = 1044,
+  kInt5Sym = 1045,
+  kInt6Sym = 1046,
+  kInt7Sym = 1047,
+  kInt8Sym = 1048,
 };
 
 struct DTypeTraits {
@@ -54,6 +71,8 @@ struct DTypeTraits {
   int64_t block_size;  // elements per block; 1 for plain scalar types
   size_t block_bytes;  // bytes per block
   bool is_float;       // F32/F16/BF16/F64: stored values are the weights themselves
+  int bits = 0;        // mixq INT types: bits per code (their size depends on a group: see RowBytes)
+  bool symmetric = false;  // mixq INT types: zero-point fixed at 2^(bits-1)
 };
 
 // The traits of a type; aborts for a value outside the enum (a programming error).
@@ -64,7 +83,17 @@ inline const char* DTypeName(DType dtype) { return Traits(dtype).name; }
 std::optional<DType> DTypeFromGgmlId(uint32_t ggml_type);
 std::optional<DType> DTypeFromName(std::string_view name);  // case-insensitive
 
-// Bytes of `n_elements` consecutive elements; nullopt if n is not a whole number of blocks or overflows.
+// Whether `dtype` is one of mixq's grouped integer formats (kInt2..kInt8Sym).
+inline bool IsIntFormat(DType dtype) { return Traits(dtype).bits != 0; }
+// The mixq INT type of `bits` (2..8) and symmetry; nullopt outside that range.
+std::optional<DType> IntDType(int bits, bool symmetric);
+
+// Bytes of `n_elements` consecutive elements; nullopt if n is not a whole number of blocks, overflows, or
+// `dtype` is a mixq INT type (whose size depends on its rows and group: use RowBytes).
 std::optional<size_t> StorageBytes(DType dtype, int64_t n_elements);
+
+// Bytes of one row of `cols` elements. For mixq INT types `group` consecutive elements share a scale
+// (0 or >= cols: the whole row); other types ignore `group`. nullopt where StorageBytes would refuse.
+std::optional<size_t> RowBytes(DType dtype, int64_t cols, int64_t group = 0);
 
 }  // namespace mixq

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,12 +19,17 @@ using Shape = std::vector<int64_t>;
 std::string ShapeString(const Shape& shape);  // "[4096, 11008]"
 int64_t ElementCount(const Shape& shape);
 
+// Bytes of a tensor of `shape` in `dtype` (rows of shape.back() elements; `group` as in RowBytes);
+// nullopt if a row is not whole blocks or the size overflows.
+std::optional<size_t> TensorBytes(DType dtype, const Shape& shape, int64_t group = 0);
+
 struct TensorView {
   std::string name;
   DType dtype = DType::kF32;
   Shape shape;
   const std::byte* data = nullptr;
   size_t bytes = 0;
+  int64_t group = 0;  // mixq INT types: weights per scale group (0: the whole row); see int_layout.h
 
   bool empty() const { return data == nullptr; }
   int64_t elements() const { return ElementCount(shape); }
@@ -40,9 +46,10 @@ struct Tensor {
   DType dtype = DType::kF32;
   Shape shape;
   AlignedBuffer storage;
+  int64_t group = 0;  // as TensorView::group
 
   // Allocates zeroed storage for `shape` in `dtype`; aborts if the shape is not whole blocks.
-  static Tensor Zeros(std::string name, DType dtype, Shape shape);
+  static Tensor Zeros(std::string name, DType dtype, Shape shape, int64_t group = 0);
   TensorView view() const;
   template <typename T>
   T* as() { return storage.as<T>(); }

@@ -1,0 +1,58 @@
+// MatMul over quantized weights: the activations are quantized once, then each output is one integer
+// dot product of a stored weight row with a quantized activation row, never a dequantized matrix.
+//
+// Decode (one token) splits rows across threads and streams every weight row once. Prefill walks blocks
+// of kRowBlock rows: a block's weights (16 rows of a 4096-wide Q4_0 matrix: 36 KiB) stay in L2 while every
+// token's activation row passes by, so the weights are read from memory once per call, not once a token.
+#include <algorithm>
+
+#include "mixq/base/aligned_buffer.h"
+#include "mixq/base/check.h"
+#include "mixq/kernels/quant_kernel.h"
+#include "mixq/tensor/tensor.h"
+
+namespace mixq {
+namespace {
+
+constexpr int64_t kRowBlock = 16;
+// Below this many multiply-adds one thread is faster than waking the others (as in matmul.cc).
+constexpr int64_t kMinParallelMacs = int64_t{1} << 17;
+
+}  // namespace
+
+void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float* x, int64_t n_tokens, float* y) {
+  const int64_t rows = w.rows();
+  const int64_t cols = w.cols();
+  if (rows == 0 || n_tokens <= 0) return;
+  MIXQ_CHECK(w.dtype == kernel.weight_type);
+  const size_t act_bytes = kernel.activation_bytes(cols, w.group);
+  // One buffer per thread that calls MatMul, grown to the largest batch seen; never shrunk.
+  thread_local AlignedBuffer activations;
+  if (activations.size() < act_bytes * static_cast<size_t>(n_tokens)) {
+    activations.Resize(act_bytes * static_cast<size_t>(n_tokens));
+  }
+  std::byte* act = activations.data();
+  const bool parallel = rows * cols * n_tokens >= kMinParallelMacs;
+#pragma omp parallel for schedule(static) if (parallel && n_tokens > 1)
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    kernel.quantize_activation(x + t * cols, act + static_cast<size_t>(t) * act_bytes, cols, w.group);
+  }
+  if (n_tokens == 1) {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t r = 0; r < rows; ++r) y[r] = kernel.dot(w.row(r), act, cols, w.group);
+    return;
+  }
+  const int64_t n_blocks = (rows + kRowBlock - 1) / kRowBlock;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t r0 = b * kRowBlock;
+    const int64_t r1 = std::min(rows, r0 + kRowBlock);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const std::byte* a = act + static_cast<size_t>(t) * act_bytes;
+      float* yt = y + t * rows;
+      for (int64_t r = r0; r < r1; ++r) yt[r] = kernel.dot(w.row(r), a, cols, w.group);
+    }
+  }
+}
+
+}  // namespace mixq

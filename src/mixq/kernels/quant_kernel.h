@@ -1,0 +1,47 @@
+// The integer kernels of one quantized weight format: how MatMul quantizes activations for it, and the
+// dot product of a stored weight row with a quantized activation row. MatMul (matmul_quant.cc) drives
+// them over rows and tokens; each format supplies a fast path for this CPU and its scalar reference.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "mixq/tensor/dtype.h"
+
+namespace mixq {
+
+struct QuantKernel {
+  DType weight_type;
+  // Bytes of one quantized activation row of n values, for weight rows of n values grouped by `group`
+  // (the group size matters only to mixq INT formats, whose activation blocks follow the weight groups).
+  size_t (*activation_bytes)(int64_t n, int64_t group);
+  // x[0..n) into that activation layout; _ref is the scalar reference.
+  void (*quantize_activation)(const float* x, void* dst, int64_t n, int64_t group);
+  void (*quantize_activation_ref)(const float* x, void* dst, int64_t n, int64_t group);
+  // sum_i W[i] * A[i] of one stored weight row (n weights) with one quantized activation row.
+  float (*dot)(const void* w_row, const void* activation, int64_t n, int64_t group);
+  float (*dot_ref)(const void* w_row, const void* activation, int64_t n, int64_t group);
+  // Which instruction set `dot` uses on this CPU ("AVX2", "scalar"), for tests and benchmarks.
+  const char* (*isa)();
+};
+
+// The kernels for weights stored in `dtype`, or nullptr if it has none (the float types use MatMul's
+// own Highway kernels).
+const QuantKernel* FindQuantKernel(DType dtype);
+
+// The names of every type FindQuantKernel has kernels for ("Q4_0, Q8_0, ..."), for error messages.
+std::string QuantKernelTypeNames();
+
+}  // namespace mixq
+
+namespace mixq {
+
+struct TensorView;
+
+// y[t * w.rows() + r] = W[r, :] . x[t, :] for weights in a quantized format: activations are quantized
+// once per call into the kernel's layout, then every (row, token) pair is one `dot`, rows split across
+// threads. MatMul calls this; it is exposed so tests and benchmarks can drive a kernel directly.
+void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float* x, int64_t n_tokens, float* y);
+
+}  // namespace mixq
