@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "mixq/base/aligned_buffer.h"
+#include "mixq/base/check.h"
 #include "mixq/base/error.h"
 #include "mixq/base/log.h"
 #include "mixq/formats/convert.h"
@@ -21,7 +22,9 @@ bool SameFile(const std::string& a, const std::string& b) {
   return std::filesystem::equivalent(a, b, ec) && !ec;
 }
 
-// Rows of `src` re-encoded as `dst_type` (row by row through float, so memory stays one tensor).
+}  // namespace
+
+// Row by row through float, so memory stays one row beyond the output.
 void ConvertRows(const TensorView& src, DType dst_type, std::byte* dst, const std::string& path) {
   if (!CanReadAsFloat(src.dtype)) {
     Fail("cannot write '{}': tensor '{}' is {}, which mixq cannot convert to {}", path, src.name,
@@ -35,6 +38,8 @@ void ConvertRows(const TensorView& src, DType dst_type, std::byte* dst, const st
     RowFromFloat(dst_type, row.data(), dst + static_cast<size_t>(r) * dst_row_bytes, cols);
   }
 }
+
+namespace {
 
 // convert_hf_to_gguf.py's permute: w.reshape(n_head, 2, head_dim / 2, cols).swapaxes(1, 2), so that the
 // rotate-half pairs (i, i + head_dim/2) of each head become the adjacent pairs (2i, 2i + 1).
@@ -55,7 +60,7 @@ void PermuteRowsForInterleavedRope(std::byte* data, size_t row_bytes, int64_t n_
 
 }  // namespace
 
-uint32_t GgufFileType(DType weight_type) {
+std::optional<uint32_t> GgufFileType(DType weight_type) {
   switch (weight_type) {
     case DType::kF32:
       return 0;  // LLAMA_FTYPE_ALL_F32
@@ -88,15 +93,12 @@ uint32_t GgufFileType(DType weight_type) {
     case DType::kBF16:
       return 32;  // LLAMA_FTYPE_MOSTLY_BF16
     default:
-      break;
+      return std::nullopt;
   }
-  Fail("GGUF has no general.file_type for weights of type {}", DTypeName(weight_type));
 }
 
-void SaveGgufModel(const Model& model, const std::string& path, DType weight_type) {
-  if (weight_type != DType::kF32 && weight_type != DType::kF16 && weight_type != DType::kBF16) {
-    Fail("cannot write '{}' with weights of type {}: choose f32, f16 or bf16", path, DTypeName(weight_type));
-  }
+void WriteGgufModel(const Model& model, const std::string& path, std::optional<uint32_t> file_type,
+                    const TensorEncoder& encode) {
   if (SameFile(path, model.path)) Fail("refusing to overwrite the input model '{}' with its own conversion", path);
   for (const auto& mapping : model.mappings) {
     if (mapping && SameFile(path, mapping->path())) {
@@ -122,7 +124,7 @@ void SaveGgufModel(const Model& model, const std::string& path, DType weight_typ
     w.SetUint32("llama.attention.key_length", static_cast<uint32_t>(c.head_dim));
     w.SetUint32("llama.attention.value_length", static_cast<uint32_t>(c.head_dim));
   }
-  w.SetUint32("general.file_type", GgufFileType(weight_type));
+  if (file_type) w.SetUint32("general.file_type", *file_type);
   w.SetUint32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
   w.SetUint32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_dim));
   if (model.tokenizer.loaded()) {
@@ -145,28 +147,49 @@ void SaveGgufModel(const Model& model, const std::string& path, DType weight_typ
   ForEachTensor(c, model.weights, [&](const TensorSlot& slot) {
     ValidateTensor(slot, model.path);
     const TensorView& src = *slot.view;
-    const DType dst_type = slot.role == TensorRole::kNorm ? DType::kF32 : weight_type;
+    TensorEncoding encoding = encode(slot);
     const bool is_q = slot.name.ends_with(".attn_q.weight");
     const bool is_k = slot.name.ends_with(".attn_k.weight");
     const bool permute = c.rope_style == RopeStyle::kHalf && (is_q || is_k);
-    if (src.dtype == dst_type && !permute) {
-      w.AddTensor(slot.name, dst_type, src.shape, src.data, src.bytes, src.group);
-      return;
-    }
-    // Converted tensors are produced one at a time while the file is written, so memory stays at
-    // one tensor beyond the mmapped input whatever the model's size.
-    const size_t bytes = *StorageBytes(dst_type, src.elements());
-    const int64_t n_heads = is_q ? c.n_heads : c.n_kv_heads;
-    w.AddTensor(slot.name, dst_type, src.shape, bytes, [=, &c](std::byte* dst) {
-      if (src.dtype == dst_type) {
-        std::memcpy(dst, src.data, bytes);
-      } else {
-        ConvertRows(src, dst_type, dst, path);
+    if (!encoding.produce) {
+      MIXQ_CHECK(encoding.dtype == src.dtype && encoding.group == src.group);
+      if (!permute) {
+        w.AddTensor(slot.name, src.dtype, src.shape, src.data, src.bytes, src.group);
+        return;
       }
-      if (permute) PermuteRowsForInterleavedRope(dst, bytes / static_cast<size_t>(src.rows()), n_heads, c.head_dim);
-    });
+      encoding.produce = [src](std::byte* dst) { std::memcpy(dst, src.data, src.bytes); };
+    }
+    const std::optional<size_t> bytes = TensorBytes(encoding.dtype, src.shape, encoding.group);
+    if (!bytes) {
+      Fail("cannot write '{}': tensor '{}' {} cannot be stored as {}", path, slot.name, ShapeString(src.shape),
+           DTypeName(encoding.dtype));
+    }
+    // Encoded tensors are produced one at a time while the file is written, so memory stays at one
+    // tensor beyond the mmapped input whatever the model's size.
+    const int64_t n_heads = is_q ? c.n_heads : c.n_kv_heads;
+    const size_t row_bytes = *bytes / static_cast<size_t>(src.rows());
+    w.AddTensor(
+        slot.name, encoding.dtype, src.shape, *bytes,
+        [produce = std::move(encoding.produce), permute, row_bytes, n_heads, &c](std::byte* dst) {
+          produce(dst);
+          if (permute) PermuteRowsForInterleavedRope(dst, row_bytes, n_heads, c.head_dim);
+        },
+        encoding.group);
   });
   w.Write(path);
+}
+
+void SaveGgufModel(const Model& model, const std::string& path, DType weight_type) {
+  if (weight_type != DType::kF32 && weight_type != DType::kF16 && weight_type != DType::kBF16) {
+    Fail("cannot write '{}' with weights of type {}: choose f32, f16 or bf16 (or quantize)", path,
+         DTypeName(weight_type));
+  }
+  WriteGgufModel(model, path, GgufFileType(weight_type), [&](const TensorSlot& slot) {
+    const TensorView& src = *slot.view;
+    const DType dst_type = slot.role == TensorRole::kNorm ? DType::kF32 : weight_type;
+    if (src.dtype == dst_type) return TensorEncoding{dst_type, src.group, nullptr};
+    return TensorEncoding{dst_type, 0, [src, dst_type, path](std::byte* dst) { ConvertRows(src, dst_type, dst, path); }};
+  });
 }
 
 }  // namespace mixq

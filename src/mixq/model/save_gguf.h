@@ -1,12 +1,36 @@
 // Writing a loaded model as a llama-architecture GGUF v3 file that llama.cpp loads and runs.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "mixq/model/model.h"
 #include "mixq/tensor/dtype.h"
 
 namespace mixq {
+
+// How one tensor is stored in the written file. `produce` fills the tensor's bytes (rows in the model's
+// own order; the writer applies GGUF's q/k permutation afterwards) when the writer reaches it, so a
+// converter or quantizer holds one tensor at a time; a null `produce` copies the source bytes as they are
+// (dtype and group must then be the source's).
+struct TensorEncoding {
+  DType dtype = DType::kF32;
+  int64_t group = 0;
+  std::function<void(std::byte* dst)> produce;
+};
+using TensorEncoder = std::function<TensorEncoding(const TensorSlot& slot)>;
+
+// Writes `model` as a llama-architecture GGUF v3 file with each tensor encoded as `encode` says: the
+// llama.* keys convert_hf_to_gguf.py writes, general.file_type when given, the tokenizer, model.metadata's
+// "mixq.*" entries. Rotate-half (Hugging Face) q/k rows are permuted into GGUF's interleaved order. The file
+// is written atomically; writing over one of the model's own input files is refused.
+void WriteGgufModel(const Model& model, const std::string& path, std::optional<uint32_t> file_type,
+                    const TensorEncoder& encode);
+
+// Rows of `src` (any type RowToFloat reads) re-encoded as F32, F16 or BF16 into dst.
+void ConvertRows(const TensorView& src, DType dst_type, std::byte* dst, const std::string& path);
 
 // Writes `model` to `path` with every weight matrix stored as `weight_type` (F32, F16 or BF16; norms stay
 // F32), the llama.* keys convert_hf_to_gguf.py writes, the tokenizer (tokenizer.ggml.*) when the model
@@ -15,7 +39,8 @@ namespace mixq {
 // the model's own input file is refused. Throws mixq::Error naming the file or tensor on failure.
 void SaveGgufModel(const Model& model, const std::string& path, DType weight_type);
 
-// llama.cpp's general.file_type (LLAMA_FTYPE_*) for a file whose weights are all `weight_type`.
-uint32_t GgufFileType(DType weight_type);
+// llama.cpp's general.file_type (LLAMA_FTYPE_*) for a file whose weights are mostly `weight_type`;
+// nullopt for types llama.cpp has no file type for (mixq's INT types).
+std::optional<uint32_t> GgufFileType(DType weight_type);
 
 }  // namespace mixq
