@@ -1,0 +1,54 @@
+// Quantizing a whole model into a GGUF file: each tensor's format from the policy, round-to-nearest with
+// each format's own scale search, a per-tensor report of bytes and error, written atomically.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mixq/formats/weight_format.h"
+#include "mixq/model/model.h"
+#include "mixq/quant/policy.h"
+
+namespace mixq {
+
+// Quantizes a [rows, cols] float matrix into `format` at dst (TensorBytes(format.dtype, {rows, cols},
+// format.group) bytes), rows in parallel. `importance` (cols values, may be null) weights the error each
+// format's scale search minimises (imatrix). The one dispatch over ggml's, mixq's INT and the float types.
+void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
+                    const float* importance = nullptr);
+
+// The format actually used for rows of `cols` weights when `wanted` cannot hold them: llama.cpp's
+// fallbacks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/IQ4_XS -> IQ4_NL), then F16.
+WeightFormat FallbackFormat(const WeightFormat& wanted, int64_t cols);
+
+struct QuantizeOptions {
+  QuantPolicy policy;
+  std::optional<WeightFormat> type;  // --type: the format of tensors no rule or default names
+  bool strict = false;               // a format that cannot hold a tensor is an error, not a fallback
+};
+
+struct TensorQuantReport {
+  std::string name;
+  Shape shape;
+  DType from = DType::kF32;
+  std::string format;     // what the tensor was written as ("q4_k", "int4-g128", "F32 (kept)")
+  std::string reason;     // the policy line that chose it, and any fallback
+  size_t bytes = 0;
+  double bits_per_weight = 0.0;
+  double relative_rmse = 0.0;  // ||W - Q(W)|| / ||W|| over the tensor; 0 for kept tensors
+};
+
+struct QuantizeReport {
+  std::vector<TensorQuantReport> tensors;
+  ModelSize input;
+  ModelSize output;
+  double seconds = 0.0;
+};
+
+// Writes `model` quantized per `options` to `out_path` (GGUF, atomically; refuses to write over its
+// input). Throws mixq::Error naming the tensor or file on failure; nothing is left at out_path then.
+QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, const QuantizeOptions& options);
+
+}  // namespace mixq
