@@ -43,6 +43,11 @@ ModelArgs ArgsFor(const KldArgs& args, const std::string& path) {
 // The tokens both models are scored on. KLD compares distributions over the same token ids, so QUANT's
 // tokenizer must cut the text exactly as BASE's does.
 std::vector<int32_t> TokensFor(const std::string& text, const Model* base, const Model& quant) {
+  if (base != nullptr && base->config.vocab_size != quant.config.vocab_size) {
+    Fail("the models' vocabularies differ: BASE {} has {} tokens, QUANT {} has {}; KL divergence compares "
+         "distributions over the same tokens",
+         base->path, base->config.vocab_size, quant.path, quant.config.vocab_size);
+  }
   const std::vector<int32_t> quant_tokens = TokenizeForPerplexity(quant, text);
   if (base == nullptr) return quant_tokens;
   std::vector<int32_t> base_tokens = TokenizeForPerplexity(*base, text);

@@ -32,34 +32,31 @@ int64_t ArgMax(std::span<const float> values) {
   return best;
 }
 
-int64_t LogSoftmaxRow(std::span<const float> logits, std::span<float> log_probs) {
-  MIXQ_CHECK_EQ(logits.size(), log_probs.size());
-  const int64_t top = ArgMax(logits);
-  const float max_logit = logits[static_cast<size_t>(top)];
+double LogNormalizer(std::span<const float> logits) {
+  const double max_logit = logits[static_cast<size_t>(ArgMax(logits))];
+  // exp in double, not llama.cpp's expf: a normalizer off by e shifts every position's KLD by about e,
+  // and expf's 1e-7 would drown the KLD of a near-lossless conversion (F16 vs F32 is ~1e-6).
   double sum_exp = 0.0;
-  for (float v : logits) sum_exp += std::exp(v - max_logit);
+  for (float v : logits) sum_exp += std::exp(static_cast<double>(v) - max_logit);
   if (!std::isfinite(max_logit) || !std::isfinite(sum_exp)) {
     Fail("the model produced non-finite logits (max {}, sum of exp {}); it cannot be compared", max_logit,
          sum_exp);
   }
-  const double log_sum = std::log(sum_exp);
-  for (size_t i = 0; i < logits.size(); ++i) {
-    log_probs[i] = static_cast<float>(static_cast<double>(logits[i] - max_logit) - log_sum);
-  }
-  return top;
+  return max_logit + std::log(sum_exp);
 }
 
-RowComparison CompareRows(std::span<const float> base_log_probs, std::span<const float> quant_log_probs) {
-  MIXQ_CHECK_EQ(base_log_probs.size(), quant_log_probs.size());
+RowComparison CompareRows(const LogProbRow& base, const LogProbRow& quant) {
+  MIXQ_CHECK_EQ(base.logits.size(), quant.logits.size());
   RowComparison r;
   // Every token with non-zero base probability counts (llama.cpp skips log p <= -16, an artefact of its
   // 16-bit file; those terms are below 1e-7 each).
-  for (size_t i = 0; i < base_log_probs.size(); ++i) {
-    const double lp = base_log_probs[i];
+  for (size_t i = 0; i < base.logits.size(); ++i) {
+    const double lp = static_cast<double>(base.logits[i]) - base.log_normalizer;
     if (lp == -std::numeric_limits<double>::infinity()) continue;
-    r.kld += std::exp(lp) * (lp - static_cast<double>(quant_log_probs[i]));
+    const double lq = static_cast<double>(quant.logits[i]) - quant.log_normalizer;
+    r.kld += std::exp(lp) * (lp - lq);
   }
-  r.same_top = ArgMax(base_log_probs) == ArgMax(quant_log_probs);
+  r.same_top = ArgMax(base.logits) == ArgMax(quant.logits);
   return r;
 }
 
@@ -193,8 +190,6 @@ uint64_t Fnv1a(const void* data, size_t bytes, uint64_t hash = kFnvOffset) {
   return hash;
 }
 
-int64_t EncodedValueBytes(BaseLogitsEncoding encoding) { return encoding == BaseLogitsEncoding::kF32 ? 4 : 2; }
-
 template <typename T>
 void Put(unsigned char* out, size_t offset, T value) {
   std::memcpy(out + offset, &value, sizeof value);
@@ -206,11 +201,16 @@ T Get(const unsigned char* in, size_t offset) {
   return value;
 }
 
-// One chunk of the base model's side: its log-softmax rows and the exact log-probability of each
-// scored position's next token (kept in double so PPL(base) matches EvaluatePerplexity exactly).
+// One chunk of one model's side: each scored position's logits and log-normalizer, and the
+// log-probability of the token that follows as LogSoftmaxAt gives it (so PPL(base) is EvaluatePerplexity's).
 struct BaseChunk {
-  std::vector<float> log_probs;         // [rows, vocab]
+  std::vector<float> logits;            // [rows, vocab]
+  std::vector<double> log_normalizer;   // [rows]
   std::vector<double> target_log_prob;  // [rows]
+
+  LogProbRow Row(int64_t r, int64_t vocab) const {
+    return {{logits.data() + r * vocab, static_cast<size_t>(vocab)}, log_normalizer[static_cast<size_t>(r)]};
+  }
 };
 
 void EncodeHeader(const BaseLogitsHeader& h, unsigned char* out) {
@@ -241,12 +241,13 @@ class BaseLogitsWriter {
     const size_t vocab = static_cast<size_t>(header_.vocab);
     unsigned char* out = buffer_.data();
     for (int64_t r = 0; r < rows; ++r) {
-      const float* row = chunk.log_probs.data() + r * header_.vocab;
+      const float* row = chunk.logits.data() + r * header_.vocab;
       Put<double>(out, 0, chunk.target_log_prob[static_cast<size_t>(r)]);
       out += 8;
       if (header_.encoding == BaseLogitsEncoding::kF32) {
-        std::memcpy(out, row, vocab * sizeof(float));
-        out += vocab * sizeof(float);
+        Put<double>(out, 0, chunk.log_normalizer[static_cast<size_t>(r)]);
+        std::memcpy(out + 8, row, vocab * sizeof(float));
+        out += 8 + vocab * sizeof(float);
       } else {
         // Shifted so the top token is exactly 0, where float16 is finest and most probability lies.
         const float top = row[ArgMax({row, vocab})];
@@ -299,25 +300,22 @@ class BaseLogitsReader {
     }
     const int64_t rows = header_.rows_per_chunk();
     const size_t vocab = static_cast<size_t>(header_.vocab);
-    out.log_probs.resize(static_cast<size_t>(rows) * vocab);
+    out.logits.resize(static_cast<size_t>(rows) * vocab);
+    out.log_normalizer.resize(static_cast<size_t>(rows));
     out.target_log_prob.resize(static_cast<size_t>(rows));
     const unsigned char* in = buffer_.data();
     for (int64_t r = 0; r < rows; ++r) {
-      float* row = out.log_probs.data() + r * header_.vocab;
+      float* row = out.logits.data() + r * header_.vocab;
       out.target_log_prob[static_cast<size_t>(r)] = Get<double>(in, 0);
       in += 8;
       if (header_.encoding == BaseLogitsEncoding::kF32) {
-        std::memcpy(row, in, vocab * sizeof(float));
-        in += vocab * sizeof(float);
+        out.log_normalizer[static_cast<size_t>(r)] = Get<double>(in, 0);
+        std::memcpy(row, in + 8, vocab * sizeof(float));
+        in += 8 + vocab * sizeof(float);
       } else {
-        // Renormalised, so the decoded row is a distribution and KLD stays >= 0.
-        double sum_exp = 0.0;
-        for (size_t i = 0; i < vocab; ++i) {
-          row[i] = F16ToF32(Get<uint16_t>(in, 2 * i));
-          sum_exp += std::exp(static_cast<double>(row[i]));
-        }
-        const double log_sum = std::log(sum_exp);
-        for (size_t i = 0; i < vocab; ++i) row[i] = static_cast<float>(static_cast<double>(row[i]) - log_sum);
+        // The normalizer of the decoded values, so the decoded row is a distribution and KLD stays >= 0.
+        for (size_t i = 0; i < vocab; ++i) row[i] = F16ToF32(Get<uint16_t>(in, 2 * i));
+        out.log_normalizer[static_cast<size_t>(r)] = LogNormalizer({row, vocab});
         in += 2 * vocab;
       }
     }
@@ -336,7 +334,9 @@ const char* BaseLogitsEncodingName(BaseLogitsEncoding encoding) {
   return encoding == BaseLogitsEncoding::kF32 ? "f32" : "f16";
 }
 
-int64_t BaseLogitsHeader::row_bytes() const { return 8 + vocab * EncodedValueBytes(encoding); }
+int64_t BaseLogitsHeader::row_bytes() const {
+  return encoding == BaseLogitsEncoding::kF32 ? 16 + 4 * vocab : 8 + 2 * vocab;
+}
 int64_t BaseLogitsHeader::chunk_bytes() const { return rows_per_chunk() * row_bytes() + 8; }
 int64_t BaseLogitsHeader::file_bytes() const { return kBaseLogitsHeaderBytes + n_chunks * chunk_bytes(); }
 
@@ -405,12 +405,14 @@ using BaseSourceFn = std::function<void(int64_t chunk, BaseChunk& out)>;
 void ScoreWindow(const ChunkPlan& plan, int64_t vocab, const float* logits, std::span<const int32_t> window,
                  BaseChunk& out) {
   const int64_t rows = plan.ctx - 1 - plan.first_scored;
-  out.log_probs.resize(static_cast<size_t>(rows * vocab));
+  out.logits.resize(static_cast<size_t>(rows * vocab));
+  out.log_normalizer.resize(static_cast<size_t>(rows));
   out.target_log_prob.resize(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = plan.first_scored + r;
     const std::span<const float> row{logits + i * vocab, static_cast<size_t>(vocab)};
-    LogSoftmaxRow(row, {out.log_probs.data() + r * vocab, static_cast<size_t>(vocab)});
+    std::copy(row.begin(), row.end(), out.logits.begin() + r * vocab);
+    out.log_normalizer[static_cast<size_t>(r)] = LogNormalizer(row);
     out.target_log_prob[static_cast<size_t>(r)] = LogSoftmaxAt(row, window[static_cast<size_t>(i + 1)]).log_prob;
   }
 }
@@ -444,13 +446,11 @@ KldResult RunKld(const Model& quant, std::span<const int32_t> tokens, const Chun
   Timer timer;
   for (int64_t chunk = 0; chunk < plan.n_chunks; ++chunk) {
     base_source(chunk, base_chunk);
-    MIXQ_CHECK_EQ(base_chunk.log_probs.size(), static_cast<size_t>(rows * vocab));
+    MIXQ_CHECK_EQ(base_chunk.logits.size(), static_cast<size_t>(rows * vocab));
     if (writer != nullptr) writer->WriteChunk(base_chunk);
     EvaluateWindow(quant, tokens, plan, chunk, quant_chunk);
     for (int64_t r = 0; r < rows; ++r) {
-      const RowComparison c =
-          CompareRows({base_chunk.log_probs.data() + r * vocab, static_cast<size_t>(vocab)},
-                      {quant_chunk.log_probs.data() + r * vocab, static_cast<size_t>(vocab)});
+      const RowComparison c = CompareRows(base_chunk.Row(r, vocab), quant_chunk.Row(r, vocab));
       stats.Add(c.kld, c.same_top, quant_chunk.target_log_prob[static_cast<size_t>(r)],
                 base_chunk.target_log_prob[static_cast<size_t>(r)]);
     }

@@ -16,21 +16,27 @@ namespace mixq {
 
 // ---- Per-position measures -------------------------------------------------------------------
 
-// log-softmax of `logits` into `log_probs` (same length), as float: float max, double sum of expf, the
-// difference taken in double and rounded once. Both models' rows go through this one function so that
-// identical logits give bit-identical rows (and a KL divergence of exactly 0). Returns the index of
-// the first largest logit. Throws mixq::Error if the logits are not finite (a broken model).
-int64_t LogSoftmaxRow(std::span<const float> logits, std::span<float> log_probs);
+// log sum_i exp(logits_i), shifted by the max and summed in double: log p_i is then
+// logits_i - LogNormalizer(logits), taken in double, so the float logits are never rounded again and
+// identical logits give identical distributions (a KL divergence of exactly 0). Throws mixq::Error if
+// the logits are not finite (a broken model).
+double LogNormalizer(std::span<const float> logits);
 
 // Index of the first largest value.
 int64_t ArgMax(std::span<const float> values);
+
+// One next-token distribution: log p_i = logits[i] - log_normalizer.
+struct LogProbRow {
+  std::span<const float> logits;
+  double log_normalizer = 0.0;
+};
 
 struct RowComparison {
   double kld = 0.0;       // sum_i p_i (log p_i - log q_i), p = base, q = quant; every token counted
   bool same_top = false;  // the two rows' first argmax is the same token
 };
-// Compares two log-softmax rows of the same length (base first).
-RowComparison CompareRows(std::span<const float> base_log_probs, std::span<const float> quant_log_probs);
+// Compares two distributions over the same vocabulary (base first).
+RowComparison CompareRows(const LogProbRow& base, const LogProbRow& quant);
 
 // ---- Statistics ------------------------------------------------------------------------------
 
@@ -88,8 +94,8 @@ class KldStats {
 // ---- Base-logits file (layout in docs/kld.md) ------------------------------------------------
 
 enum class BaseLogitsEncoding : uint32_t {
-  kF32 = 1,  // the log-softmax row as float32: reuse reproduces the in-memory result bit for bit
-  kF16 = 2,  // the row minus its maximum as float16, renormalised on reading: half the size
+  kF32 = 1,  // the logits as float32 and their log-normalizer as float64: reuse is bit-exact
+  kF16 = 2,  // the logits minus their maximum as float16, renormalised on reading: half the size
 };
 const char* BaseLogitsEncodingName(BaseLogitsEncoding encoding);
 
@@ -104,7 +110,7 @@ struct BaseLogitsHeader {
   uint64_t tokens_hash = 0;  // TokensHash of the n_chunks * ctx text tokens evaluated
 
   int64_t rows_per_chunk() const { return ctx - 1 - first_scored; }
-  int64_t row_bytes() const;    // one scored position: f64 target log-prob + vocab values
+  int64_t row_bytes() const;    // one scored position (see docs/kld.md)
   int64_t chunk_bytes() const;  // rows + the chunk's u64 checksum
   int64_t file_bytes() const;
 };
