@@ -201,11 +201,11 @@ void RegisterKld(CLI::App& app) {
   cmd->add_option("--scoring", args->scoring, "llamacpp (default) or gptq windows, as `mixq ppl`")
       ->check(CLI::IsMember({"llamacpp", "gptq"}));
   cmd->add_flag("--json", args->json, "print JSON");
-  cmd->add_option("--save-base", args->save_base, "write BASE's log-probabilities to this file while computing");
+  cmd->add_option("--save-base", args->save_base, "write BASE's logits (per scored position) to this file while computing");
   cmd->add_option("--base-precision", args->base_precision,
                   "encoding of --save-base: f16 (half the size) or f32 (reuse reproduces results exactly)")
       ->check(CLI::IsMember({"f16", "f32"}));
-  cmd->add_option("--base-logits", args->base_logits, "read BASE's log-probabilities from this file instead of running BASE");
+  cmd->add_option("--base-logits", args->base_logits, "read BASE's logits from a --save-base file instead of running BASE");
   cmd->callback([args, cmd] { RunKldCommand(*args, *cmd); });
 }
 
