@@ -10,7 +10,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterConvert(app);
   RegisterBench(app);
   RegisterSynth(app);
-
+  RegisterKld(app);
 }
 
 }  // namespace mixq::cli

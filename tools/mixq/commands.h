@@ -15,5 +15,6 @@ void RegisterConvert(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterSynth(CLI::App& app);
 void RegisterQuantize(CLI::App& app);
+void RegisterKld(CLI::App& app);
 
 }  // namespace mixq::cli
