@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "mixq/formats/weight_format.h"
 #include "tools/mixq/commands.h"
 #include "tools/mixq/common.h"
 
@@ -25,7 +26,9 @@ void RunInfo(const InfoArgs& args) {
   nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
   ForEachTensor(c, model.weights, [&](const TensorSlot& slot) {
     const TensorView& t = *slot.view;
-    tensors.push_back({{"name", slot.name}, {"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"bytes", t.bytes}});
+    // mixq INT tensors show their grouping too ("int4-g128"), which their type id alone does not say.
+    const std::string dtype = IsIntFormat(t.dtype) ? WeightFormatName(WeightFormat{t.dtype, t.group}) : DTypeName(t.dtype);
+    tensors.push_back({{"name", slot.name}, {"dtype", dtype}, {"shape", t.shape}, {"bytes", t.bytes}});
   });
   const std::string tokenizer =
       model.tokenizer.loaded() ? fmt::format("{} ({} tokens)", model.tokenizer.vocab().model, model.tokenizer.vocab().size())
