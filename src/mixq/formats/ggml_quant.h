@@ -43,9 +43,11 @@ bool HasGgmlQuantizer(DType dtype);
 // search while quantize_iq4_nl searches 7 scales each side). With importance the bytes follow
 // `quantize_<type>_impl` with those quant_weights. Q8_0, Q8_K and Q8_1 ignore importance, as ggml does.
 //
-// With importance, src must be exactly one tensor row: the legacy types (Q4_0 ... Q5_1) weight each value
-// by importance * sqrt(mean square of the row + value^2), with the mean taken over the n values passed.
-// Without importance, any run of whole blocks (e.g. a whole tensor) gives the same bytes as row by row.
+// With importance, src must be exactly one tensor row and importance that row's n per-column values
+// (an imatrix holds one value per input channel, shared by every row; llama.cpp passes the same vector
+// for each row). The legacy types (Q4_0 ... Q5_1) also weight each value by sqrt(mean square of the row
+// + value^2), with the mean taken over the n values passed. Without importance, any run of whole blocks
+// (e.g. a whole tensor) gives the same bytes as row by row.
 // n not a whole number of blocks or an unsupported dtype are programming errors (checked invariants).
 void QuantizeRowGgml(DType dtype, const float* src, void* dst, int64_t n, const float* importance = nullptr);
 
