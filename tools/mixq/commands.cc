@@ -10,6 +10,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterConvert(app);
   RegisterBench(app);
   RegisterSynth(app);
+  RegisterEval(app);
 }
 
 }  // namespace mixq::cli

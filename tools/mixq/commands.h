@@ -14,5 +14,6 @@ void RegisterPerplexity(CLI::App& app);
 void RegisterConvert(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterSynth(CLI::App& app);
+void RegisterEval(CLI::App& app);
 
 }  // namespace mixq::cli
