@@ -124,6 +124,13 @@ TEST(ZeroShotDataTest, MmluTrickyRowsParseLikePython) {
   const std::vector<TaskItem> facts = LoadMmluFile(Data("mmlu_redux/mmlu_global_facts.csv"));
   EXPECT_NE(facts[19].contexts[0].find("\nA. 23%\nB. 38%\nC. 53%\nD. 68%\nAnswer:"), std::string::npos)
       << facts[19].contexts[0];
+  // Python's strip() removes the U+0085 ending this question, so lm-eval's prompt has none.
+  const std::vector<TaskItem> sociology = LoadMmluFile(Data("mmlu_redux/mmlu_sociology.csv"));
+  bool stripped = false;
+  for (const TaskItem& item : sociology) {
+    stripped = stripped || item.contexts[0].find("Role-learning theory suggests that\nA. ") != std::string::npos;
+  }
+  EXPECT_TRUE(stripped);
   // The cp1252 file comes out as UTF-8 (its one non-ASCII byte 0xD5 is 'Õ' in cp1252).
   const std::vector<TaskItem> moral = LoadMmluFile(Data("mmlu_redux/mmlu_moral_scenarios.csv"));
   ASSERT_EQ(moral.size(), 100u);

@@ -39,6 +39,40 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
+// Python's str.strip(): lm-eval strips with it, and it removes Unicode spaces too (an MMLU question ends
+// in U+0085). Code points are read from UTF-8; ASCII whitespace includes \x1c-\x1f as in Python.
+bool IsPythonSpace(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+// The code point starting at s[i] and its length in bytes (1 for a stray byte).
+std::pair<uint32_t, size_t> CodePointAt(std::string_view s, size_t i) {
+  const auto b = static_cast<unsigned char>(s[i]);
+  const size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 1;
+  if (n == 1 || i + n > s.size()) return {b, 1};
+  uint32_t cp = b & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  return {cp, n};
+}
+
+std::string_view PythonStrip(std::string_view s) {
+  while (!s.empty()) {
+    const auto [cp, n] = CodePointAt(s, 0);
+    if (!IsPythonSpace(cp)) break;
+    s.remove_prefix(n);
+  }
+  while (!s.empty()) {
+    size_t start = s.size() - 1;
+    while (start > 0 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+    const auto [cp, n] = CodePointAt(s, start);
+    if (start + n != s.size() || !IsPythonSpace(cp)) break;
+    s.remove_suffix(n);
+  }
+  return s;
+}
+
 // An integer in [lo, hi] or a mixq::Error naming where it came from.
 int32_t ParseIndex(std::string_view text, int32_t lo, int32_t hi, const std::string& where, const char* what) {
   text = Trim(text);
@@ -199,7 +233,7 @@ TaskData LoadWinoGrande(const std::string& jsonl_path, const std::string& labels
     }
     // lm-eval's partial scoring: the context is the sentence up to the blank with the option filled in,
     // the continuation (the same for both options) is the rest of the sentence.
-    const std::string rest(Trim(std::string_view(sentence).substr(blank + 1)));
+    const std::string rest(PythonStrip(std::string_view(sentence).substr(blank + 1)));
     if (rest.empty()) Fail("{}: nothing follows the blank, so there is nothing to score", where);
     TaskItem item;
     item.source = where;
@@ -292,7 +326,7 @@ std::vector<TaskItem> LoadMmluFile(const std::string& path) {
     // lm-eval's default mmlu task: subject description, the question, lettered choices, "Answer:", and the
     // letters as continuations (target delimiter " ").
     std::string prompt = fmt::format("The following are multiple choice questions (with answers) about {}.\n\n{}\n",
-                                     subject, Trim(record.fields[question_col]));
+                                     subject, PythonStrip(record.fields[question_col]));
     std::vector<std::string> letters;
     for (size_t c = 0; c < choices.size(); ++c) {
       const char letter = static_cast<char>('A' + c);
