@@ -11,6 +11,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterBench(app);
   RegisterSynth(app);
   RegisterKld(app);
+  RegisterEval(app);
 }
 
 }  // namespace mixq::cli

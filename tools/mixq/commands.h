@@ -16,5 +16,6 @@ void RegisterBench(CLI::App& app);
 void RegisterSynth(CLI::App& app);
 void RegisterQuantize(CLI::App& app);
 void RegisterKld(CLI::App& app);
+void RegisterEval(CLI::App& app);
 
 }  // namespace mixq::cli

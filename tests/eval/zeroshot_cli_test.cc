@@ -1,0 +1,74 @@
+// `mixq eval` as a user runs it: a small seeded run, JSON, --compare against itself, and bad input.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "test_paths.h"
+
+namespace mixq {
+namespace {
+
+using testing::CliPath;
+using testing::SharedPath;
+using testing::Stories260KPath;
+
+struct CliRun {
+  int exit_code;
+  std::string output;
+};
+
+CliRun RunMixq(const std::string& args, bool with_stderr = true) {
+  const std::string command = CliPath() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  FILE* pipe = popen(command.c_str(), "r");
+  EXPECT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 4096> buffer{};
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::string DataArg() { return " --data " + SharedPath("data"); }
+
+TEST(ZeroShotCliTest, JsonRunOnASeededSubset) {
+  const CliRun r = RunMixq("eval " + Stories260KPath() + " --task winogrande,lambada --limit 8 --seed 3 --json" + DataArg(),
+                       /*with_stderr=*/false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j["tasks"].size(), 2u);
+  EXPECT_EQ(j["tasks"][0]["task"], "winogrande");
+  EXPECT_EQ(j["tasks"][0]["items"], 8);
+  EXPECT_EQ(j["tasks"][0]["items_available"], 1267);
+  EXPECT_TRUE(j["tasks"][1].contains("target_ppl"));
+  EXPECT_GT(j["tasks"][1]["target_ppl"].get<double>(), 1.0);
+  const double acc = j["average"]["acc"].get<double>();
+  EXPECT_GE(acc, 0.0);
+  EXPECT_LE(acc, 1.0);
+}
+
+TEST(ZeroShotCliTest, CompareWithItselfHasZeroDelta) {
+  const CliRun r = RunMixq("eval " + Stories260KPath() + " --task piqa --limit 6 --compare " + Stories260KPath() + DataArg());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("BASE  = "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("+0.0000 ± 0.0000"), std::string::npos) << r.output;
+}
+
+TEST(ZeroShotCliTest, BadTaskAndMissingDataAreErrors) {
+  const CliRun bad_task = RunMixq("eval " + Stories260KPath() + " --task arc" + DataArg());
+  EXPECT_EQ(bad_task.exit_code, 1);
+  EXPECT_NE(bad_task.output.find("mixq: error:"), std::string::npos) << bad_task.output;
+  EXPECT_NE(bad_task.output.find("\"arc\""), std::string::npos) << bad_task.output;
+  const CliRun missing = RunMixq("eval " + Stories260KPath() + " --task piqa --data /nonexistent/data");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("/nonexistent/data/piqa/valid.jsonl"), std::string::npos) << missing.output;
+}
+
+}  // namespace
+}  // namespace mixq
