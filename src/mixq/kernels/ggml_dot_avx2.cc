@@ -2,8 +2,9 @@
 // project needs no -m flags; ggml_dot.cc calls them only after CpuHasAvx2().
 //
 // Every dot product works as ggml's AVX2 code does: widen the packed codes to one byte per weight,
-// multiply 32 weight bytes with 32 activation bytes by _mm256_maddubs_epi16 (unsigned x signed, so signed
-// weights go through the _mm256_sign_epi8 trick: |w| times a with w's sign), sum pairs to int32 with
+// multiply 32 weight bytes with 32 activation bytes by _mm256_maddubs_epi16 (unsigned x signed: signed
+// weights go through the _mm256_sign_epi8 trick, |w| times a with w's sign, or stay as unsigned codes
+// whose offset is subtracted afterwards: maddubs(8, a) for Q4_0, 32 * bsums for Q6_K), sum pairs to int32 with
 // _mm256_madd_epi16 (by ones, or by the sub-block scales for the k-quants), and apply the float scales
 // once per block (32 weights) or super-block (256). The integer parts are exact, so only the float
 // accumulation order differs from the scalar references.
@@ -13,6 +14,7 @@
 
 #include <cstring>
 
+#include "mixq/formats/float16.h"
 #include "mixq/formats/ggml_blocks.h"
 #include "mixq/kernels/ggml_dot.h"
 #include "mixq/kernels/ggml_dot_internal.h"
@@ -25,6 +27,19 @@ using namespace ggml;
 
 namespace {
 
+// F16 -> F32 by table (256 KiB, built once, as ggml does): one load per scale instead of a move to a
+// vector register and vcvtph2ps, which matters in the legacy kernels that convert two scales per 32
+// weights. Built from F16ToF32, so it is exact.
+const float* HalfTable() {
+  static const float* table = [] {
+    static float values[65536];
+    for (uint32_t h = 0; h < 65536; ++h) values[h] = F16ToF32(static_cast<uint16_t>(h));
+    return values;
+  }();
+  return table;
+}
+
+inline float HalfToFloat(const float* table, uint16_t h) { return table[h]; }
 MIXQ_AVX2 inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 
 MIXQ_AVX2 inline float HorizontalSum(__m256 v) {
@@ -178,24 +193,26 @@ MIXQ_AVX2 void QuantizeQ8_KAvx2(const float* x, void* dst, int64_t n, int64_t) {
 
 namespace {
 
-// The legacy 32-weight types against Q8_0: `kWeights(block)` gives 32 signed weight bytes. Two blocks
-// per step into two accumulators, so consecutive FMAs do not wait on each other.
-template <typename Block, __m256i (*kWeights)(const Block&)>
+// The legacy 32-weight types against Q8_0: `kBlockDot(block, a)` gives the block's integer dot as 8
+// float partial sums. Two blocks per step into two accumulators, so consecutive FMAs do not wait on
+// each other.
+template <typename Block, __m256 (*kBlockDot)(const Block&, __m256i)>
 MIXQ_AVX2 inline float DotSymmetric32(const void* w, const void* a, int64_t n) {
   const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const BlockQ8_0*>(a);
+  const float* half = HalfTable();
   const int64_t nb = n / kQK;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 1 < nb; i += 2) {
-    const __m256 d0 = _mm256_set1_ps(HalfToFloat(x[i].d) * HalfToFloat(y[i].d));
-    const __m256 d1 = _mm256_set1_ps(HalfToFloat(x[i + 1].d) * HalfToFloat(y[i + 1].d));
-    acc0 = _mm256_fmadd_ps(d0, DotBlockSigned(kWeights(x[i]), LoadBytes(y[i].qs)), acc0);
-    acc1 = _mm256_fmadd_ps(d1, DotBlockSigned(kWeights(x[i + 1]), LoadBytes(y[i + 1].qs)), acc1);
+    const __m256 d0 = _mm256_set1_ps(HalfToFloat(half, x[i].d) * HalfToFloat(half, y[i].d));
+    const __m256 d1 = _mm256_set1_ps(HalfToFloat(half, x[i + 1].d) * HalfToFloat(half, y[i + 1].d));
+    acc0 = _mm256_fmadd_ps(d0, kBlockDot(x[i], LoadBytes(y[i].qs)), acc0);
+    acc1 = _mm256_fmadd_ps(d1, kBlockDot(x[i + 1], LoadBytes(y[i + 1].qs)), acc1);
   }
   if (i < nb) {
-    const __m256 d0 = _mm256_set1_ps(HalfToFloat(x[i].d) * HalfToFloat(y[i].d));
-    acc0 = _mm256_fmadd_ps(d0, DotBlockSigned(kWeights(x[i]), LoadBytes(y[i].qs)), acc0);
+    const __m256 d0 = _mm256_set1_ps(HalfToFloat(half, x[i].d) * HalfToFloat(half, y[i].d));
+    acc0 = _mm256_fmadd_ps(d0, kBlockDot(x[i], LoadBytes(y[i].qs)), acc0);
   }
   return HorizontalSum(_mm256_add_ps(acc0, acc1));
 }
@@ -205,57 +222,66 @@ template <typename Block, __m256i (*kWeights)(const Block&)>
 MIXQ_AVX2 inline float DotOffset32(const void* w, const void* a, int64_t n) {
   const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const BlockQ8_1*>(a);
+  const float* half = HalfTable();
   const int64_t nb = n / kQK;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   float offsets = 0.0f;
   int64_t i = 0;
   for (; i + 1 < nb; i += 2) {
-    const __m256 d0 = _mm256_set1_ps(HalfToFloat(x[i].d) * HalfToFloat(y[i].d));
-    const __m256 d1 = _mm256_set1_ps(HalfToFloat(x[i + 1].d) * HalfToFloat(y[i + 1].d));
+    const __m256 d0 = _mm256_set1_ps(HalfToFloat(half, x[i].d) * HalfToFloat(half, y[i].d));
+    const __m256 d1 = _mm256_set1_ps(HalfToFloat(half, x[i + 1].d) * HalfToFloat(half, y[i + 1].d));
     acc0 = _mm256_fmadd_ps(d0, DotBlockUnsigned(kWeights(x[i]), LoadBytes(y[i].qs)), acc0);
     acc1 = _mm256_fmadd_ps(d1, DotBlockUnsigned(kWeights(x[i + 1]), LoadBytes(y[i + 1].qs)), acc1);
-    offsets += HalfToFloat(x[i].m) * HalfToFloat(y[i].s) + HalfToFloat(x[i + 1].m) * HalfToFloat(y[i + 1].s);
+    offsets += HalfToFloat(half, x[i].m) * HalfToFloat(half, y[i].s) +
+               HalfToFloat(half, x[i + 1].m) * HalfToFloat(half, y[i + 1].s);
   }
   if (i < nb) {
-    const __m256 d0 = _mm256_set1_ps(HalfToFloat(x[i].d) * HalfToFloat(y[i].d));
+    const __m256 d0 = _mm256_set1_ps(HalfToFloat(half, x[i].d) * HalfToFloat(half, y[i].d));
     acc0 = _mm256_fmadd_ps(d0, DotBlockUnsigned(kWeights(x[i]), LoadBytes(y[i].qs)), acc0);
-    offsets += HalfToFloat(x[i].m) * HalfToFloat(y[i].s);
+    offsets += HalfToFloat(half, x[i].m) * HalfToFloat(half, y[i].s);
   }
   return HorizontalSum(_mm256_add_ps(acc0, acc1)) + offsets;
 }
 
-MIXQ_AVX2 inline __m256i WeightsQ8_0(const BlockQ8_0& b) { return LoadBytes(b.qs); }
-MIXQ_AVX2 inline __m256i WeightsQ4_0(const BlockQ4_0& b) {
-  return _mm256_sub_epi8(Nibbles32(b.qs), _mm256_set1_epi8(8));
+// Block dots of the symmetric types: 32 weights with 32 activation bytes -> 8 float partial sums.
+MIXQ_AVX2 inline __m256 BlockQ8_0Dot(const BlockQ8_0& b, __m256i a) { return DotBlockSigned(LoadBytes(b.qs), a); }
+// Q4_0 without the sign trick: the codes are 0..15, so maddubs(codes, a) - maddubs(8, a) is
+// sum (code - 8) * a per pair (both terms and the difference fit in int16).
+MIXQ_AVX2 inline __m256 BlockQ4_0Dot(const BlockQ4_0& b, __m256i a) {
+  const __m256i pairs =
+      _mm256_sub_epi16(_mm256_maddubs_epi16(Nibbles32(b.qs), a), _mm256_maddubs_epi16(_mm256_set1_epi8(8), a));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+MIXQ_AVX2 inline __m256 BlockQ5_0Dot(const BlockQ5_0& b, __m256i a) {
+  const __m256i codes = _mm256_or_si256(Nibbles32(b.qs), _mm256_and_si256(BitsToBytes32(b.qh), _mm256_set1_epi8(0x10)));
+  const __m256i pairs =
+      _mm256_sub_epi16(_mm256_maddubs_epi16(codes, a), _mm256_maddubs_epi16(_mm256_set1_epi8(16), a));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
 MIXQ_AVX2 inline __m256i WeightsQ4_1(const BlockQ4_1& b) { return Nibbles32(b.qs); }
-MIXQ_AVX2 inline __m256i WeightsQ5_0(const BlockQ5_0& b) {
-  const __m256i high = _mm256_and_si256(BitsToBytes32(b.qh), _mm256_set1_epi8(0x10));
-  return _mm256_sub_epi8(_mm256_or_si256(Nibbles32(b.qs), high), _mm256_set1_epi8(16));
-}
 MIXQ_AVX2 inline __m256i WeightsQ5_1(const BlockQ5_1& b) {
   return _mm256_or_si256(Nibbles32(b.qs), _mm256_and_si256(BitsToBytes32(b.qh), _mm256_set1_epi8(0x10)));
 }
 MIXQ_AVX2 inline __m256i Iq4nlTable() {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
 }
-MIXQ_AVX2 inline __m256i WeightsIQ4_NL(const BlockIQ4_NL& b) {
-  return _mm256_shuffle_epi8(Iq4nlTable(), Nibbles32(b.qs));
+MIXQ_AVX2 inline __m256 BlockIQ4_NLDot(const BlockIQ4_NL& b, __m256i a) {
+  return DotBlockSigned(_mm256_shuffle_epi8(Iq4nlTable(), Nibbles32(b.qs)), a);
 }
 
 }  // namespace
 
 MIXQ_AVX2 float DotQ8_0Avx2(const void* w, const void* a, int64_t n, int64_t) {
-  return DotSymmetric32<BlockQ8_0, WeightsQ8_0>(w, a, n);
+  return DotSymmetric32<BlockQ8_0, BlockQ8_0Dot>(w, a, n);
 }
 MIXQ_AVX2 float DotQ4_0Avx2(const void* w, const void* a, int64_t n, int64_t) {
-  return DotSymmetric32<BlockQ4_0, WeightsQ4_0>(w, a, n);
+  return DotSymmetric32<BlockQ4_0, BlockQ4_0Dot>(w, a, n);
 }
 MIXQ_AVX2 float DotQ5_0Avx2(const void* w, const void* a, int64_t n, int64_t) {
-  return DotSymmetric32<BlockQ5_0, WeightsQ5_0>(w, a, n);
+  return DotSymmetric32<BlockQ5_0, BlockQ5_0Dot>(w, a, n);
 }
 MIXQ_AVX2 float DotIQ4_NLAvx2(const void* w, const void* a, int64_t n, int64_t) {
-  return DotSymmetric32<BlockIQ4_NL, WeightsIQ4_NL>(w, a, n);
+  return DotSymmetric32<BlockIQ4_NL, BlockIQ4_NLDot>(w, a, n);
 }
 MIXQ_AVX2 float DotQ4_1Avx2(const void* w, const void* a, int64_t n, int64_t) {
   return DotOffset32<BlockQ4_1, WeightsQ4_1>(w, a, n);
