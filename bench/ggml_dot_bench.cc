@@ -1,0 +1,123 @@
+// GEMV speed of ggml's quantized weight types through MatMulQuantized on LLaMA-2-7B shapes, against the
+// read and copy bandwidth measured in the same run. Run with OMP_NUM_THREADS set (docs/kernels.md).
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "mixq/base/threads.h"
+#include "mixq/formats/float16.h"
+#include "mixq/kernels/bandwidth.h"
+#include "mixq/kernels/ggml_dot.h"
+#include "mixq/tensor/tensor.h"
+
+namespace mixq {
+namespace {
+
+double ReadBandwidthGBs() {
+  static const double gbs = MeasureReadBandwidthGBs(size_t{1} << 30, 5);
+  return gbs;
+}
+double CopyBandwidthGBs() {
+  static const double gbs = MeasureCopyBandwidthGBs(size_t{1} << 30, 3);
+  return gbs;
+}
+
+// Byte offsets of the F16 super-scales of each block (d, and dmin or m where the type has one): they get
+// values in [1e-3, 1e-1] so every product stays finite; all other bytes are random codes and scales.
+std::vector<size_t> HalfFields(DType dtype) {
+  switch (dtype) {
+    case DType::kQ4_1: case DType::kQ5_1: case DType::kQ4_K: case DType::kQ5_K: return {0, 2};
+    case DType::kQ2_K: return {80, 82};
+    case DType::kQ3_K: return {108};
+    case DType::kQ6_K: return {208};
+    default: return {0};  // Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS
+  }
+}
+
+// Random weights for one matrix; only the latest matrix is kept, so the run never holds more than one.
+const Tensor& Weights(DType dtype, int64_t rows, int64_t cols) {
+  static std::unique_ptr<Tensor> cached;
+  if (cached && cached->dtype == dtype && cached->shape == Shape{rows, cols}) return *cached;
+  cached.reset();
+  cached = std::make_unique<Tensor>(Tensor::Zeros("w", dtype, {rows, cols}));
+  uint32_t state = 12345;
+  auto next = [&state] { return state = state * 1664525u + 1013904223u; };
+  auto* bytes = reinterpret_cast<uint8_t*>(cached->storage.data());
+  const size_t size = cached->storage.size();
+  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(next() >> 24);
+  const size_t block_bytes = Traits(dtype).block_bytes;
+  for (size_t b = 0; b < size; b += block_bytes) {
+    for (const size_t offset : HalfFields(dtype)) {
+      const uint16_t h = F32ToF16(1e-3f + 1e-1f * static_cast<float>(next() >> 8) / 16777216.0f);
+      std::memcpy(bytes + b + offset, &h, sizeof h);
+    }
+  }
+  return *cached;
+}
+
+// Args: dtype (ggml id), rows, cols; `scalar` runs the scalar references instead of the fast path.
+void RunGemv(benchmark::State& state, bool scalar) {
+  const auto dtype = static_cast<DType>(state.range(0));
+  const int64_t rows = state.range(1), cols = state.range(2);
+  QuantKernel kernel = *GgmlQuantKernel(dtype);
+  if (scalar) {
+    kernel.dot = kernel.dot_ref;
+    kernel.quantize_activation = kernel.quantize_activation_ref;
+  }
+  const Tensor& w = Weights(dtype, rows, cols);
+  std::vector<float> x(static_cast<size_t>(cols));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 17) - 8) * 0.1f;
+  std::vector<float> y(static_cast<size_t>(rows));
+  const double read_gbs = ReadBandwidthGBs();
+  const double copy_gbs = CopyBandwidthGBs();
+  for (auto _ : state) {
+    MatMulQuantized(kernel, w.view(), x.data(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double weight_gb = static_cast<double>(w.view().bytes) * 1e-9;
+  state.SetLabel(fmt::format("{} {}x{} {}", DTypeName(dtype), rows, cols, scalar ? "scalar" : kernel.isa()));
+  state.counters["threads"] = ThreadCount();
+  state.counters["Gweights_s"] =
+      benchmark::Counter(static_cast<double>(rows * cols) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GBs"] = benchmark::Counter(weight_gb, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["read_bw_GBs"] = read_gbs;
+  state.counters["copy_bw_GBs"] = copy_gbs;
+  state.counters["pct_of_read_bw"] =
+      benchmark::Counter(100.0 * weight_gb / read_gbs, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["pct_of_copy_bw"] =
+      benchmark::Counter(100.0 * weight_gb / copy_gbs, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_Gemv(benchmark::State& state) { RunGemv(state, false); }
+void BM_GemvScalar(benchmark::State& state) { RunGemv(state, true); }
+
+constexpr DType kTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL,
+                            DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS};
+
+// LLaMA-2-7B FFN down (4096 x 11008) and gate/up (11008 x 4096), [rows, cols] = [out, in].
+void GemvArgs(benchmark::internal::Benchmark* b) {
+  for (const DType dtype : kTypes) {
+    b->Args({static_cast<int64_t>(dtype), 4096, 11008});
+    b->Args({static_cast<int64_t>(dtype), 11008, 4096});
+  }
+}
+// 256 x 4096: 0.3-1.1 MB of weights, resident in L2/L3 while the benchmark repeats it, so this shows the
+// kernel's compute rate (weights/s), the ceiling it brings to the memory-bound shapes above.
+void CachedArgs(benchmark::internal::Benchmark* b) {
+  for (const DType dtype : kTypes) b->Args({static_cast<int64_t>(dtype), 256, 4096});
+}
+void ScalarArgs(benchmark::internal::Benchmark* b) {
+  for (const DType dtype : kTypes) b->Args({static_cast<int64_t>(dtype), 4096, 11008});
+}
+
+BENCHMARK(BM_Gemv)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Gemv)->Name("BM_GemvCached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemvScalar)->Apply(ScalarArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace mixq

@@ -1,0 +1,445 @@
+// ggml's weight types as QuantKernel rows: the scalar references (the oracles of the AVX2 kernels) and
+// the table that picks AVX2 or scalar once per process.
+//
+// Semantics follow ggml's ggml_vec_dot_<type>_q8_<x>: integer sums inside a block (or sub-block), one
+// float multiply by the product of the weight and activation scales per block, float accumulation. The
+// activation quantizers reproduce ggml's quantize_row_q8_0/q8_1/q8_K_ref bit for bit (roundf for Q8_0 and
+// Q8_1, round-half-to-even with scale -127/max for Q8_K).
+#include "mixq/kernels/ggml_dot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "mixq/base/check.h"
+#include "mixq/formats/float16.h"
+#include "mixq/kernels/ggml_dot_internal.h"
+
+namespace mixq {
+namespace ggml_dot {
+
+using namespace ggml;
+
+namespace {
+
+template <typename Block>
+const Block* Blocks(const void* p) {
+  return static_cast<const Block*>(p);
+}
+
+int64_t BlockCount(int64_t n, int64_t block) {
+  MIXQ_CHECK_GE(n, int64_t{0});
+  MIXQ_CHECK_EQ(n % block, int64_t{0});
+  return n / block;
+}
+
+// Q8_0/Q8_1 block b of x: d = max|x| / 127, q = roundf(x / d) (half away from zero). Returns the
+// unrounded d; sum(q) goes to *q_sum.
+float QuantizeBlock32(const float* x, int8_t* qs, int* q_sum) {
+  float amax = 0.0f;
+  for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  int sum = 0;
+  for (int j = 0; j < kQK; ++j) {
+    qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+    sum += qs[j];
+  }
+  *q_sum = sum;
+  return d;
+}
+
+// The 32 weight codes of a legacy block as signed integers (value = code * d (+ m)).
+void CodesQ4_0(const BlockQ4_0& b, int q[kQK]) {
+  for (int j = 0; j < kQK / 2; ++j) {
+    q[j] = (b.qs[j] & 0x0f) - 8;
+    q[j + kQK / 2] = (b.qs[j] >> 4) - 8;
+  }
+}
+
+void CodesQ4_1(const BlockQ4_1& b, int q[kQK]) {
+  for (int j = 0; j < kQK / 2; ++j) {
+    q[j] = b.qs[j] & 0x0f;
+    q[j + kQK / 2] = b.qs[j] >> 4;
+  }
+}
+
+uint32_t HighBits(const uint8_t qh[4]) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, sizeof bits);
+  return bits;
+}
+
+template <typename Block>
+void Codes5(const Block& b, int offset, int q[kQK]) {
+  const uint32_t qh = HighBits(b.qh);
+  for (int j = 0; j < kQK / 2; ++j) {
+    q[j] = ((b.qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4)) - offset;
+    q[j + kQK / 2] = ((b.qs[j] >> 4) | static_cast<int>(((qh >> (j + kQK / 2)) & 1u) << 4)) - offset;
+  }
+}
+
+int Dot32(const int q[kQK], const int8_t a[kQK]) {
+  int sum = 0;
+  for (int j = 0; j < kQK; ++j) sum += q[j] * a[j];
+  return sum;
+}
+
+// Symmetric legacy types against Q8_0: sum_b d_w * d_a * sum_j q_j a_j.
+template <typename Block, void (*kCodes)(const Block&, int*)>
+float DotSymmetric32(const void* w, const void* a, int64_t n) {
+  const auto* x = Blocks<Block>(w);
+  const auto* y = Blocks<BlockQ8_0>(a);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < BlockCount(n, kQK); ++i) {
+    int q[kQK];
+    kCodes(x[i], q);
+    sum += static_cast<float>(Dot32(q, y[i].qs)) * (F16ToF32(x[i].d) * F16ToF32(y[i].d));
+  }
+  return sum;
+}
+
+// Offset legacy types against Q8_1: sum_b d_w * d_a * sum_j q_j a_j + m_w * s_a.
+template <typename Block, void (*kCodes)(const Block&, int*)>
+float DotOffset32(const void* w, const void* a, int64_t n) {
+  const auto* x = Blocks<Block>(w);
+  const auto* y = Blocks<BlockQ8_1>(a);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < BlockCount(n, kQK); ++i) {
+    int q[kQK];
+    kCodes(x[i], q);
+    sum += static_cast<float>(Dot32(q, y[i].qs)) * (F16ToF32(x[i].d) * F16ToF32(y[i].d)) +
+           F16ToF32(x[i].m) * F16ToF32(y[i].s);
+  }
+  return sum;
+}
+
+void CodesQ5_0(const BlockQ5_0& b, int q[kQK]) { Codes5(b, 16, q); }
+void CodesQ5_1(const BlockQ5_1& b, int q[kQK]) { Codes5(b, 0, q); }
+
+void CodesIQ4_NL(const BlockIQ4_NL& b, int q[kQK]) {
+  for (int j = 0; j < kQK / 2; ++j) {
+    q[j] = kIq4nlValues[b.qs[j] & 0x0f];
+    q[j + kQK / 2] = kIq4nlValues[b.qs[j] >> 4];
+  }
+}
+
+void CodesQ8_0(const BlockQ8_0& b, int q[kQK]) {
+  for (int j = 0; j < kQK; ++j) q[j] = b.qs[j];
+}
+
+// A k-quant super-block decoded: value_i = d * scale[i / sub] * q_i - dmin * min[i / sub], with the
+// sub-block length `sub` 16 or 32 (q already has its -4 / -32 / level lookup applied).
+struct KBlock {
+  float d = 0.0f;
+  float dmin = 0.0f;
+  int sub = 16;
+  int q[kQK_K];
+  int scale[16];
+  int min[16] = {};
+};
+
+// sum_i W_i * A_i for one decoded super-block and one Q8_K block; mins through the activation's bsums.
+float DotKBlock(const KBlock& k, const BlockQ8_K& y) {
+  int isum = 0;
+  for (int s = 0; s < kQK_K / k.sub; ++s) {
+    int sub_sum = 0;
+    for (int l = 0; l < k.sub; ++l) sub_sum += k.q[s * k.sub + l] * y.qs[s * k.sub + l];
+    isum += k.scale[s] * sub_sum;
+  }
+  int msum = 0;
+  for (int g = 0; g < kQK_K / 16; ++g) msum += k.min[g * 16 / k.sub] * y.bsums[g];
+  return (y.d * k.d) * static_cast<float>(isum) - (y.d * k.dmin) * static_cast<float>(msum);
+}
+
+// The weight of index 128h + 32k + l in the Q2_K/Q3_K 2-bit layout: bits 2k..2k+1 of qs[32h + l].
+int TwoBits(const uint8_t* qs, int i) { return (qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3; }
+
+void DecodeQ2_K(const BlockQ2_K& b, KBlock* k) {
+  k->d = F16ToF32(b.d);
+  k->dmin = F16ToF32(b.dmin);
+  k->sub = 16;
+  for (int i = 0; i < kQK_K; ++i) k->q[i] = TwoBits(b.qs, i);
+  for (int s = 0; s < 16; ++s) {
+    k->scale[s] = b.scales[s] & 0x0f;
+    k->min[s] = b.scales[s] >> 4;
+  }
+}
+
+void DecodeQ3_K(const BlockQ3_K& b, KBlock* k) {
+  k->d = F16ToF32(b.d);
+  k->sub = 16;
+  for (int i = 0; i < kQK_K; ++i) {
+    const int bit = 4 * (i / 128) + (i % 128) / 32;
+    k->q[i] = TwoBits(b.qs, i) - (((b.hmask[i % 32] >> bit) & 1) ? 0 : 4);
+  }
+  for (int s = 0; s < 16; ++s) {
+    const int low = s < 8 ? (b.scales[s] & 0x0f) : (b.scales[s - 8] >> 4);
+    const int high = (b.scales[8 + s % 4] >> (2 * (s / 4))) & 3;
+    k->scale[s] = (low | (high << 4)) - 32;
+  }
+}
+
+void ScaleMinK4(const uint8_t q[kKScaleSize], int s, int* scale, int* min) {
+  if (s < 4) {
+    *scale = q[s] & 63;
+    *min = q[s + 4] & 63;
+  } else {
+    *scale = (q[s + 4] & 0x0f) | ((q[s - 4] >> 6) << 4);
+    *min = (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+  }
+}
+
+void DecodeQ4_K(const BlockQ4_K& b, KBlock* k) {
+  k->d = F16ToF32(b.d);
+  k->dmin = F16ToF32(b.dmin);
+  k->sub = 32;
+  for (int i = 0; i < kQK_K; ++i) {
+    const uint8_t byte = b.qs[32 * (i / 64) + i % 32];
+    k->q[i] = (i % 64) < 32 ? (byte & 0x0f) : (byte >> 4);
+  }
+  for (int s = 0; s < 8; ++s) ScaleMinK4(b.scales, s, &k->scale[s], &k->min[s]);
+}
+
+void DecodeQ5_K(const BlockQ5_K& b, KBlock* k) {
+  k->d = F16ToF32(b.d);
+  k->dmin = F16ToF32(b.dmin);
+  k->sub = 32;
+  for (int i = 0; i < kQK_K; ++i) {
+    const uint8_t byte = b.qs[32 * (i / 64) + i % 32];
+    const int low = (i % 64) < 32 ? (byte & 0x0f) : (byte >> 4);
+    k->q[i] = low | (((b.qh[i % 32] >> (i / 32)) & 1) << 4);
+  }
+  for (int s = 0; s < 8; ++s) ScaleMinK4(b.scales, s, &k->scale[s], &k->min[s]);
+}
+
+void DecodeQ6_K(const BlockQ6_K& b, KBlock* k) {
+  k->d = F16ToF32(b.d);
+  k->sub = 16;
+  for (int i = 0; i < kQK_K; ++i) {
+    const int h = i / 128, part = (i % 128) / 32, l = i % 32;
+    const uint8_t low_byte = b.ql[64 * h + l + 32 * (part % 2)];
+    const int low = part < 2 ? (low_byte & 0x0f) : (low_byte >> 4);
+    const int high = (b.qh[32 * h + l] >> (2 * part)) & 3;
+    k->q[i] = (low | (high << 4)) - 32;
+  }
+  for (int s = 0; s < 16; ++s) k->scale[s] = b.scales[s];
+}
+
+void DecodeIQ4_XS(const BlockIQ4_XS& b, KBlock* k) {
+  k->d = F16ToF32(b.d);
+  k->sub = 32;
+  for (int s = 0; s < 8; ++s) {
+    const uint8_t* qs = b.qs + 16 * s;
+    for (int j = 0; j < 16; ++j) {
+      k->q[32 * s + j] = kIq4nlValues[qs[j] & 0x0f];
+      k->q[32 * s + j + 16] = kIq4nlValues[qs[j] >> 4];
+    }
+    k->scale[s] = (((b.scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) | (((b.scales_h >> (2 * s)) & 3) << 4)) - 32;
+  }
+}
+
+template <typename Block, void (*kDecode)(const Block&, KBlock*)>
+float DotK(const void* w, const void* a, int64_t n) {
+  const auto* x = Blocks<Block>(w);
+  const auto* y = Blocks<BlockQ8_K>(a);
+  float sum = 0.0f;
+  KBlock k;
+  for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {
+    kDecode(x[i], &k);
+    sum += DotKBlock(k, y[i]);
+  }
+  return sum;
+}
+
+}  // namespace
+
+void QuantizeQ8_0Ref(const float* x, void* dst, int64_t n, int64_t) {
+  auto* y = static_cast<BlockQ8_0*>(dst);
+  for (int64_t i = 0; i < BlockCount(n, kQK); ++i, x += kQK) {
+    int sum;
+    y[i].d = F32ToF16(QuantizeBlock32(x, y[i].qs, &sum));
+  }
+}
+
+void QuantizeQ8_1Ref(const float* x, void* dst, int64_t n, int64_t) {
+  auto* y = static_cast<BlockQ8_1*>(dst);
+  for (int64_t i = 0; i < BlockCount(n, kQK); ++i, x += kQK) {
+    int sum;
+    const float d = QuantizeBlock32(x, y[i].qs, &sum);
+    y[i].d = F32ToF16(d);
+    y[i].s = F32ToF16(static_cast<float>(sum) * d);
+  }
+}
+
+void QuantizeQ8_KRef(const float* x, void* dst, int64_t n, int64_t) {
+  auto* y = static_cast<BlockQ8_K*>(dst);
+  for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i, x += kQK_K) {
+    // The signed value of largest magnitude, the first one on ties (ggml's strict >).
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < kQK_K; ++j) {
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    if (amax == 0.0f) {
+      // ggml leaves bsums unwritten here; zeros are what they would sum to.
+      std::memset(&y[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < kQK_K; ++j) {
+      // nearbyint rounds half to even in the default rounding mode, as ggml's nearest_int does.
+      const int v = static_cast<int>(std::nearbyint(iscale * x[j]));
+      y[i].qs[j] = static_cast<int8_t>(std::min(127, v));
+    }
+    for (int g = 0; g < kQK_K / 16; ++g) {
+      int sum = 0;
+      for (int l = 0; l < 16; ++l) sum += y[i].qs[16 * g + l];
+      y[i].bsums[g] = static_cast<int16_t>(sum);
+    }
+    y[i].d = 1.0f / iscale;
+  }
+}
+
+float DotQ8_0Ref(const void* w, const void* a, int64_t n, int64_t) {
+  return DotSymmetric32<BlockQ8_0, CodesQ8_0>(w, a, n);
+}
+float DotQ4_0Ref(const void* w, const void* a, int64_t n, int64_t) {
+  return DotSymmetric32<BlockQ4_0, CodesQ4_0>(w, a, n);
+}
+float DotQ5_0Ref(const void* w, const void* a, int64_t n, int64_t) {
+  return DotSymmetric32<BlockQ5_0, CodesQ5_0>(w, a, n);
+}
+float DotIQ4_NLRef(const void* w, const void* a, int64_t n, int64_t) {
+  return DotSymmetric32<BlockIQ4_NL, CodesIQ4_NL>(w, a, n);
+}
+float DotQ4_1Ref(const void* w, const void* a, int64_t n, int64_t) {
+  return DotOffset32<BlockQ4_1, CodesQ4_1>(w, a, n);
+}
+float DotQ5_1Ref(const void* w, const void* a, int64_t n, int64_t) {
+  return DotOffset32<BlockQ5_1, CodesQ5_1>(w, a, n);
+}
+float DotQ2_KRef(const void* w, const void* a, int64_t n, int64_t) { return DotK<BlockQ2_K, DecodeQ2_K>(w, a, n); }
+float DotQ3_KRef(const void* w, const void* a, int64_t n, int64_t) { return DotK<BlockQ3_K, DecodeQ3_K>(w, a, n); }
+float DotQ4_KRef(const void* w, const void* a, int64_t n, int64_t) { return DotK<BlockQ4_K, DecodeQ4_K>(w, a, n); }
+float DotQ5_KRef(const void* w, const void* a, int64_t n, int64_t) { return DotK<BlockQ5_K, DecodeQ5_K>(w, a, n); }
+float DotQ6_KRef(const void* w, const void* a, int64_t n, int64_t) { return DotK<BlockQ6_K, DecodeQ6_K>(w, a, n); }
+float DotIQ4_XSRef(const void* w, const void* a, int64_t n, int64_t) {
+  return DotK<BlockIQ4_XS, DecodeIQ4_XS>(w, a, n);
+}
+
+bool CpuHasAvx2() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+}  // namespace ggml_dot
+
+namespace {
+
+using namespace ggml_dot;
+
+size_t Q8_0Bytes(int64_t n, int64_t) { return static_cast<size_t>(n / ggml::kQK) * sizeof(ggml::BlockQ8_0); }
+size_t Q8_1Bytes(int64_t n, int64_t) { return static_cast<size_t>(n / ggml::kQK) * sizeof(ggml::BlockQ8_1); }
+size_t Q8_KBytes(int64_t n, int64_t) { return static_cast<size_t>(n / ggml::kQK_K) * sizeof(ggml::BlockQ8_K); }
+
+const char* IsaAvx2() { return "AVX2"; }
+const char* IsaScalar() { return "scalar"; }
+
+using QuantizeFn = void (*)(const float*, void*, int64_t, int64_t);
+using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
+
+struct Entry {
+  DType weight;
+  DType activation;
+  DotFn dot_ref;
+  DotFn dot_avx2;
+};
+
+#if defined(__x86_64__)
+#define MIXQ_AVX2_OR_NULL(fn) fn
+#else
+#define MIXQ_AVX2_OR_NULL(fn) nullptr
+#endif
+
+const Entry kEntries[] = {
+    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_AVX2_OR_NULL(DotQ8_0Avx2)},
+    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_AVX2_OR_NULL(DotQ4_0Avx2)},
+    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_AVX2_OR_NULL(DotQ4_1Avx2)},
+    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_AVX2_OR_NULL(DotQ5_0Avx2)},
+    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_AVX2_OR_NULL(DotQ5_1Avx2)},
+    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_AVX2_OR_NULL(DotIQ4_NLAvx2)},
+    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_OR_NULL(DotQ2_KAvx2)},
+    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_OR_NULL(DotQ3_KAvx2)},
+    {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_AVX2_OR_NULL(DotQ4_KAvx2)},
+    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_OR_NULL(DotQ5_KAvx2)},
+    {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_AVX2_OR_NULL(DotQ6_KAvx2)},
+    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_OR_NULL(DotIQ4_XSAvx2)},
+};
+constexpr size_t kEntryCount = sizeof(kEntries) / sizeof(kEntries[0]);
+
+const Entry* FindEntry(DType dtype) {
+  for (const Entry& e : kEntries) {
+    if (e.weight == dtype) return &e;
+  }
+  return nullptr;
+}
+
+QuantKernel MakeKernel(const Entry& e, bool avx2) {
+  QuantKernel k{};
+  k.weight_type = e.weight;
+  switch (e.activation) {
+    case DType::kQ8_0:
+      k.activation_bytes = Q8_0Bytes;
+      k.quantize_activation_ref = QuantizeQ8_0Ref;
+      k.quantize_activation = avx2 ? MIXQ_AVX2_OR_NULL(QuantizeQ8_0Avx2) : QuantizeQ8_0Ref;
+      break;
+    case DType::kQ8_1:
+      k.activation_bytes = Q8_1Bytes;
+      k.quantize_activation_ref = QuantizeQ8_1Ref;
+      k.quantize_activation = avx2 ? MIXQ_AVX2_OR_NULL(QuantizeQ8_1Avx2) : QuantizeQ8_1Ref;
+      break;
+    default:
+      k.activation_bytes = Q8_KBytes;
+      k.quantize_activation_ref = QuantizeQ8_KRef;
+      k.quantize_activation = avx2 ? MIXQ_AVX2_OR_NULL(QuantizeQ8_KAvx2) : QuantizeQ8_KRef;
+      break;
+  }
+  k.dot_ref = e.dot_ref;
+  k.dot = avx2 ? e.dot_avx2 : e.dot_ref;
+  k.isa = avx2 ? IsaAvx2 : IsaScalar;
+  return k;
+}
+
+#undef MIXQ_AVX2_OR_NULL
+
+}  // namespace
+
+const QuantKernel* GgmlQuantKernel(DType dtype) {
+  static const auto* kernels = [] {
+    static QuantKernel table[kEntryCount];
+    // The AVX2 symbols exist only in x86-64 builds; elsewhere CpuHasAvx2() is false.
+    const bool avx2 = CpuHasAvx2();
+    for (size_t i = 0; i < kEntryCount; ++i) table[i] = MakeKernel(kEntries[i], avx2);
+    return table;
+  }();
+  const Entry* e = FindEntry(dtype);
+  return e == nullptr ? nullptr : &kernels[e - kEntries];
+}
+
+DType GgmlActivationType(DType weight_type) {
+  const Entry* e = FindEntry(weight_type);
+  MIXQ_CHECK(e != nullptr && "GgmlActivationType: not a ggml kernel type");
+  return e->activation;
+}
+
+}  // namespace mixq

@@ -1,0 +1,512 @@
+// AVX2 (+FMA, F16C) kernels of ggml's weight types, compiled per function with target attributes so the
+// project needs no -m flags; ggml_dot.cc calls them only after CpuHasAvx2().
+//
+// Every dot product works as ggml's AVX2 code does: widen the packed codes to one byte per weight,
+// multiply 32 weight bytes with 32 activation bytes by _mm256_maddubs_epi16 (unsigned x signed: signed
+// weights go through the _mm256_sign_epi8 trick, |w| times a with w's sign, or stay as unsigned codes
+// whose offset is subtracted afterwards: maddubs(8, a) for Q4_0, 32 * bsums for Q6_K), sum pairs to int32 with
+// _mm256_madd_epi16 (by ones, or by the sub-block scales for the k-quants), and apply the float scales
+// once per block (32 weights) or super-block (256). The integer parts are exact, so only the float
+// accumulation order differs from the scalar references.
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "mixq/formats/float16.h"
+#include "mixq/formats/ggml_blocks.h"
+#include "mixq/kernels/ggml_dot.h"
+#include "mixq/kernels/ggml_dot_internal.h"
+
+#define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace mixq::ggml_dot {
+
+using namespace ggml;
+
+namespace {
+
+// F16 -> F32 by table (256 KiB, built once, as ggml does): one load per scale instead of a move to a
+// vector register and vcvtph2ps, which matters in the legacy kernels that convert two scales per 32
+// weights. Built from F16ToF32, so it is exact.
+const float* HalfTable() {
+  static const float* table = [] {
+    static float values[65536];
+    for (uint32_t h = 0; h < 65536; ++h) values[h] = F16ToF32(static_cast<uint16_t>(h));
+    return values;
+  }();
+  return table;
+}
+
+inline float HalfToFloat(const float* table, uint16_t h) { return table[h]; }
+MIXQ_AVX2 inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
+
+MIXQ_AVX2 inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+MIXQ_AVX2 inline int HorizontalSum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+MIXQ_AVX2 inline __m256i LoadBytes(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// 16 bytes of nibbles -> 32 bytes: low nibbles in bytes 0..15, high nibbles in 16..31 (the legacy
+// block order: weight j in the low nibble of byte j, weight j+16 in its high nibble).
+MIXQ_AVX2 inline __m256i Nibbles32(const uint8_t* qs) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+// 32 bits -> 32 bytes, 0xff where bit j of qh is set.
+MIXQ_AVX2 inline __m256i BitsToBytes32(const uint8_t qh[4]) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, sizeof bits);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit_of_byte = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit_of_byte), bit_of_byte);
+}
+
+// Signed weight bytes w (-128..127) times signed activation bytes a (-127..127), pairs summed to int16
+// (|w| * sign(w) * a: at most 2 * 128 * 127, which fits).
+MIXQ_AVX2 inline __m256i MulPairsSigned(__m256i w, __m256i a) {
+  return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+// sum of 32 w*a products as 8 int32 lanes, converted to float.
+MIXQ_AVX2 inline __m256 DotBlockSigned(__m256i w, __m256i a) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(MulPairsSigned(w, a), _mm256_set1_epi16(1)));
+}
+MIXQ_AVX2 inline __m256 DotBlockUnsigned(__m256i w, __m256i a) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1)));
+}
+
+// Rounds half away from zero, like roundf: exact, since v - trunc(v) is exact for |v| < 2^23.
+MIXQ_AVX2 inline __m256 RoundHalfAway(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 frac = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(v, t));
+  const __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign_bit), _mm256_set1_ps(1.0f));
+  const __m256 bump = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), step);
+  return _mm256_add_ps(t, bump);
+}
+
+// Four vectors of 8 int32 (elements 0..31 in order) -> 32 int8 in order (values already in -127..127).
+MIXQ_AVX2 inline __m256i PackInt32ToInt8(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+  const __m256i i01 = _mm256_packs_epi32(i0, i1);
+  const __m256i i23 = _mm256_packs_epi32(i2, i3);
+  const __m256i bytes = _mm256_packs_epi16(i01, i23);
+  return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+MIXQ_AVX2 inline __m256 AbsPs(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+MIXQ_AVX2 inline float MaxOf(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// One Q8_0/Q8_1 block; returns the unrounded d and sum(q) in *q_sum (the same operations as the
+// reference: amax / 127, 1 / d, x * id, roundf).
+MIXQ_AVX2 inline float QuantizeBlock32(const float* x, int8_t* qs, int* q_sum) {
+  __m256 v[4];
+  for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(x + 8 * k);
+  const __m256 amax_v = _mm256_max_ps(_mm256_max_ps(AbsPs(v[0]), AbsPs(v[1])), _mm256_max_ps(AbsPs(v[2]), AbsPs(v[3])));
+  const float d = MaxOf(amax_v) / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const __m256 idv = _mm256_set1_ps(id);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) q[k] = _mm256_cvttps_epi32(RoundHalfAway(_mm256_mul_ps(v[k], idv)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), PackInt32ToInt8(q[0], q[1], q[2], q[3]));
+  *q_sum = HorizontalSum(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+  return d;
+}
+
+}  // namespace
+
+MIXQ_AVX2 void QuantizeQ8_0Avx2(const float* x, void* dst, int64_t n, int64_t) {
+  auto* y = static_cast<BlockQ8_0*>(dst);
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    int sum;
+    y[i].d = _cvtss_sh(QuantizeBlock32(x, y[i].qs, &sum), _MM_FROUND_TO_NEAREST_INT);
+  }
+}
+
+MIXQ_AVX2 void QuantizeQ8_1Avx2(const float* x, void* dst, int64_t n, int64_t) {
+  auto* y = static_cast<BlockQ8_1*>(dst);
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    int sum;
+    const float d = QuantizeBlock32(x, y[i].qs, &sum);
+    y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    y[i].s = _cvtss_sh(static_cast<float>(sum) * d, _MM_FROUND_TO_NEAREST_INT);
+  }
+}
+
+MIXQ_AVX2 void QuantizeQ8_KAvx2(const float* x, void* dst, int64_t n, int64_t) {
+  auto* y = static_cast<BlockQ8_K*>(dst);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+    __m256 amax_v = _mm256_setzero_ps();
+    for (int j = 0; j < kQK_K; j += 8) amax_v = _mm256_max_ps(amax_v, AbsPs(_mm256_loadu_ps(x + j)));
+    const float amax = MaxOf(amax_v);
+    if (amax == 0.0f) {
+      std::memset(&y[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    // The reference keeps the first element of largest magnitude, whose sign sets the scale's sign.
+    float max = 0.0f;
+    const __m256 amax_b = _mm256_set1_ps(amax);
+    for (int j = 0; j < kQK_K; j += 8) {
+      const int mask = _mm256_movemask_ps(_mm256_cmp_ps(AbsPs(_mm256_loadu_ps(x + j)), amax_b, _CMP_EQ_OQ));
+      if (mask != 0) {
+        max = x[j + __builtin_ctz(static_cast<unsigned>(mask))];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 iscale_v = _mm256_set1_ps(iscale);
+    const __m256i top = _mm256_set1_epi32(127);
+    for (int j = 0; j < kQK_K; j += 32) {
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), iscale_v);
+        q[k] = _mm256_min_epi32(top, _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + j), PackInt32ToInt8(q[0], q[1], q[2], q[3]));
+      y[i].bsums[j / 16] = static_cast<int16_t>(HorizontalSum(_mm256_add_epi32(q[0], q[1])));
+      y[i].bsums[j / 16 + 1] = static_cast<int16_t>(HorizontalSum(_mm256_add_epi32(q[2], q[3])));
+    }
+    y[i].d = 1.0f / iscale;
+  }
+}
+
+namespace {
+
+// The legacy 32-weight types against Q8_0: `kBlockDot(block, a)` gives the block's integer dot as 8
+// float partial sums. Two blocks per step into two accumulators, so consecutive FMAs do not wait on
+// each other.
+template <typename Block, __m256 (*kBlockDot)(const Block&, __m256i)>
+MIXQ_AVX2 inline float DotSymmetric32(const void* w, const void* a, int64_t n) {
+  const auto* x = static_cast<const Block*>(w);
+  const auto* y = static_cast<const BlockQ8_0*>(a);
+  const float* half = HalfTable();
+  const int64_t nb = n / kQK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 1 < nb; i += 2) {
+    const __m256 d0 = _mm256_set1_ps(HalfToFloat(half, x[i].d) * HalfToFloat(half, y[i].d));
+    const __m256 d1 = _mm256_set1_ps(HalfToFloat(half, x[i + 1].d) * HalfToFloat(half, y[i + 1].d));
+    acc0 = _mm256_fmadd_ps(d0, kBlockDot(x[i], LoadBytes(y[i].qs)), acc0);
+    acc1 = _mm256_fmadd_ps(d1, kBlockDot(x[i + 1], LoadBytes(y[i + 1].qs)), acc1);
+  }
+  if (i < nb) {
+    const __m256 d0 = _mm256_set1_ps(HalfToFloat(half, x[i].d) * HalfToFloat(half, y[i].d));
+    acc0 = _mm256_fmadd_ps(d0, kBlockDot(x[i], LoadBytes(y[i].qs)), acc0);
+  }
+  return HorizontalSum(_mm256_add_ps(acc0, acc1));
+}
+
+// The offset types against Q8_1: unsigned codes, plus m_w * s_a per block.
+template <typename Block, __m256i (*kWeights)(const Block&)>
+MIXQ_AVX2 inline float DotOffset32(const void* w, const void* a, int64_t n) {
+  const auto* x = static_cast<const Block*>(w);
+  const auto* y = static_cast<const BlockQ8_1*>(a);
+  const float* half = HalfTable();
+  const int64_t nb = n / kQK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float offsets = 0.0f;
+  int64_t i = 0;
+  for (; i + 1 < nb; i += 2) {
+    const __m256 d0 = _mm256_set1_ps(HalfToFloat(half, x[i].d) * HalfToFloat(half, y[i].d));
+    const __m256 d1 = _mm256_set1_ps(HalfToFloat(half, x[i + 1].d) * HalfToFloat(half, y[i + 1].d));
+    acc0 = _mm256_fmadd_ps(d0, DotBlockUnsigned(kWeights(x[i]), LoadBytes(y[i].qs)), acc0);
+    acc1 = _mm256_fmadd_ps(d1, DotBlockUnsigned(kWeights(x[i + 1]), LoadBytes(y[i + 1].qs)), acc1);
+    offsets += HalfToFloat(half, x[i].m) * HalfToFloat(half, y[i].s) +
+               HalfToFloat(half, x[i + 1].m) * HalfToFloat(half, y[i + 1].s);
+  }
+  if (i < nb) {
+    const __m256 d0 = _mm256_set1_ps(HalfToFloat(half, x[i].d) * HalfToFloat(half, y[i].d));
+    acc0 = _mm256_fmadd_ps(d0, DotBlockUnsigned(kWeights(x[i]), LoadBytes(y[i].qs)), acc0);
+    offsets += HalfToFloat(half, x[i].m) * HalfToFloat(half, y[i].s);
+  }
+  return HorizontalSum(_mm256_add_ps(acc0, acc1)) + offsets;
+}
+
+// Block dots of the symmetric types: 32 weights with 32 activation bytes -> 8 float partial sums.
+MIXQ_AVX2 inline __m256 BlockQ8_0Dot(const BlockQ8_0& b, __m256i a) { return DotBlockSigned(LoadBytes(b.qs), a); }
+// Q4_0 without the sign trick: the codes are 0..15, so maddubs(codes, a) - maddubs(8, a) is
+// sum (code - 8) * a per pair (both terms and the difference fit in int16).
+MIXQ_AVX2 inline __m256 BlockQ4_0Dot(const BlockQ4_0& b, __m256i a) {
+  const __m256i pairs =
+      _mm256_sub_epi16(_mm256_maddubs_epi16(Nibbles32(b.qs), a), _mm256_maddubs_epi16(_mm256_set1_epi8(8), a));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+MIXQ_AVX2 inline __m256 BlockQ5_0Dot(const BlockQ5_0& b, __m256i a) {
+  const __m256i codes = _mm256_or_si256(Nibbles32(b.qs), _mm256_and_si256(BitsToBytes32(b.qh), _mm256_set1_epi8(0x10)));
+  const __m256i pairs =
+      _mm256_sub_epi16(_mm256_maddubs_epi16(codes, a), _mm256_maddubs_epi16(_mm256_set1_epi8(16), a));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+MIXQ_AVX2 inline __m256i WeightsQ4_1(const BlockQ4_1& b) { return Nibbles32(b.qs); }
+MIXQ_AVX2 inline __m256i WeightsQ5_1(const BlockQ5_1& b) {
+  return _mm256_or_si256(Nibbles32(b.qs), _mm256_and_si256(BitsToBytes32(b.qh), _mm256_set1_epi8(0x10)));
+}
+MIXQ_AVX2 inline __m256i Iq4nlTable() {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+}
+MIXQ_AVX2 inline __m256 BlockIQ4_NLDot(const BlockIQ4_NL& b, __m256i a) {
+  return DotBlockSigned(_mm256_shuffle_epi8(Iq4nlTable(), Nibbles32(b.qs)), a);
+}
+
+}  // namespace
+
+MIXQ_AVX2 float DotQ8_0Avx2(const void* w, const void* a, int64_t n, int64_t) {
+  return DotSymmetric32<BlockQ8_0, BlockQ8_0Dot>(w, a, n);
+}
+MIXQ_AVX2 float DotQ4_0Avx2(const void* w, const void* a, int64_t n, int64_t) {
+  return DotSymmetric32<BlockQ4_0, BlockQ4_0Dot>(w, a, n);
+}
+MIXQ_AVX2 float DotQ5_0Avx2(const void* w, const void* a, int64_t n, int64_t) {
+  return DotSymmetric32<BlockQ5_0, BlockQ5_0Dot>(w, a, n);
+}
+MIXQ_AVX2 float DotIQ4_NLAvx2(const void* w, const void* a, int64_t n, int64_t) {
+  return DotSymmetric32<BlockIQ4_NL, BlockIQ4_NLDot>(w, a, n);
+}
+MIXQ_AVX2 float DotQ4_1Avx2(const void* w, const void* a, int64_t n, int64_t) {
+  return DotOffset32<BlockQ4_1, WeightsQ4_1>(w, a, n);
+}
+MIXQ_AVX2 float DotQ5_1Avx2(const void* w, const void* a, int64_t n, int64_t) {
+  return DotOffset32<BlockQ5_1, WeightsQ5_1>(w, a, n);
+}
+
+namespace {
+
+// Unsigned codes (0..63) times activations, pairs weighted by the int16 scales of the two 16-weight
+// halves (lane 0: weights 0..15, lane 1: 16..31) and summed into 8 int32 lanes.
+MIXQ_AVX2 inline __m256i ScaledDot(__m256i codes, __m256i a, int scale_lo, int scale_hi) {
+  const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(scale_hi)),
+                                          _mm_set1_epi16(static_cast<int16_t>(scale_lo)));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), scales);
+}
+
+// sum_g bsums[g] * weights16[g] over the 16 groups of 16 activations (weights16: 16 int16).
+MIXQ_AVX2 inline __m256i BsumsDot(const BlockQ8_K& y, __m256i weights16) {
+  return _mm256_madd_epi16(LoadBytes(y.bsums), weights16);
+}
+
+// The 6-bit scales and mins of Q4_K/Q5_K: bytes 0..7 of *scales and *mins (ggml's get_scale_min_k4,
+// four at a time).
+inline void ScalesMinsK4(const uint8_t packed[kKScaleSize], uint8_t scales[8], uint8_t mins[8]) {
+  uint32_t u[3];
+  std::memcpy(u, packed, sizeof u);
+  const uint32_t s_lo = u[0] & 0x3f3f3f3fu;
+  const uint32_t m_lo = u[1] & 0x3f3f3f3fu;
+  const uint32_t s_hi = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+  std::memcpy(scales, &s_lo, 4);
+  std::memcpy(scales + 4, &s_hi, 4);
+  std::memcpy(mins, &m_lo, 4);
+  std::memcpy(mins + 4, &m_hi, 4);
+}
+
+// The 16 signed scales (6-bit code - 32) of a Q3_K block.
+inline void ScalesQ3_K(const uint8_t packed[kKScaleSize], int8_t scales[16]) {
+  uint32_t u[3];
+  std::memcpy(u, packed, sizeof u);
+  const uint32_t words[4] = {
+      (u[0] & 0x0f0f0f0fu) | ((u[2] & 0x03030303u) << 4),
+      (u[1] & 0x0f0f0f0fu) | (((u[2] >> 2) & 0x03030303u) << 4),
+      ((u[0] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 4) & 0x03030303u) << 4),
+      ((u[1] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 6) & 0x03030303u) << 4),
+  };
+  uint8_t codes[16];
+  std::memcpy(codes, words, sizeof codes);
+  for (int s = 0; s < 16; ++s) scales[s] = static_cast<int8_t>(codes[s] - 32);
+}
+
+// 8 byte-sized mins -> 16 int16, each repeated twice (one per 16-activation bsum).
+MIXQ_AVX2 inline __m256i MinsPerBsum(const uint8_t mins[8]) {
+  uint64_t bits;
+  std::memcpy(&bits, mins, sizeof bits);
+  const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(bits)));
+  return _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+}
+
+}  // namespace
+
+MIXQ_AVX2 float DotQ4_KAvx2(const void* w, const void* a, int64_t n, int64_t) {
+  const auto* x = static_cast<const BlockQ4_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i low_nibble = _mm256_set1_epi8(0x0f);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    uint8_t scales[8], mins[8];
+    ScalesMinsK4(x[i].scales, scales, mins);
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = LoadBytes(x[i].qs + 32 * c);
+      const __m256i lo = _mm256_and_si256(q, low_nibble);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low_nibble);
+      isum = _mm256_add_epi32(isum, ScaledDot(lo, LoadBytes(y[i].qs + 64 * c), scales[2 * c], scales[2 * c]));
+      isum = _mm256_add_epi32(isum,
+                              ScaledDot(hi, LoadBytes(y[i].qs + 64 * c + 32), scales[2 * c + 1], scales[2 * c + 1]));
+    }
+    const __m256i msum = BsumsDot(y[i], MinsPerBsum(mins));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
+    acc_min = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
+  }
+  return HorizontalSum(acc) - HorizontalSum(acc_min);
+}
+
+MIXQ_AVX2 float DotQ5_KAvx2(const void* w, const void* a, int64_t n, int64_t) {
+  const auto* x = static_cast<const BlockQ5_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i low_nibble = _mm256_set1_epi8(0x0f);
+  const __m256i one = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    uint8_t scales[8], mins[8];
+    ScalesMinsK4(x[i].scales, scales, mins);
+    const __m256i qh = LoadBytes(x[i].qh);
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = LoadBytes(x[i].qs + 32 * c);
+      // Bit 2c of qh[l] is the fifth bit of weight 64c + l, bit 2c + 1 that of weight 64c + 32 + l.
+      const __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
+      const __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, low_nibble), h_lo);
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low_nibble), h_hi);
+      isum = _mm256_add_epi32(isum, ScaledDot(lo, LoadBytes(y[i].qs + 64 * c), scales[2 * c], scales[2 * c]));
+      isum = _mm256_add_epi32(isum,
+                              ScaledDot(hi, LoadBytes(y[i].qs + 64 * c + 32), scales[2 * c + 1], scales[2 * c + 1]));
+    }
+    const __m256i msum = BsumsDot(y[i], MinsPerBsum(mins));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
+    acc_min = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
+  }
+  return HorizontalSum(acc) - HorizontalSum(acc_min);
+}
+
+MIXQ_AVX2 float DotQ6_KAvx2(const void* w, const void* a, int64_t n, int64_t) {
+  const auto* x = static_cast<const BlockQ6_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i low_nibble = _mm256_set1_epi8(0x0f);
+  const __m256i two_bits = _mm256_set1_epi8(3);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const int8_t* sc = x[i].scales;
+    __m256i isum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = LoadBytes(x[i].ql + 64 * h);
+      const __m256i ql1 = LoadBytes(x[i].ql + 64 * h + 32);
+      const __m256i qh = LoadBytes(x[i].qh + 32 * h);
+      const __m256i codes[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, low_nibble), _mm256_slli_epi16(_mm256_and_si256(qh, two_bits), 4)),
+          _mm256_or_si256(_mm256_and_si256(ql1, low_nibble),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two_bits), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibble),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two_bits), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibble),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two_bits), 4)),
+      };
+      for (int k = 0; k < 4; ++k) {
+        const int s = 8 * h + 2 * k;
+        isum = _mm256_add_epi32(isum, ScaledDot(codes[k], LoadBytes(y[i].qs + 128 * h + 32 * k), sc[s], sc[s + 1]));
+      }
+    }
+    // The codes are stored +32: take 32 * sum_s scale_s * bsum_s back out.
+    const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(BsumsDot(y[i], scales16), 5));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
+  }
+  return HorizontalSum(acc);
+}
+
+MIXQ_AVX2 float DotQ3_KAvx2(const void* w, const void* a, int64_t n, int64_t) {
+  const auto* x = static_cast<const BlockQ3_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i two_bits = _mm256_set1_epi8(3);
+  const __m256i one = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    int8_t sc[16];
+    ScalesQ3_K(x[i].scales, sc);
+    const __m256i hmask = LoadBytes(x[i].hmask);
+    __m256i isum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q2 = LoadBytes(x[i].qs + 32 * h);
+      for (int k = 0; k < 4; ++k) {
+        // Codes 0..7 (the stored bit set means "no -4"); the -4 comes back through bsums below.
+        const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * k), two_bits);
+        const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hmask, 4 * h + k), one), 2);
+        const int s = 8 * h + 2 * k;
+        isum = _mm256_add_epi32(
+            isum, ScaledDot(_mm256_or_si256(low, high), LoadBytes(y[i].qs + 128 * h + 32 * k), sc[s], sc[s + 1]));
+      }
+    }
+    const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(BsumsDot(y[i], scales16), 2));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
+  }
+  return HorizontalSum(acc);
+}
+
+MIXQ_AVX2 float DotQ2_KAvx2(const void* w, const void* a, int64_t n, int64_t) {
+  const auto* x = static_cast<const BlockQ2_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i two_bits = _mm256_set1_epi8(3);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const uint8_t* sc = x[i].scales;
+    __m256i isum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q2 = LoadBytes(x[i].qs + 32 * h);
+      for (int k = 0; k < 4; ++k) {
+        const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * k), two_bits);
+        const int s = 8 * h + 2 * k;
+        isum = _mm256_add_epi32(
+            isum, ScaledDot(codes, LoadBytes(y[i].qs + 128 * h + 32 * k), sc[s] & 0x0f, sc[s + 1] & 0x0f));
+      }
+    }
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sc));
+    const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0f)));
+    const __m256i msum = BsumsDot(y[i], mins16);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
+    acc_min = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
+  }
+  return HorizontalSum(acc) - HorizontalSum(acc_min);
+}
+
+MIXQ_AVX2 float DotIQ4_XSAvx2(const void* w, const void* a, int64_t n, int64_t) {
+  const auto* x = static_cast<const BlockIQ4_XS*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i table = Iq4nlTable();
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    __m256i isum = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {
+      const int scale =
+          (((x[i].scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) | (((x[i].scales_h >> (2 * s)) & 3) << 4)) - 32;
+      const __m256i values = _mm256_shuffle_epi8(table, Nibbles32(x[i].qs + 16 * s));
+      const __m256i pairs = MulPairsSigned(values, LoadBytes(y[i].qs + 32 * s));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, _mm256_set1_epi16(static_cast<int16_t>(scale))));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
+  }
+  return HorizontalSum(acc);
+}
+
+}  // namespace mixq::ggml_dot
+
+#endif  // __x86_64__

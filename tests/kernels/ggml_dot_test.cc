@@ -1,0 +1,347 @@
+// ggml dot-product kernels: scalar references against the exact sum of dequantized products, AVX2
+// against the references, activation quantizers bit for bit, and MatMulQuantized end to end.
+#include "mixq/kernels/ggml_dot.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "mixq/formats/float16.h"
+#include "mixq/formats/ggml_blocks.h"
+#include "mixq/formats/ggml_dequant.h"
+#include "mixq/tensor/tensor.h"
+
+namespace mixq {
+namespace {
+
+using namespace ggml;
+
+// |dot - exact| <= kDotTol * sum_i |W_i A_i|: every kernel sums integers exactly inside a block and
+// rounds only when it scales and accumulates blocks in float (one rounding of 2^-24 per block and per
+// accumulation step, ~n/32 steps), so 1e-5 covers 11008-long rows with margin; a wrong code, scale, bit
+// or block is off by O(1) of that sum.
+constexpr double kDotTol = 1e-5;
+// The Q8 activation codes round x / d to an integer, so each activation is off by at most d / 2, plus
+// |q| * (d - F16(d)) <= 127 * 2^-11 * d for the F16-stored Q8_0/Q8_1 scales: 0.57 d, taken as 0.6 d.
+constexpr double kActivationErrorPerScale = 0.6;
+// Relative RMS error of a GEMV with Q8-quantized uniform [-1, 1] activations vs float activations: the
+// rounding noise is d / sqrt(12) = 1/(127 sqrt(12)) ~ 0.23% of the activation range (0.4% of its RMS).
+constexpr double kMatMulRelRms = 0.02;
+
+const DType kTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,  DType::kQ5_1,  DType::kIQ4_NL,
+                        DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS};
+
+bool IsSuperBlock(DType dtype) { return Traits(dtype).block_size == kQK_K; }
+
+std::vector<int64_t> RowLengths(DType dtype) {
+  if (IsSuperBlock(dtype)) return {256, 768, 4096, 11008};
+  return {32, 96, 4096, 11008};
+}
+
+float RandomScale(std::mt19937& rng) {
+  // Rounded to F16 so that the stored value is what the generator meant (all in the normal range).
+  return std::uniform_real_distribution<float>(1e-3f, 1e-1f)(rng);
+}
+
+void PutHalf(std::vector<uint8_t>& bytes, size_t offset, float value) {
+  const uint16_t h = F32ToF16(value);
+  std::memcpy(bytes.data() + offset, &h, sizeof h);
+}
+
+// Random weight blocks: random bytes for every code and sub-block scale (every bit pattern is a valid
+// block), then sane F16 super-scales: d in [1e-3, 1e-1], Q4_1/Q5_1 offsets m in +-[1e-3, 1e-1].
+std::vector<uint8_t> RandomWeights(DType dtype, int64_t n, std::mt19937& rng) {
+  const size_t block_bytes = Traits(dtype).block_bytes;
+  const int64_t n_blocks = n / Traits(dtype).block_size;
+  std::vector<uint8_t> bytes(block_bytes * static_cast<size_t>(n_blocks));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    const size_t base = static_cast<size_t>(i) * block_bytes;
+    const float sign = byte(rng) < 128 ? -1.0f : 1.0f;
+    switch (dtype) {
+      case DType::kQ4_0: case DType::kQ5_0: case DType::kQ8_0: case DType::kIQ4_NL: case DType::kIQ4_XS:
+        PutHalf(bytes, base + offsetof(BlockQ4_0, d), RandomScale(rng));
+        break;
+      case DType::kQ4_1: case DType::kQ5_1:
+        PutHalf(bytes, base + offsetof(BlockQ4_1, d), RandomScale(rng));
+        PutHalf(bytes, base + offsetof(BlockQ4_1, m), sign * RandomScale(rng));
+        break;
+      case DType::kQ2_K:
+        PutHalf(bytes, base + offsetof(BlockQ2_K, d), RandomScale(rng));
+        PutHalf(bytes, base + offsetof(BlockQ2_K, dmin), RandomScale(rng));
+        break;
+      case DType::kQ3_K: PutHalf(bytes, base + offsetof(BlockQ3_K, d), RandomScale(rng)); break;
+      case DType::kQ4_K:
+        PutHalf(bytes, base + offsetof(BlockQ4_K, d), RandomScale(rng));
+        PutHalf(bytes, base + offsetof(BlockQ4_K, dmin), RandomScale(rng));
+        break;
+      case DType::kQ5_K:
+        PutHalf(bytes, base + offsetof(BlockQ5_K, d), RandomScale(rng));
+        PutHalf(bytes, base + offsetof(BlockQ5_K, dmin), RandomScale(rng));
+        break;
+      case DType::kQ6_K: PutHalf(bytes, base + offsetof(BlockQ6_K, d), RandomScale(rng)); break;
+      default: ADD_FAILURE() << "no generator for " << DTypeName(dtype);
+    }
+  }
+  return bytes;
+}
+
+// Activations: uniform [-1, 1], one value in 64 an outlier up to +-20, and (rows of 3+ blocks) one
+// all-zero block, which takes the quantizers' d = 0 path.
+std::vector<float> RandomActivations(int64_t n, int64_t block, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = uniform(rng) * (rng() % 64 == 0 ? 20.0f : 1.0f);
+  if (n >= 3 * block) std::fill(x.begin() + block, x.begin() + 2 * block, 0.0f);
+  return x;
+}
+
+// The activations as the dot kernels see them: d * q per element, and for Q8_1 the per-block value
+// m * (s - d * sum q) by which ggml's m * s term differs from the exact sum (s is F16-rounded).
+std::vector<float> DequantizeActivations(DType act_type, const std::vector<uint8_t>& act, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  if (act_type != DType::kQ8_1) {
+    DequantizeRow(act_type, act.data(), out.data(), n);
+    return out;
+  }
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    BlockQ8_1 b;
+    std::memcpy(&b, act.data() + i * sizeof b, sizeof b);
+    for (int j = 0; j < kQK; ++j) out[i * kQK + j] = F16ToF32(b.d) * static_cast<float>(b.qs[j]);
+  }
+  return out;
+}
+
+// sum over Q4_1/Q5_1 blocks of m_b * (s_b - d_b * sum_j q_bj): ggml's offset term minus its exact value.
+double OffsetCorrection(DType dtype, const uint8_t* w, const std::vector<uint8_t>& act, int64_t n) {
+  if (dtype != DType::kQ4_1 && dtype != DType::kQ5_1) return 0.0;
+  double correction = 0.0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    uint16_t m;
+    std::memcpy(&m, w + i * Traits(dtype).block_bytes + offsetof(BlockQ4_1, m), sizeof m);
+    BlockQ8_1 b;
+    std::memcpy(&b, act.data() + i * sizeof b, sizeof b);
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) sum += b.qs[j];
+    correction += static_cast<double>(F16ToF32(m)) *
+                  (static_cast<double>(F16ToF32(b.s)) - static_cast<double>(F16ToF32(b.d)) * sum);
+  }
+  return correction;
+}
+
+struct Exact {
+  double value = 0.0;  // sum_i W_i * A_i (+ the Q8_1 offset correction), in double
+  double scale = 0.0;  // sum_i |W_i * A_i|: the error scale
+};
+
+Exact ExactDot(DType dtype, const uint8_t* w, const std::vector<uint8_t>& act, int64_t n) {
+  std::vector<float> wf(static_cast<size_t>(n));
+  DequantizeRow(dtype, w, wf.data(), n);
+  const std::vector<float> af = DequantizeActivations(GgmlActivationType(dtype), act, n);
+  Exact e;
+  for (int64_t i = 0; i < n; ++i) {
+    const double p = static_cast<double>(wf[i]) * static_cast<double>(af[i]);
+    e.value += p;
+    e.scale += std::fabs(p);
+  }
+  e.value += OffsetCorrection(dtype, w, act, n);
+  e.scale += std::fabs(OffsetCorrection(dtype, w, act, n));
+  return e;
+}
+
+std::vector<uint8_t> Quantize(const QuantKernel& k, const std::vector<float>& x, bool ref) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> act(k.activation_bytes(n, 0));
+  (ref ? k.quantize_activation_ref : k.quantize_activation)(x.data(), act.data(), n, 0);
+  return act;
+}
+
+bool HasSimd(const QuantKernel& k) { return std::string(k.isa()) != "scalar"; }
+
+TEST(GgmlDot, TableCoversTheTypesAndNothingElse) {
+  for (const DType dtype : kTypes) {
+    const QuantKernel* k = GgmlQuantKernel(dtype);
+    ASSERT_NE(k, nullptr) << DTypeName(dtype);
+    EXPECT_EQ(k->weight_type, dtype);
+    const DType act = GgmlActivationType(dtype);
+    const int64_t n = IsSuperBlock(dtype) ? 512 : 64;
+    EXPECT_EQ(k->activation_bytes(n, 0), *StorageBytes(act, n)) << DTypeName(dtype);
+    EXPECT_EQ(act == DType::kQ8_K, IsSuperBlock(dtype)) << DTypeName(dtype);
+  }
+  EXPECT_EQ(GgmlActivationType(DType::kQ4_1), DType::kQ8_1);
+  EXPECT_EQ(GgmlActivationType(DType::kQ5_1), DType::kQ8_1);
+  EXPECT_EQ(sizeof(BlockQ8_1), Traits(DType::kQ8_1).block_bytes);
+  for (const DType other : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_1, DType::kQ8_K, DType::kIQ2_XS,
+                            DType::kInt4}) {
+    EXPECT_EQ(GgmlQuantKernel(other), nullptr) << DTypeName(other);
+  }
+}
+
+// Hand-checked semantics: Q8_0/Q8_1 round half away from zero (roundf); Q8_K rounds half to even with
+// scale -127/max, so a block whose largest magnitude is +127 gets d = -1 and q = -x.
+TEST(GgmlDot, ActivationQuantizersKnownValues) {
+  std::vector<float> x(kQK_K, 0.0f);
+  x[0] = 127.0f;
+  x[1] = 2.5f;
+  x[2] = -3.5f;
+  x[3] = 0.5f;
+  x[4] = -127.0f;  // ties with x[0] in magnitude: the first one (positive) sets the sign
+  for (const bool ref : {true, false}) {
+    SCOPED_TRACE(ref ? "reference" : "fast path");
+    const auto q8_0 = Quantize(*GgmlQuantKernel(DType::kQ4_0), x, ref);
+    BlockQ8_0 b0;
+    std::memcpy(&b0, q8_0.data(), sizeof b0);
+    EXPECT_EQ(F16ToF32(b0.d), 1.0f);
+    EXPECT_EQ(b0.qs[0], 127);
+    EXPECT_EQ(b0.qs[1], 3);
+    EXPECT_EQ(b0.qs[2], -4);
+    EXPECT_EQ(b0.qs[3], 1);
+    EXPECT_EQ(b0.qs[4], -127);
+
+    const auto q8_1 = Quantize(*GgmlQuantKernel(DType::kQ4_1), x, ref);
+    BlockQ8_1 b1;
+    std::memcpy(&b1, q8_1.data(), sizeof b1);
+    EXPECT_EQ(F16ToF32(b1.s), 127.0f + 3 - 4 + 1 - 127);
+    EXPECT_EQ(b1.qs[1], 3);
+
+    const auto q8_k = Quantize(*GgmlQuantKernel(DType::kQ4_K), x, ref);
+    BlockQ8_K bk;
+    std::memcpy(&bk, q8_k.data(), sizeof bk);
+    EXPECT_EQ(bk.d, -1.0f);
+    EXPECT_EQ(bk.qs[0], -127);
+    EXPECT_EQ(bk.qs[1], -2);
+    EXPECT_EQ(bk.qs[2], 4);
+    EXPECT_EQ(bk.qs[3], 0);
+    EXPECT_EQ(bk.qs[4], 127);
+    EXPECT_EQ(bk.bsums[0], -127 - 2 + 4 + 0 + 127);
+    EXPECT_EQ(bk.bsums[1], 0);
+  }
+}
+
+// The fast quantizers equal the references byte for byte (both use the same float operations; the
+// AVX2 rounding is exact), and the reference codes are within d/2 of x / d with correct bsums.
+TEST(GgmlDot, ActivationQuantizersMatchReference) {
+  std::mt19937 rng(7);
+  for (const DType representative : {DType::kQ4_0, DType::kQ4_1, DType::kQ4_K}) {
+    const QuantKernel& k = *GgmlQuantKernel(representative);
+    const DType act_type = GgmlActivationType(representative);
+    for (const int64_t n : RowLengths(representative)) {
+      SCOPED_TRACE(fmt::format("{} n={}", DTypeName(act_type), n));
+      const std::vector<float> x = RandomActivations(n, Traits(act_type).block_size, rng);
+      const auto ref = Quantize(k, x, true);
+      if (HasSimd(k)) {
+        EXPECT_EQ(Quantize(k, x, false), ref);
+      }
+      const std::vector<float> deq = DequantizeActivations(act_type, ref, n);
+      const int64_t block = Traits(act_type).block_size;
+      for (int64_t b = 0; b < n / block; ++b) {
+        float amax = 0.0f;
+        for (int64_t j = 0; j < block; ++j) amax = std::max(amax, std::fabs(x[b * block + j]));
+        const double bound = kActivationErrorPerScale * amax / 127.0 + 1e-30;
+        for (int64_t j = 0; j < block; ++j) {
+          ASSERT_LE(std::fabs(deq[b * block + j] - x[b * block + j]), bound) << "element " << b * block + j;
+        }
+        if (act_type == DType::kQ8_K) {
+          BlockQ8_K blk;
+          std::memcpy(&blk, ref.data() + b * sizeof blk, sizeof blk);
+          for (int g = 0; g < kQK_K / 16; ++g) {
+            int sum = 0;
+            for (int l = 0; l < 16; ++l) sum += blk.qs[16 * g + l];
+            ASSERT_EQ(blk.bsums[g], sum);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Random-input dots of every type: the reference against the exact double sum, the fast path against
+// the reference.
+TEST(GgmlDot, DotMatchesExactAndReference) {
+  int simd_checks = 0;
+  for (const DType dtype : kTypes) {
+    const QuantKernel& k = *GgmlQuantKernel(dtype);
+    for (const int64_t n : RowLengths(dtype)) {
+      for (uint32_t seed = 1; seed <= 3; ++seed) {
+        SCOPED_TRACE(fmt::format("{} n={} seed={} isa={}", DTypeName(dtype), n, seed, k.isa()));
+        std::mt19937 rng(seed * 1000 + static_cast<uint32_t>(n));
+        const auto w = RandomWeights(dtype, n, rng);
+        const auto x = RandomActivations(n, Traits(GgmlActivationType(dtype)).block_size, rng);
+        const auto act = Quantize(k, x, true);
+        const Exact exact = ExactDot(dtype, w.data(), act, n);
+        const float ref = k.dot_ref(w.data(), act.data(), n, 0);
+        EXPECT_NEAR(ref, exact.value, kDotTol * exact.scale + 1e-30);
+        if (HasSimd(k)) {
+          EXPECT_NEAR(k.dot(w.data(), act.data(), n, 0), ref, kDotTol * exact.scale + 1e-30);
+          ++simd_checks;
+        }
+      }
+    }
+  }
+  if (simd_checks == 0) GTEST_SKIP() << "no AVX2/FMA/F16C on this CPU: only the scalar references were checked";
+}
+
+// MatMulQuantized (OpenMP over rows; the one-token and the row-block paths) against (a) dot_ref on the
+// same reference-quantized activations, exactly up to float accumulation, and (b) the float product
+// with unquantized activations, within the activation rounding bound per output and kMatMulRelRms overall.
+TEST(GgmlDot, MatMulQuantizedMatchesReferences) {
+  constexpr int64_t kRows = 37;
+  for (const DType dtype : kTypes) {
+    const QuantKernel& k = *GgmlQuantKernel(dtype);
+    const DType act_type = GgmlActivationType(dtype);
+    const int64_t block = Traits(act_type).block_size;
+    const int64_t cols = IsSuperBlock(dtype) ? 1024 : 512;
+    for (const int64_t n_tokens : {int64_t{1}, int64_t{5}}) {
+      SCOPED_TRACE(fmt::format("{} {}x{} tokens={} isa={}", DTypeName(dtype), kRows, cols, n_tokens, k.isa()));
+      std::mt19937 rng(static_cast<uint32_t>(dtype) * 31 + static_cast<uint32_t>(n_tokens));
+      Tensor w = Tensor::Zeros("w", dtype, {kRows, cols});
+      const auto bytes = RandomWeights(dtype, kRows * cols, rng);
+      ASSERT_EQ(bytes.size(), w.storage.size());
+      std::memcpy(w.storage.data(), bytes.data(), bytes.size());
+      const TensorView view = w.view();
+      std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+      std::vector<float> x(static_cast<size_t>(n_tokens * cols));
+      for (float& v : x) v = uniform(rng);
+      std::vector<float> y(static_cast<size_t>(n_tokens * kRows));
+      MatMulQuantized(k, view, x.data(), n_tokens, y.data());
+
+      std::vector<float> wf(static_cast<size_t>(cols));
+      double err2 = 0.0, ref2 = 0.0;
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
+        const auto act = Quantize(k, xt, true);
+        for (int64_t r = 0; r < kRows; ++r) {
+          const auto* row = reinterpret_cast<const uint8_t*>(view.row(r));
+          const Exact exact = ExactDot(dtype, row, act, cols);
+          const float got = y[t * kRows + r];
+          ASSERT_NEAR(got, k.dot_ref(row, act.data(), cols, 0), kDotTol * exact.scale + 1e-30) << "row " << r;
+          DequantizeRow(dtype, row, wf.data(), cols);
+          double exact_float = 0.0, bound = kDotTol * exact.scale + std::fabs(OffsetCorrection(dtype, row, act, cols));
+          for (int64_t b = 0; b < cols / block; ++b) {
+            float amax = 0.0f;
+            for (int64_t j = 0; j < block; ++j) amax = std::max(amax, std::fabs(xt[b * block + j]));
+            for (int64_t j = 0; j < block; ++j) {
+              const int64_t c = b * block + j;
+              exact_float += static_cast<double>(wf[c]) * xt[c];
+              bound += std::fabs(wf[c]) * kActivationErrorPerScale * amax / 127.0;
+            }
+          }
+          ASSERT_NEAR(got, exact_float, bound) << "row " << r;
+          err2 += (got - exact_float) * (got - exact_float);
+          ref2 += exact_float * exact_float;
+        }
+      }
+      EXPECT_LE(std::sqrt(err2 / ref2), kMatMulRelRms);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mixq
