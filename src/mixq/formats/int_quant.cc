@@ -59,12 +59,31 @@ inline int CodeOf(float x, float inv, int zero, int qmax) {
   return std::clamp(q, 0, qmax);
 }
 
+// Weighted sums over a span for the codes q chosen with one (1/scale, zero): enough to give, in closed
+// form, the least-squares scale and the squared error of those codes under any (scale, zero).
+struct CodeSums {
+  double w = 0, q = 0, x = 0, qq = 0, xq = 0;
+};
+
+// Each candidate costs one pass (its codes and their sums); the few best by the closed-form error of those
+// codes are then judged exactly, with the codes re-rounded against the FP16 scale, as they will be stored.
 struct Search {
+  static constexpr int kFinalists = 4;
+
+  Search(Span span_, int bits_) : span(span_), bits(bits_), qmax((1 << bits_) - 1) {
+    span.ForEach([&](float x, float w) { sum_wxx += static_cast<double>(w) * x * x; });
+  }
+
   Span span;
   int bits;
   int qmax;
-  double best_error = std::numeric_limits<double>::infinity();
-  IntGroupParams best;
+  double sum_wxx = 0.0;
+  struct Candidate {
+    double estimate = 0.0;
+    IntGroupParams params;
+  };
+  Candidate finalists[kFinalists];
+  int n_finalists = 0;
 
   // Weighted squared error of storing the span with (scale, zero); the scale must be FP16-exact.
   double Error(float scale, int zero) const {
@@ -77,74 +96,88 @@ struct Search {
     return err;
   }
 
-  void Consider(float scale, int zero) {
-    if (!std::isfinite(scale)) return;
-    const float s16 = RoundToF16(scale);
-    const double err = Error(s16, zero);
-    if (err < best_error) {
-      best_error = err;
-      best = {s16, zero};
-    }
-  }
-
-  // Least-squares scale for the codes chosen with (inv, zero), with the zero kept: s = <wx, l> / <wl, l>
-  // where l = code - zero.
-  void RefitScale(float inv, int zero) {
-    double sxl = 0.0, sll = 0.0;
-    span.ForEach([&](float x, float w) {
-      const double l = CodeOf(x, inv, zero, qmax) - zero;
-      sxl += w * x * l;
-      sll += w * l * l;
-    });
-    if (sll > 0.0) Consider(static_cast<float>(sxl / sll), zero);
-  }
-
-  // Least-squares fit x ~ a * code + b for the codes chosen with (inv, zero), then the integer zero
-  // nearest -b/a and the scale refitted for it.
-  void RefitAffine(float inv, int zero) {
-    double sw = 0.0, sq = 0.0, sx = 0.0, sqq = 0.0, sxq = 0.0;
+  CodeSums Sums(float inv, int zero) const {
+    CodeSums s;
     span.ForEach([&](float x, float w) {
       const double q = CodeOf(x, inv, zero, qmax);
-      sw += w;
-      sq += w * q;
-      sx += w * x;
-      sqq += w * q * q;
-      sxq += w * x * q;
+      s.w += w;
+      s.q += w * q;
+      s.x += w * x;
+      s.qq += w * q * q;
+      s.xq += w * x * q;
     });
-    const double det = sw * sqq - sq * sq;
+    return s;
+  }
+
+  // The error of the summed codes under (scale, zero), the scale first rounded to FP16; kept if among
+  // the best few.
+  void Offer(float scale, int zero, const CodeSums& s) {
+    if (!std::isfinite(scale)) return;
+    const float s16 = RoundToF16(scale);
+    const double z = zero;
+    const double sxl = s.xq - z * s.x;
+    const double sll = s.qq - 2.0 * z * s.q + z * z * s.w;
+    const double estimate = sum_wxx - 2.0 * s16 * sxl + static_cast<double>(s16) * s16 * sll;
+    for (int i = 0; i < n_finalists; ++i) {
+      if (finalists[i].params.scale == s16 && finalists[i].params.zero == zero) return;  // already judged
+    }
+    if (n_finalists == kFinalists && estimate >= finalists[kFinalists - 1].estimate) return;
+    int slot = n_finalists < kFinalists ? n_finalists++ : kFinalists - 1;
+    while (slot > 0 && finalists[slot - 1].estimate > estimate) {
+      finalists[slot] = finalists[slot - 1];
+      --slot;
+    }
+    finalists[slot] = {estimate, {s16, zero}};
+  }
+
+  // The least-squares scale for the codes with their zero kept: s = sum w x l / sum w l^2, l = q - zero.
+  void OfferRefit(int zero, const CodeSums& s) {
+    const double z = zero;
+    const double sll = s.qq - 2.0 * z * s.q + z * z * s.w;
+    if (sll > 0.0) Offer(static_cast<float>((s.xq - z * s.x) / sll), zero, s);
+  }
+
+  // The least-squares fit x ~ a * q + b, its -b/a rounded to the nearest representable zero-point, and the
+  // scale refitted for that zero.
+  void OfferAffine(const CodeSums& s) {
+    const double det = s.w * s.qq - s.q * s.q;
     if (!(det > 0.0)) return;
-    const double a = (sw * sxq - sq * sx) / det;
-    const double b = (sx - a * sq) / sw;
+    const double a = (s.w * s.xq - s.q * s.x) / det;
     if (!(a > 0.0)) return;
-    const int z = static_cast<int>(std::clamp(std::nearbyint(-b / a), 0.0, static_cast<double>(qmax)));
-    // The same codes read against the new zero: refit the scale for them.
-    double sxl = 0.0, sll = 0.0;
-    span.ForEach([&](float x, float w) {
-      const double l = CodeOf(x, inv, zero, qmax) - z;
-      sxl += w * x * l;
-      sll += w * l * l;
-    });
-    if (sll > 0.0) Consider(static_cast<float>(sxl / sll), z);
+    const double b = (s.x - a * s.q) / s.w;
+    OfferRefit(static_cast<int>(std::clamp(std::nearbyint(-b / a), 0.0, static_cast<double>(qmax))), s);
+  }
+
+  IntGroupParams Finish(int empty_zero) const {
+    IntGroupParams best{0.0f, empty_zero};
+    double best_error = sum_wxx;  // scale 0: every weight read as 0
+    for (int i = 0; i < n_finalists; ++i) {
+      const double err = Error(finalists[i].params.scale, finalists[i].params.zero);
+      if (err < best_error) {
+        best_error = err;
+        best = finalists[i].params;
+      }
+    }
+    return best;
   }
 
   // Symmetric: the codes -nmax..nmax-1 around zero = nmax. As ggml's make_qx_quants, the largest-magnitude
   // value m is mapped onto -nmax (or nmax-1) with denominators near those, plus clipping ratios down to
   // 0.5; every candidate's codes get their least-squares scale.
-  void RunSymmetric() {
+  IntGroupParams RunSymmetric() {
     const int nmax = 1 << (bits - 1);
     float m = 0.0f;
     span.ForEach([&](float x, float) {
       if (std::fabs(x) > std::fabs(m)) m = x;
     });
-    best = {0.0f, nmax};
-    best_error = Error(0.0f, nmax);
-    if (m == 0.0f) return;
+    if (m == 0.0f) return {0.0f, nmax};
     for (const int sign : {-1, 1}) {
       const float base = sign < 0 ? static_cast<float>(nmax) : static_cast<float>(nmax - 1);
       auto try_denominator = [&](float d) {
-        const float s = sign * m / d;  // code - zero = x / s: m lands on sign * d
-        Consider(s, nmax);
-        RefitScale(1.0f / s, nmax);
+        const float scale = sign * m / d;  // code - zero = x / scale: m lands on sign * d
+        const CodeSums sums = Sums(1.0f / scale, nmax);
+        Offer(scale, nmax, sums);
+        OfferRefit(nmax, sums);
       };
       for (int is = -9; is <= 9; ++is) {
         const float d = base + 0.1f * static_cast<float>(is);
@@ -152,26 +185,28 @@ struct Search {
       }
       for (int k = 1; k <= 10; ++k) try_denominator(base / (1.0f - 0.05f * static_cast<float>(k)));
     }
+    return Finish(nmax);
   }
 
   // Asymmetric: the range [min(x,0), max(x,0)] shrunk by ratios down to 0.525 (AWQ's clipping grid) and
-  // divided into qmax +- 0.9 steps (ggml's make_qkx2_quants); each candidate as is, and refitted by least
-  // squares to an integer zero-point.
-  void RunAsymmetric() {
+  // divided into qmax +- 0.9 steps (ggml's make_qkx2_quants); each candidate as is, with its scale
+  // refitted, and refitted by least squares to an integer zero-point.
+  IntGroupParams RunAsymmetric() {
     float lo = 0.0f, hi = 0.0f;
     span.ForEach([&](float x, float) {
       lo = std::min(lo, x);
       hi = std::max(hi, x);
     });
-    best = {0.0f, 0};
-    best_error = Error(0.0f, 0);
-    if (hi == lo) return;
+    if (hi == lo) return {0.0f, 0};
     auto try_range = [&](float range_lo, float range_hi, float steps) {
-      const float s = (range_hi - range_lo) / steps;
-      if (!(s > 0.0f) || !std::isfinite(s)) return;
-      const int zero = static_cast<int>(std::clamp(std::nearbyint(-range_lo / s), 0.0f, static_cast<float>(qmax)));
-      Consider(s, zero);
-      RefitAffine(1.0f / s, zero);
+      const float scale = (range_hi - range_lo) / steps;
+      if (!(scale > 0.0f) || !std::isfinite(scale)) return;
+      const int zero =
+          static_cast<int>(std::clamp(std::nearbyint(-range_lo / scale), 0.0f, static_cast<float>(qmax)));
+      const CodeSums sums = Sums(1.0f / scale, zero);
+      Offer(scale, zero, sums);
+      OfferRefit(zero, sums);
+      OfferAffine(sums);
     };
     const float q = static_cast<float>(qmax);
     for (int k = 0; k < 20; ++k) {
@@ -181,6 +216,7 @@ struct Search {
     for (int is = -9; is <= 9; ++is) {
       if (is != 0 && q + 0.1f * static_cast<float>(is) > 0.25f) try_range(lo, hi, q + 0.1f * static_cast<float>(is));
     }
+    return Finish(0);
   }
 };
 
@@ -190,13 +226,8 @@ IntGroupParams SearchSpan(Span span, int bits, bool symmetric) {
     for (int64_t i = 0; i < span.n; ++i) total += span.importance[i];
     if (total == 0.0) span.importance = nullptr;  // nothing to weigh by: plain squared error
   }
-  Search search{span, bits, (1 << bits) - 1, std::numeric_limits<double>::infinity(), IntGroupParams{}};
-  if (symmetric) {
-    search.RunSymmetric();
-  } else {
-    search.RunAsymmetric();
-  }
-  return search.best;
+  Search search(span, bits);
+  return symmetric ? search.RunSymmetric() : search.RunAsymmetric();
 }
 
 void WriteRow(const IntRowLayout& layout, const float* x, const IntGroupParams* params, int64_t params_stride,

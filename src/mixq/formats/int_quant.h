@@ -3,8 +3,10 @@
 //
 // Each group (or the whole tensor, per-tensor) gets the scale (and integer zero-point) that minimises its
 // squared error -- weighted per input channel when an importance vector is given -- among a grid of
-// candidates, each refitted by least squares and judged with its scale already rounded to FP16, so the
-// stored result is exactly what the search measured. docs/int-formats.md describes the search.
+// candidates and their least-squares refits. Candidates are ranked by the error of their codes with the
+// scale already rounded to FP16; the best few are then measured exactly as they will be stored (codes
+// re-rounded against the FP16 scale), so the stored result is what the search measured.
+// docs/int-formats.md describes the search.
 #pragma once
 
 #include <cstddef>
