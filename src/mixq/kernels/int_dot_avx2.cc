@@ -21,7 +21,7 @@ namespace {
 // Bytes an unpacker may read from a block's first code byte (more than the block's 4 * bits bytes: the
 // loads are whole vectors). Blocks this close to the row end are copied into a zeroed buffer first.
 template <int kBits>
-constexpr int64_t kReadBytes = kBits == 8 ? 32 : kBits == 4 ? 16 : 3 * kBits + 16;
+constexpr int64_t kReadBytes = kBits == 8 ? 32 : kBits == 4 ? 16 : kBits == 2 ? 8 : 3 * kBits + 16;
 
 // pshufb pattern and multipliers that turn 16 bytes holding 8 consecutive `bits`-bit codes (starting at
 // byte 0) into 8 16-bit lanes holding one code each: lane j gets bytes (bits*j)/8 and the next, and
@@ -57,6 +57,7 @@ MIXQ_AVX2 inline __m256i EightCodePairs(const uint8_t* lo, const uint8_t* hi) {
 }
 
 // 32 codes starting at p (byte-aligned) as 32 bytes, in order. 8-bit codes come back as signed c - 128.
+// 2, 4 and 8 bits have their own shuffles; 3, 5, 6 and 7 bits take the generic EightCodePairs path.
 template <int kBits>
 MIXQ_AVX2 inline __m256i UnpackCodes(const uint8_t* p) {
   if constexpr (kBits == 8) {
@@ -66,6 +67,13 @@ MIXQ_AVX2 inline __m256i UnpackCodes(const uint8_t* p) {
     // 0x0f0f puts the low nibble in the lane's low byte and the high nibble in its high byte.
     const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_and_si256(_mm256_or_si256(b, _mm256_slli_epi16(b, 4)), _mm256_set1_epi8(0x0f));
+  } else if constexpr (kBits == 2) {
+    // Byte i holds codes 4i..4i+3: widened to 32 bits, b | b << 6 | b << 12 | b << 18 masked by 0x03030303
+    // puts code 4i+j in byte j of lane i.
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i spread = _mm256_or_si256(_mm256_or_si256(b, _mm256_slli_epi32(b, 6)),
+                                           _mm256_or_si256(_mm256_slli_epi32(b, 12), _mm256_slli_epi32(b, 18)));
+    return _mm256_and_si256(spread, _mm256_set1_epi8(0x03));
   } else {
     const __m256i a = EightCodePairs<kBits>(p, p + kBits);                 // codes 0..7 | 8..15
     const __m256i b = EightCodePairs<kBits>(p + 2 * kBits, p + 3 * kBits);  // codes 16..23 | 24..31
