@@ -1,0 +1,142 @@
+// The INT kernels' table, activation layout and scalar references (the oracle for the AVX2 paths).
+#include "mixq/kernels/int_dot.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+#include "mixq/base/check.h"
+#include "mixq/formats/float16.h"
+#include "mixq/kernels/int_dot_avx2.h"
+#include "mixq/tensor/int_layout.h"
+
+namespace mixq {
+namespace {
+
+int64_t GroupLength(int64_t n, int64_t group) { return (group == 0 || group > n) ? n : group; }
+
+void QuantizeActivationRef(const float* x, void* dst, int64_t n, int64_t group) {
+  const int64_t g = GroupLength(n, group);
+  auto* block = static_cast<IntActivationBlock*>(dst);
+  for (int64_t start = 0; start < n; start += g) {
+    const int64_t len = std::min(g, n - start);
+    for (int64_t i = 0; i < len; i += kIntActivationBlockSize) {
+      QuantizeIntActivationBlockRef(x + start + i, std::min(kIntActivationBlockSize, len - i), block++);
+    }
+  }
+}
+
+void QuantizeActivation(const float* x, void* dst, int64_t n, int64_t group) {
+  if (IntDotHasAvx2()) {
+    int_dot_avx2::QuantizeActivation(x, dst, n, group);
+  } else {
+    QuantizeActivationRef(x, dst, n, group);
+  }
+}
+
+template <int kBits, bool kSym>
+float DotRef(const void* w_row, const void* activation, int64_t n, int64_t group) {
+  const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
+  const auto* row = static_cast<const uint8_t*>(w_row);
+  const auto* block = static_cast<const IntActivationBlock*>(activation);
+  double total = 0.0;
+  for (int64_t k = 0; k < layout.n_groups; ++k) {
+    uint16_t scale_bits;
+    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
+    const float scale = F16ToF32(scale_bits);
+    const int zero = kSym ? layout.SymmetricZero() : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
+    const uint8_t* codes = row + layout.GroupCodesOffset(k);
+    const int64_t len = layout.GroupLength(k);
+    for (int64_t i0 = 0; i0 < len; i0 += kIntActivationBlockSize, ++block) {
+      const int64_t block_len = std::min(kIntActivationBlockSize, len - i0);
+      int32_t isum = 0;
+      for (int64_t i = 0; i < block_len; ++i) {
+        isum += (static_cast<int32_t>(ReadPackedCode(codes, i0 + i, kBits)) - zero) * block->q[i];
+      }
+      total += static_cast<double>(scale * block->scale) * isum;
+    }
+  }
+  return static_cast<float>(total);
+}
+
+size_t ActivationBytes(int64_t n, int64_t group) { return IntActivationBytes(n, group); }
+
+const char* IsaName() { return IntDotHasAvx2() ? "AVX2" : "scalar"; }
+
+template <int kBits, bool kSym>
+QuantKernel MakeKernel() {
+  QuantKernel k{};
+  k.weight_type = *IntDType(kBits, kSym);
+  k.activation_bytes = &ActivationBytes;
+  k.quantize_activation = &QuantizeActivation;
+  k.quantize_activation_ref = &QuantizeActivationRef;
+  k.dot_ref = &DotRef<kBits, kSym>;
+  k.dot = IntDotHasAvx2() ? int_dot_avx2::Dot(kBits, kSym) : &DotRef<kBits, kSym>;
+  k.isa = &IsaName;
+  return k;
+}
+
+template <bool kSym>
+void AddKernels(std::array<QuantKernel, 14>& table, size_t offset) {
+  table[offset + 0] = MakeKernel<2, kSym>();
+  table[offset + 1] = MakeKernel<3, kSym>();
+  table[offset + 2] = MakeKernel<4, kSym>();
+  table[offset + 3] = MakeKernel<5, kSym>();
+  table[offset + 4] = MakeKernel<6, kSym>();
+  table[offset + 5] = MakeKernel<7, kSym>();
+  table[offset + 6] = MakeKernel<8, kSym>();
+}
+
+}  // namespace
+
+bool IntDotHasAvx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
+
+int64_t IntActivationBlockCount(int64_t n, int64_t group) {
+  if (n <= 0) return 0;
+  const int64_t g = GroupLength(n, group);
+  const int64_t per_group = (g + kIntActivationBlockSize - 1) / kIntActivationBlockSize;
+  const int64_t rest = n % g;
+  return (n / g) * per_group + (rest + kIntActivationBlockSize - 1) / kIntActivationBlockSize;
+}
+
+size_t IntActivationBytes(int64_t n, int64_t group) {
+  return static_cast<size_t>(IntActivationBlockCount(n, group)) * sizeof(IntActivationBlock);
+}
+
+void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlock* block) {
+  MIXQ_CHECK(len >= 1 && len <= kIntActivationBlockSize);
+  // fmax ignores a NaN, as the AVX2 path's max does; NaN values then quantize to -127 in both.
+  float amax = 0.0f;
+  for (int64_t i = 0; i < len; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  int32_t sum = 0;
+  std::memset(block->q, 0, sizeof(block->q));
+  for (int64_t i = 0; i < len; ++i) {
+    const float r = std::fmin(std::fmax(std::nearbyint(x[i] * id), -127.0f), 127.0f);
+    block->q[i] = static_cast<int8_t>(r);
+    sum += block->q[i];
+  }
+  block->scale = d;
+  block->sum = sum;
+}
+
+const QuantKernel* IntQuantKernel(DType dtype) {
+  static const std::array<QuantKernel, 14> table = [] {
+    std::array<QuantKernel, 14> t{};
+    AddKernels<false>(t, 0);
+    AddKernels<true>(t, 7);
+    return t;
+  }();
+  for (const QuantKernel& k : table) {
+    if (k.weight_type == dtype) return &k;
+  }
+  return nullptr;
+}
+
+}  // namespace mixq

@@ -1,0 +1,52 @@
+// Integer dot-product kernels for mixq's INT weight formats (INT2..INT8, symmetric or asymmetric, any
+// group size): the QuantKernel MatMul drives, with its activation layout, scalar references and AVX2 paths.
+//
+// Activation layout (one quantized activation row of n values, for weight rows grouped by `group`):
+//   Each weight group (group 0 or >= n: the whole row) is cut into blocks of 32 values starting at the
+//   group's start; a group's last block is shorter when 32 does not divide the group length. The row is
+//   the sequence of IntActivationBlock structs, group after group, block after block (no other header):
+//     float   scale   d = max|a| / 127 over the block's values (0 for an all-zero block)
+//     int32   sum     sum of the block's codes (for the zero-point term)
+//     int8    q[32]   round-half-to-even(a / d) clamped to [-127, 127]; positions past a short block's end
+//                     are 0, so a kernel may always multiply all 32 bytes
+//   40 bytes per block, little-endian, no alignment beyond 4 bytes is promised.
+//
+// Dot: with weight w_i = s_w * (c_i - z) and activation a_i ~ d * q_i, one block contributes
+//   s_w * d * sum_i (c_i - z) * q_i = s_w * d * (sum_i c_i q_i - z * sum),
+// which is computed exactly in 32-bit integers per block (|.| < 2^24) and then scaled and summed in float.
+// The AVX2 path unpacks 32 codes of any bit width into bytes (2, 4 and 8 bits with dedicated shuffles),
+// multiplies with _mm256_maddubs_epi16 (codes unsigned, activations signed; 8-bit codes are first made
+// signed, c - 128, and multiplied with the sign trick so no pair sum saturates) and _mm256_madd_epi16.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "mixq/kernels/quant_kernel.h"
+#include "mixq/tensor/dtype.h"
+
+namespace mixq {
+
+constexpr int64_t kIntActivationBlockSize = 32;
+
+struct IntActivationBlock {
+  float scale;
+  int32_t sum;
+  int8_t q[kIntActivationBlockSize];
+};
+static_assert(sizeof(IntActivationBlock) == 40, "the activation layout promises 40-byte blocks");
+
+// The kernels of a mixq INT type (all 14: kInt2..kInt8 and kInt2Sym..kInt8Sym), or nullptr for any other.
+const QuantKernel* IntQuantKernel(DType dtype);
+
+// Blocks and bytes of one activation row of n values for weights grouped by `group` (0: whole row).
+int64_t IntActivationBlockCount(int64_t n, int64_t group);
+size_t IntActivationBytes(int64_t n, int64_t group);
+
+// Scalar reference quantization of one block of len (1..32) values into `block` (the rest zeroed).
+void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlock* block);
+
+// Whether this CPU runs the AVX2 paths (AVX2, FMA and F16C; checked once).
+bool IntDotHasAvx2();
+
+}  // namespace mixq

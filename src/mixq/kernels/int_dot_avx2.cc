@@ -1,0 +1,216 @@
+// AVX2 INT kernels: 32 codes of any bit width unpacked to bytes, multiplied with int8 activation blocks
+// by maddubs/madd, exact per block in integers, scaled and summed in float. Every function carries its own
+// target attribute (no global -m flags); int_dot.cc calls them only when the CPU has AVX2, FMA and F16C.
+#include "mixq/kernels/int_dot_avx2.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "mixq/base/check.h"
+#include "mixq/kernels/int_dot.h"
+#include "mixq/tensor/int_layout.h"
+
+#define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace mixq::int_dot_avx2 {
+namespace {
+
+// Bytes an unpacker may read from a block's first code byte (more than the block's 4 * bits bytes: the
+// loads are whole vectors). Blocks this close to the row end are copied into a zeroed buffer first.
+template <int kBits>
+constexpr int64_t kReadBytes = kBits == 8 ? 32 : kBits == 4 ? 16 : kBits == 2 ? 8 : 3 * kBits + 16;
+
+// pshufb pattern and multipliers that turn 16 bytes holding 8 consecutive `bits`-bit codes (starting at
+// byte 0) into 8 16-bit lanes holding one code each: lane j gets bytes (bits*j)/8 and the next, and
+// multiplying by 2^(16 - bits - shift_j) moves its code to the top bits, which a shift brings down.
+struct GenericUnpack {
+  std::array<int8_t, 16> shuffle;
+  std::array<int16_t, 8> multiplier;
+};
+
+constexpr GenericUnpack MakeGenericUnpack(int bits) {
+  GenericUnpack u{};
+  for (int j = 0; j < 8; ++j) {
+    const int bit = bits * j;
+    u.shuffle[2 * j] = static_cast<int8_t>(bit / 8);
+    u.shuffle[2 * j + 1] = static_cast<int8_t>(bit / 8 + 1);
+    u.multiplier[j] = static_cast<int16_t>(static_cast<uint16_t>(1u << (16 - bits - bit % 8)));
+  }
+  return u;
+}
+
+// Codes 0..7 of the 8-code runs at lo and hi as 16 16-bit lanes (lo's in the low 128 bits).
+template <int kBits>
+MIXQ_AVX2 inline __m256i EightCodePairs(const uint8_t* lo, const uint8_t* hi) {
+  static constexpr GenericUnpack kU = MakeGenericUnpack(kBits);
+  const __m256i shuffle =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kU.shuffle.data())));
+  const __m256i mult =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kU.multiplier.data())));
+  const __m256i bytes =
+      _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
+                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1);
+  return _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(bytes, shuffle), mult), 16 - kBits);
+}
+
+// 32 codes starting at p (byte-aligned) as 32 bytes, in order. 8-bit codes come back as signed c - 128.
+// 2, 4 and 8 bits have their own shuffles; 3, 5, 6 and 7 bits take the generic EightCodePairs path.
+template <int kBits>
+MIXQ_AVX2 inline __m256i UnpackCodes(const uint8_t* p) {
+  if constexpr (kBits == 8) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), _mm256_set1_epi8(-128));
+  } else if constexpr (kBits == 4) {
+    // Byte j holds codes 2j (low nibble) and 2j+1 (high nibble): widened to 16 bits, b | b << 4 masked by
+    // 0x0f0f puts the low nibble in the lane's low byte and the high nibble in its high byte.
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_and_si256(_mm256_or_si256(b, _mm256_slli_epi16(b, 4)), _mm256_set1_epi8(0x0f));
+  } else if constexpr (kBits == 2) {
+    // Byte i holds codes 4i..4i+3: widened to 32 bits, b | b << 6 | b << 12 | b << 18 masked by 0x03030303
+    // puts code 4i+j in byte j of lane i.
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i spread = _mm256_or_si256(_mm256_or_si256(b, _mm256_slli_epi32(b, 6)),
+                                           _mm256_or_si256(_mm256_slli_epi32(b, 12), _mm256_slli_epi32(b, 18)));
+    return _mm256_and_si256(spread, _mm256_set1_epi8(0x03));
+  } else {
+    const __m256i a = EightCodePairs<kBits>(p, p + kBits);                 // codes 0..7 | 8..15
+    const __m256i b = EightCodePairs<kBits>(p + 2 * kBits, p + 3 * kBits);  // codes 16..23 | 24..31
+    // packus interleaves per 128-bit lane: [0..7, 16..23 | 8..15, 24..31]; the permute restores order.
+    return _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xd8);
+  }
+}
+
+MIXQ_AVX2 inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// One block's exact integer sum_i (c_i - z) q_i, spread over 8 int32 lanes. `src` holds the block's codes
+// (readable for kReadBytes); zero_eff is the zero-point in the unpacked codes' terms.
+template <int kBits, bool kSym>
+MIXQ_AVX2 inline __m256i BlockDot(const uint8_t* src, const IntActivationBlock* block, int32_t zero_eff) {
+  const __m256i w = UnpackCodes<kBits>(src);
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block->q));
+  __m256i pairs;
+  if constexpr (kBits == 8) {
+    // |c - 128| <= 128 and |a| <= 127: a pair sums to at most 32512, inside int16.
+    pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
+  } else {
+    pairs = _mm256_maddubs_epi16(w, a);  // codes <= 127: a pair sums to at most 32258
+  }
+  const __m256i dot = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+  if constexpr (kBits == 8 && kSym) return dot;  // codes already signed around 0
+  return _mm256_sub_epi32(dot, _mm256_setr_epi32(zero_eff * block->sum, 0, 0, 0, 0, 0, 0, 0));
+}
+
+template <int kBits, bool kSym>
+MIXQ_AVX2 float DotImpl(const void* w_row, const void* activation, int64_t n, int64_t group) {
+  static const DType kType = *IntDType(kBits, kSym);
+  constexpr int64_t kBlockBytes = 4 * kBits;  // 32 codes
+  const IntRowLayout layout(kType, n, group);
+  const auto* row = static_cast<const uint8_t*>(w_row);
+  const uint8_t* row_end = row + layout.row_bytes;
+  const auto* block = static_cast<const IntActivationBlock*>(activation);
+  // Two accumulators, so consecutive blocks' FMAs do not wait on each other's latency.
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  alignas(32) uint8_t tail[64];
+  for (int64_t k = 0; k < layout.n_groups; ++k) {
+    uint16_t scale_bits;
+    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
+    const float scale = _cvtsh_ss(scale_bits);
+    const int zero =
+        kSym ? (1 << (kBits - 1)) : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
+    // 8-bit codes are unpacked as c - 128, so their zero moves by 128 too (symmetric INT8: to 0).
+    const int32_t zero_eff = kBits == 8 ? zero - 128 : zero;
+    const uint8_t* codes = row + layout.GroupCodesOffset(k);
+    const int64_t len = layout.GroupLength(k);
+    int64_t i = 0;
+    // Pairs of blocks whose vector loads stay inside the row need no bounds handling.
+    for (; i + 2 * kIntActivationBlockSize <= len && codes + kBlockBytes + kReadBytes<kBits> <= row_end;
+         i += 2 * kIntActivationBlockSize, codes += 2 * kBlockBytes, block += 2) {
+      const __m256i d0 = BlockDot<kBits, kSym>(codes, block, zero_eff);
+      const __m256i d1 = BlockDot<kBits, kSym>(codes + kBlockBytes, block + 1, zero_eff);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(scale * block[0].scale), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(scale * block[1].scale), acc1);
+    }
+    for (; i < len; i += kIntActivationBlockSize, codes += kBlockBytes, ++block) {
+      const uint8_t* src = codes;
+      if (codes + kReadBytes<kBits> > row_end) {
+        std::memset(tail, 0, sizeof(tail));
+        std::memcpy(tail, codes, static_cast<size_t>(row_end - codes));
+        src = tail;
+      }
+      const __m256i d = BlockDot<kBits, kSym>(src, block, zero_eff);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(scale * block->scale), acc0);
+    }
+  }
+  return HorizontalSum(_mm256_add_ps(acc0, acc1));
+}
+
+MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 v[4];
+  __m256 amax = zero;
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_loadu_ps(x + 8 * j);
+    // max(|x|, 0) first: a NaN lane becomes 0 here, as std::fmax ignores NaN in the reference.
+    amax = _mm256_max_ps(amax, _mm256_max_ps(_mm256_andnot_ps(sign, v[j]), zero));
+  }
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  const float d = _mm_cvtss_f32(m) / 127.0f;
+  const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+  const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  __m256i q[4];
+  __m256i sum = _mm256_setzero_si256();
+  for (int j = 0; j < 4; ++j) {
+    const __m256 r = _mm256_round_ps(_mm256_mul_ps(v[j], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // max(r, -127) takes -127 for a NaN r, as std::fmax does in the reference.
+    q[j] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+    sum = _mm256_add_epi32(sum, q[j]);
+  }
+  const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  const __m256i ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(block->q), ordered);
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  block->scale = d;
+  block->sum = _mm_cvtsi128_si32(s);
+}
+
+}  // namespace
+
+DotFn Dot(int bits, bool symmetric) {
+  static constexpr std::array<DotFn, 7> kAsym = {&DotImpl<2, false>, &DotImpl<3, false>, &DotImpl<4, false>,
+                                                 &DotImpl<5, false>, &DotImpl<6, false>, &DotImpl<7, false>,
+                                                 &DotImpl<8, false>};
+  static constexpr std::array<DotFn, 7> kSymm = {&DotImpl<2, true>, &DotImpl<3, true>, &DotImpl<4, true>,
+                                                 &DotImpl<5, true>, &DotImpl<6, true>, &DotImpl<7, true>,
+                                                 &DotImpl<8, true>};
+  MIXQ_CHECK(bits >= 2 && bits <= 8);
+  return symmetric ? kSymm[static_cast<size_t>(bits - 2)] : kAsym[static_cast<size_t>(bits - 2)];
+}
+
+MIXQ_AVX2 void QuantizeActivation(const float* x, void* dst, int64_t n, int64_t group) {
+  const int64_t g = (group == 0 || group > n) ? n : group;
+  auto* block = static_cast<IntActivationBlock*>(dst);
+  for (int64_t start = 0; start < n; start += g) {
+    const int64_t len = std::min(g, n - start);
+    for (int64_t i = 0; i < len; i += kIntActivationBlockSize, ++block) {
+      if (len - i >= kIntActivationBlockSize) {
+        QuantizeFullBlock(x + start + i, block);
+      } else {
+        QuantizeIntActivationBlockRef(x + start + i, len - i, block);
+      }
+    }
+  }
+}
+
+}  // namespace mixq::int_dot_avx2

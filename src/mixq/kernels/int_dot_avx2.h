@@ -1,0 +1,17 @@
+// The AVX2 entry points of the INT kernels (int_dot_avx2.cc), for int_dot.cc's table: compiled with
+// per-function target attributes, called only after IntDotHasAvx2().
+#pragma once
+
+#include <cstdint>
+
+namespace mixq::int_dot_avx2 {
+
+using DotFn = float (*)(const void* w_row, const void* activation, int64_t n, int64_t group);
+
+// The dot product for codes of `bits` (2..8) bits, symmetric or not.
+DotFn Dot(int bits, bool symmetric);
+
+// Same bytes as the scalar reference activation quantization (int_dot.h), full blocks in AVX2.
+void QuantizeActivation(const float* x, void* dst, int64_t n, int64_t group);
+
+}  // namespace mixq::int_dot_avx2

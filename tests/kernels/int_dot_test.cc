@@ -1,0 +1,264 @@
+// INT kernels: the activation layout, AVX2 == scalar for every type on fresh random rows of odd lengths and
+// groups, the scalar dot against the float definition, and MatMulQuantized against dequantized weights.
+#include "mixq/kernels/int_dot.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "mixq/formats/float16.h"
+#include "mixq/formats/int_dequant.h"
+#include "mixq/formats/int_quant.h"
+#include "mixq/tensor/int_layout.h"
+#include "mixq/tensor/tensor.h"
+
+namespace mixq {
+namespace {
+
+// AVX2 and scalar sum the same exact per-block integers in a different float order: they agree to this
+// fraction of sum |w_i| |a_i| (w, a the dequantized weight and activation).
+constexpr double kSimdRelTolerance = 1e-5;
+// The scalar dot accumulates in double: it matches the float definition this closely.
+constexpr double kRefRelTolerance = 1e-6;
+
+const DType kAllIntTypes[] = {DType::kInt2,    DType::kInt3,    DType::kInt4,    DType::kInt5,    DType::kInt6,
+                              DType::kInt7,    DType::kInt8,    DType::kInt2Sym, DType::kInt3Sym, DType::kInt4Sym,
+                              DType::kInt5Sym, DType::kInt6Sym, DType::kInt7Sym, DType::kInt8Sym};
+
+// (n, group): aligned groups, odd rows (stories260K's 172), odd groups, single values.
+const int64_t kShapes[][2] = {{256, 32}, {256, 64}, {4096, 128}, {172, 128}, {172, 0}, {172, 44},
+                              {44, 7},   {33, 0},   {33, 32},    {1, 0},     {97, 33}, {300, 64}};
+
+uint32_t FreshSeed() { return std::random_device{}(); }
+
+std::vector<float> RandomFloats(std::mt19937& rng, int64_t n, float sigma) {
+  std::normal_distribution<float> dist(0.0f, sigma);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// A weight row of random bytes (every code, zero-point and padding bit random), with sane FP16 scales of
+// either sign: what any writer could have stored.
+std::vector<uint8_t> RandomWeightRow(std::mt19937& rng, DType dtype, int64_t n, int64_t group) {
+  const IntRowLayout layout(dtype, n, group);
+  std::vector<uint8_t> row(layout.row_bytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& b : row) b = static_cast<uint8_t>(byte(rng));
+  std::uniform_real_distribution<float> scale(0.001f, 0.1f);
+  for (int64_t k = 0; k < layout.n_groups; ++k) {
+    const uint16_t bits = F32ToF16(byte(rng) % 2 ? scale(rng) : -scale(rng));
+    std::memcpy(row.data() + 2 * k, &bits, sizeof(bits));
+  }
+  return row;
+}
+
+// The activation row as the values it stands for: d * q per position.
+std::vector<float> DequantizedActivation(const void* act, int64_t n, int64_t group) {
+  const auto* block = static_cast<const IntActivationBlock*>(act);
+  const int64_t g = (group == 0 || group > n) ? n : group;
+  std::vector<float> a;
+  for (int64_t start = 0; start < n; start += g) {
+    const int64_t len = std::min(g, n - start);
+    for (int64_t i = 0; i < len; i += kIntActivationBlockSize, ++block) {
+      for (int64_t j = 0; j < std::min(kIntActivationBlockSize, len - i); ++j) a.push_back(block->scale * block->q[j]);
+    }
+  }
+  return a;
+}
+
+TEST(IntDot, KernelForEveryIntTypeOnly) {
+  for (const DType dtype : kAllIntTypes) {
+    const QuantKernel* k = IntQuantKernel(dtype);
+    ASSERT_NE(k, nullptr) << DTypeName(dtype);
+    EXPECT_EQ(k->weight_type, dtype);
+  }
+  EXPECT_EQ(IntQuantKernel(DType::kF32), nullptr);
+  EXPECT_EQ(IntQuantKernel(DType::kQ4_0), nullptr);
+}
+
+TEST(IntDot, ActivationLayout) {
+  EXPECT_EQ(IntActivationBlockCount(172, 128), 6);  // 4 blocks of 32, then 32 + 12
+  EXPECT_EQ(IntActivationBlockCount(44, 7), 7);     // six groups of 7 and one of 2: one block each
+  EXPECT_EQ(IntActivationBlockCount(33, 0), 2);
+  EXPECT_EQ(IntActivationBlockCount(1, 0), 1);
+  EXPECT_EQ(IntActivationBlockCount(0, 0), 0);
+  EXPECT_EQ(IntActivationBytes(4096, 128), 128u * 40u);
+
+  std::mt19937 rng(FreshSeed());
+  const int64_t n = 172, group = 128;
+  std::vector<float> x = RandomFloats(rng, n, 2.0f);
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero block
+  std::vector<IntActivationBlock> blocks(static_cast<size_t>(IntActivationBlockCount(n, group)));
+  IntQuantKernel(DType::kInt4)->quantize_activation_ref(x.data(), blocks.data(), n, group);
+  const int64_t starts[] = {0, 32, 64, 96, 128, 160};
+  const int64_t lengths[] = {32, 32, 32, 32, 32, 12};
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < lengths[b]; ++i) amax = std::max(amax, std::fabs(x[starts[b] + i]));
+    EXPECT_EQ(blocks[b].scale, amax / 127.0f);
+    int32_t sum = 0;
+    for (int64_t i = 0; i < kIntActivationBlockSize; ++i) {
+      const int8_t q = blocks[b].q[i];
+      sum += q;
+      EXPECT_GE(q, -127);
+      if (i >= lengths[b]) {
+        EXPECT_EQ(q, 0) << "padding";
+      } else {
+        EXPECT_LE(std::fabs(x[starts[b] + i] - blocks[b].scale * q), blocks[b].scale * 0.5f * (1 + 1e-5f));
+      }
+    }
+    EXPECT_EQ(blocks[b].sum, sum);
+  }
+  EXPECT_EQ(blocks[2].scale, 0.0f);
+}
+
+TEST(IntDot, QuantizeActivationFastEqualsRef) {
+  const uint32_t seed = FreshSeed();
+  SCOPED_TRACE(fmt::format("seed {}", seed));
+  std::mt19937 rng(seed);
+  for (const auto& [n, group] : kShapes) {
+    std::vector<float> x = RandomFloats(rng, n, 3.0f);
+    if (n > 40) x[37] = 0.5f * 127.0f / 127.0f;  // values landing on rounding ties are likely with round inputs
+    const size_t bytes = IntActivationBytes(n, group);
+    std::vector<std::byte> fast(bytes), ref(bytes);
+    const QuantKernel& k = *IntQuantKernel(DType::kInt4);
+    k.quantize_activation(x.data(), fast.data(), n, group);
+    k.quantize_activation_ref(x.data(), ref.data(), n, group);
+    EXPECT_EQ(fast, ref) << "n " << n << " group " << group;
+  }
+}
+
+// The scalar dot against its definition: sum of dequantized weight times dequantized activation.
+TEST(IntDot, ScalarDotMatchesDefinition) {
+  std::mt19937 rng(FreshSeed());
+  for (const DType dtype : kAllIntTypes) {
+    const QuantKernel& k = *IntQuantKernel(dtype);
+    for (const auto& [n, group] : kShapes) {
+      SCOPED_TRACE(fmt::format("{} n {} group {}", DTypeName(dtype), n, group));
+      const std::vector<uint8_t> w = RandomWeightRow(rng, dtype, n, group);
+      const std::vector<float> x = RandomFloats(rng, n, 1.0f);
+      std::vector<std::byte> act(k.activation_bytes(n, group));
+      k.quantize_activation_ref(x.data(), act.data(), n, group);
+      std::vector<float> wf(static_cast<size_t>(n));
+      DequantizeIntRow(dtype, w.data(), wf.data(), n, group);
+      const std::vector<float> a = DequantizedActivation(act.data(), n, group);
+      double exact = 0.0, magnitude = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        exact += static_cast<double>(wf[i]) * a[i];
+        magnitude += std::fabs(static_cast<double>(wf[i]) * a[i]);
+      }
+      EXPECT_NEAR(k.dot_ref(w.data(), act.data(), n, group), exact, kRefRelTolerance * magnitude + 1e-30);
+    }
+  }
+}
+
+TEST(IntDot, SimdDotEqualsScalar) {
+  if (!IntDotHasAvx2()) GTEST_SKIP() << "this CPU lacks AVX2/FMA/F16C";
+  const uint32_t seed = FreshSeed();
+  SCOPED_TRACE(fmt::format("seed {}", seed));
+  std::mt19937 rng(seed);
+  for (const DType dtype : kAllIntTypes) {
+    const QuantKernel& k = *IntQuantKernel(dtype);
+    EXPECT_STREQ(k.isa(), "AVX2");
+    for (const auto& [n, group] : kShapes) {
+      SCOPED_TRACE(fmt::format("{} n {} group {}", DTypeName(dtype), n, group));
+      for (int rep = 0; rep < 3; ++rep) {
+        const std::vector<uint8_t> w = RandomWeightRow(rng, dtype, n, group);
+        // The row sits at the very end of its buffer, so a read past its last byte is caught by ASan.
+        std::vector<uint8_t> exact_fit(w);
+        std::vector<float> x = RandomFloats(rng, n, 1.0f);
+        if (rep == 2) std::fill(x.begin(), x.begin() + std::min<int64_t>(n, 40), 100.0f);  // codes at +127
+        std::vector<std::byte> act(k.activation_bytes(n, group));
+        k.quantize_activation(x.data(), act.data(), n, group);
+        std::vector<float> wf(static_cast<size_t>(n));
+        DequantizeIntRow(dtype, w.data(), wf.data(), n, group);
+        const std::vector<float> a = DequantizedActivation(act.data(), n, group);
+        double magnitude = 0.0;
+        for (int64_t i = 0; i < n; ++i) magnitude += std::fabs(static_cast<double>(wf[i]) * a[i]);
+        const float simd = k.dot(exact_fit.data(), act.data(), n, group);
+        const float ref = k.dot_ref(w.data(), act.data(), n, group);
+        EXPECT_NEAR(simd, ref, kSimdRelTolerance * magnitude + 1e-30);
+      }
+    }
+  }
+}
+
+// Codes at the extremes: 8-bit codes 0 and 255 against activations of -127 and 127 would saturate a
+// naive maddubs; the sign trick must keep them exact.
+TEST(IntDot, ExtremeCodesDoNotSaturate) {
+  if (!IntDotHasAvx2()) GTEST_SKIP() << "this CPU lacks AVX2/FMA/F16C";
+  for (const DType dtype : kAllIntTypes) {
+    const QuantKernel& k = *IntQuantKernel(dtype);
+    const int bits = Traits(dtype).bits;
+    const int64_t n = 64;
+    const IntRowLayout layout(dtype, n, 0);
+    std::vector<uint8_t> w(layout.row_bytes, 0);
+    const uint16_t one = F32ToF16(1.0f);
+    std::memcpy(w.data(), &one, 2);
+    for (int64_t i = 0; i < n; ++i) WritePackedCode(w.data() + layout.codes_offset, i, bits, i % 4 < 2 ? (1u << bits) - 1 : 0);
+    std::vector<float> x(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = i % 2 ? 127.0f : -127.0f;
+    x[0] = 127.0f;
+    std::vector<std::byte> act(k.activation_bytes(n, 0));
+    k.quantize_activation(x.data(), act.data(), n, 0);
+    EXPECT_EQ(k.dot(w.data(), act.data(), n, 0), k.dot_ref(w.data(), act.data(), n, 0)) << DTypeName(dtype);
+  }
+}
+
+TEST(IntDot, MatMulQuantizedMatchesDequantizedProduct) {
+  const uint32_t seed = FreshSeed();
+  SCOPED_TRACE(fmt::format("seed {}", seed));
+  std::mt19937 rng(seed);
+  const int64_t shapes[][3] = {{37, 172, 128}, {64, 256, 32}, {16, 44, 7}, {40, 512, 0}};
+  for (const DType dtype : kAllIntTypes) {
+    const QuantKernel& k = *IntQuantKernel(dtype);
+    for (const auto& [rows, cols, group] : shapes) {
+      const std::vector<float> wf = RandomFloats(rng, rows * cols, 0.05f);
+      Tensor w = Tensor::Zeros("w", dtype, {rows, cols}, group);
+      QuantizeIntMatrix(dtype, wf.data(), rows, cols, group, false, w.storage.data());
+      std::vector<float> deq(static_cast<size_t>(rows * cols));
+      for (int64_t r = 0; r < rows; ++r) DequantizeIntRow(dtype, w.view().row(r), deq.data() + r * cols, cols, group);
+      for (const int64_t n_tokens : {1, 5}) {
+        SCOPED_TRACE(fmt::format("{} [{}, {}] group {} tokens {}", DTypeName(dtype), rows, cols, group, n_tokens));
+        const std::vector<float> x = RandomFloats(rng, n_tokens * cols, 1.0f);
+        std::vector<float> y(static_cast<size_t>(n_tokens * rows));
+        MatMulQuantized(k, w.view(), x.data(), n_tokens, y.data());
+        // Tolerance: each activation is off by at most half its block's step d_b = max|x|/127 after
+        // rounding, so |y - exact| <= sum_i |w_i| d_b(i) / 2, plus float rounding of sum |w_i x_i|.
+        const int64_t g = group == 0 ? cols : group;
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          const float* xt = x.data() + t * cols;
+          std::vector<float> step(static_cast<size_t>(cols));
+          for (int64_t s = 0; s < cols; s += g) {
+            for (int64_t b = s; b < std::min(cols, s + g); b += kIntActivationBlockSize) {
+              const int64_t e = std::min({cols, s + g, b + kIntActivationBlockSize});
+              float amax = 0.0f;
+              for (int64_t i = b; i < e; ++i) amax = std::max(amax, std::fabs(xt[i]));
+              for (int64_t i = b; i < e; ++i) step[i] = amax / 127.0f;
+            }
+          }
+          for (int64_t r = 0; r < rows; ++r) {
+            double exact = 0.0, bound = 0.0, magnitude = 0.0;
+            for (int64_t i = 0; i < cols; ++i) {
+              const double wi = deq[r * cols + i];
+              exact += wi * xt[i];
+              bound += std::fabs(wi) * step[i] * 0.5;
+              magnitude += std::fabs(wi * xt[i]);
+            }
+            ASSERT_NEAR(y[t * rows + r], exact, bound + 1e-5 * magnitude) << "row " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mixq
