@@ -138,10 +138,13 @@ INSTANTIATE_TEST_SUITE_P(FloatTypes, MatMulTest, ::testing::Values(DType::kF32, 
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 TEST(MatMulErrorTest, UnsupportedDTypeIsAnError) {
-  const Tensor w = Tensor::Zeros("blk.0.ffn_up.weight", DType::kQ4_0, {4, 64});
-  const std::vector<float> x(64, 1.0f);
+  // IQ2_XXS: a ggml type mixq reads the size of but has no kernel for.
+  const Tensor w = Tensor::Zeros("blk.0.ffn_up.weight", DType::kIQ2_XXS, {4, 256});
+  const std::vector<float> x(256, 1.0f);
   std::vector<float> y(4);
-  EXPECT_FALSE(HasMatMulKernel(DType::kQ4_0));
+  EXPECT_FALSE(HasMatMulKernel(DType::kIQ2_XXS));
+  EXPECT_TRUE(HasMatMulKernel(DType::kQ4_0));
+  EXPECT_TRUE(HasMatMulKernel(DType::kInt3Sym));
   try {
     MatMul(w.view(), x.data(), 1, y.data());
     FAIL() << "expected mixq::Error";

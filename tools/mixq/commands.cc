@@ -12,6 +12,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterSynth(app);
   RegisterKld(app);
   RegisterEval(app);
+  RegisterQuantize(app);
 }
 
 }  // namespace mixq::cli

@@ -59,6 +59,15 @@ struct BlockQ8_0 {
   int8_t qs[kQK];
 };
 
+// Layout: Q8_1 — the activation side of Q4_1 and Q5_1 (never stored in model files): Q8_0's F16 scale
+// and 32 signed bytes, plus s = F16(d * sum(qs)) with d the unrounded float scale, so that a weight
+// block's offset m contributes m * s without a pass over the activations.
+struct BlockQ8_1 {
+  uint16_t d;
+  uint16_t s;
+  int8_t qs[kQK];
+};
+
 // Layout: Q2_K — a 256-weight super-block of 16 sub-blocks of 16. scales[s] holds sub-block s's 4-bit
 // scale (low nibble) and 4-bit min (high nibble); value = d * scale * q - dmin * min, q in 0..3. The
 // 2-bit codes are in two 128-weight halves of 32 bytes each: within a half, weight 32*k + l (k = 0..3,
@@ -149,6 +158,7 @@ struct BlockIQ4_XS {
 // constexpr, so ggml_dequant_test.cc also compares each sizeof with Traits(dtype).block_bytes at run time.
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);
+static_assert(sizeof(BlockQ8_1) == 36);
 static_assert(sizeof(BlockQ5_0) == 22);
 static_assert(sizeof(BlockQ5_1) == 24);
 static_assert(sizeof(BlockQ8_0) == 34);

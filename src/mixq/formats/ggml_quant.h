@@ -16,20 +16,6 @@
 
 namespace mixq {
 
-namespace ggml {
-
-// Layout: Q8_1 — as Q8_0 (32 signed bytes, value = q * d) plus s = F16(d * sum of the 32 codes), so a
-// dot product with an asymmetric type (Q4_1, Q5_1) applies its offset m with one multiply per block.
-// ggml_blocks.h holds the model-file types; this activation-only block lives beside its quantizer.
-struct BlockQ8_1 {
-  uint16_t d;
-  uint16_t s;
-  int8_t qs[kQK];
-};
-static_assert(sizeof(BlockQ8_1) == 36);
-
-}  // namespace ggml
-
 // Whether QuantizeRowGgml handles `dtype` (the types listed above).
 bool HasGgmlQuantizer(DType dtype);
 

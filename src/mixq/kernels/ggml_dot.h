@@ -10,20 +10,6 @@
 
 namespace mixq {
 
-namespace ggml {
-
-// Layout: Q8_1 — the activation side of Q4_1 and Q5_1 (never stored in model files): Q8_0's F16 scale
-// and 32 signed bytes, plus s = F16(d * sum(qs)) with d the unrounded float scale, so that a weight
-// block's offset m contributes m * s without a pass over the activations.
-struct BlockQ8_1 {
-  uint16_t d;
-  uint16_t s;
-  int8_t qs[kQK];
-};
-static_assert(sizeof(BlockQ8_1) == 36);
-
-}  // namespace ggml
-
 // The kernels for ggml weight type `dtype` (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
 // IQ4_NL, IQ4_XS), or nullptr for any other type. `dot` is AVX2 (+FMA, F16C) when this CPU has it,
 // chosen once; `dot_ref` and `quantize_activation_ref` are the scalar oracles. `group` is ignored.

@@ -1,10 +1,29 @@
 // The table of quantized weight kernels: ggml's types (ggml_dot.cc) and mixq's INT types (int_dot.cc).
 #include "mixq/kernels/quant_kernel.h"
 
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "mixq/kernels/ggml_dot.h"
+#include "mixq/kernels/int_dot.h"
+
 namespace mixq {
 
-const QuantKernel* FindQuantKernel(DType) { return nullptr; }
+const QuantKernel* FindQuantKernel(DType dtype) {
+  if (const QuantKernel* k = GgmlQuantKernel(dtype)) return k;
+  return IntQuantKernel(dtype);
+}
 
-std::string QuantKernelTypeNames() { return "none yet"; }
+std::string QuantKernelTypeNames() {
+  std::vector<std::string> names;
+  for (uint32_t id = 0; id < 64; ++id) {
+    const std::optional<DType> dtype = DTypeFromGgmlId(id);
+    if (dtype && GgmlQuantKernel(*dtype) != nullptr) names.push_back(DTypeName(*dtype));
+  }
+  names.push_back("mixq INT2..INT8");
+  return fmt::format("{}", fmt::join(names, ", "));
+}
 
 }  // namespace mixq

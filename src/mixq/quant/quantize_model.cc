@@ -1,0 +1,201 @@
+// Quantizing a model: decide each tensor's format, quantize its rows, measure the error, write the GGUF.
+#include "mixq/quant/quantize_model.h"
+
+#include <cmath>
+#include <map>
+
+#include "mixq/base/aligned_buffer.h"
+#include "mixq/base/check.h"
+#include "mixq/base/error.h"
+#include "mixq/base/log.h"
+#include "mixq/base/progress.h"
+#include "mixq/base/timer.h"
+#include "mixq/formats/convert.h"
+#include "mixq/formats/ggml_quant.h"
+#include "mixq/formats/int_quant.h"
+#include "mixq/model/save_gguf.h"
+
+namespace mixq {
+namespace {
+
+// llama.cpp's tensor_type_fallback (llama-quant.cpp): the next ggml type whose blocks may fit.
+const std::map<DType, DType>& GgmlFallbacks() {
+  static const std::map<DType, DType> fallbacks = {
+      {DType::kQ2_K, DType::kIQ4_NL}, {DType::kQ3_K, DType::kIQ4_NL}, {DType::kIQ4_XS, DType::kIQ4_NL},
+      {DType::kQ4_K, DType::kQ5_0},   {DType::kQ5_K, DType::kQ5_1},   {DType::kQ6_K, DType::kQ8_0},
+  };
+  return fallbacks;
+}
+
+// Relative RMS error of the stored tensor against the float original, read back through the reference
+// dequantizers (so it measures what the file holds, not what the quantizer meant to write).
+double RelativeRmse(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, const std::byte* q) {
+  const size_t row_bytes = *RowBytes(format.dtype, cols, format.group);
+  double err = 0.0;
+  double ref = 0.0;
+#pragma omp parallel reduction(+ : err, ref)
+  {
+    std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      RowToFloat(format.dtype, q + static_cast<size_t>(r) * row_bytes, row.data(), cols, format.group);
+      const float* x = src + r * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double d = static_cast<double>(x[c]) - row[c];
+        err += d * d;
+        ref += static_cast<double>(x[c]) * x[c];
+      }
+    }
+  }
+  return ref > 0.0 ? std::sqrt(err / ref) : std::sqrt(err);
+}
+
+}  // namespace
+
+void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
+                    const float* importance) {
+  const std::optional<size_t> row_bytes = RowBytes(format.dtype, cols, format.group);
+  MIXQ_CHECK(row_bytes.has_value());
+  if (IsIntFormat(format.dtype)) {
+    if (format.per_tensor) {
+      QuantizeIntMatrix(format.dtype, src, rows, cols, 0, true, dst, importance);
+      return;
+    }
+    // Rows are independent: split them across threads in slices.
+    const int64_t slice = 16;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t r0 = 0; r0 < rows; r0 += slice) {
+      const int64_t n = std::min(slice, rows - r0);
+      QuantizeIntMatrix(format.dtype, src + r0 * cols, n, cols, format.group, false,
+                        dst + static_cast<size_t>(r0) * *row_bytes, importance);
+    }
+    return;
+  }
+  if (HasFloatCodec(format.dtype)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      RowFromFloat(format.dtype, src + r * cols, dst + static_cast<size_t>(r) * *row_bytes, cols);
+    }
+    return;
+  }
+  MIXQ_CHECK(HasGgmlQuantizer(format.dtype));
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t r = 0; r < rows; ++r) {
+    QuantizeRowGgml(format.dtype, src + r * cols, dst + static_cast<size_t>(r) * *row_bytes, cols, importance);
+  }
+}
+
+WeightFormat FallbackFormat(const WeightFormat& wanted, int64_t cols) {
+  WeightFormat f = wanted;
+  while (!WhyCannotStore(f, cols).empty()) {
+    const auto next = GgmlFallbacks().find(f.dtype);
+    f = WeightFormat{next != GgmlFallbacks().end() ? next->second : DType::kF16, 0, false};
+  }
+  return f;
+}
+
+QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, const QuantizeOptions& options) {
+  Timer timer;
+  QuantizeReport report;
+  report.input = ComputeModelSize(model);
+
+  // Decide every tensor's format before writing anything, so a bad policy fails fast and whole.
+  struct Plan {
+    TensorView src;
+    std::optional<WeightFormat> format;  // nullopt: keep
+    size_t report_index;
+  };
+  std::map<std::string, Plan> plans;
+  std::map<DType, int64_t> linear_bytes;
+  ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) {
+    const TensorView& src = *slot.view;
+    TensorQuantReport r;
+    r.name = slot.name;
+    r.shape = src.shape;
+    r.from = src.dtype;
+    Plan plan{src, std::nullopt, report.tensors.size()};
+    if (slot.role == TensorRole::kNorm) {
+      r.reason = "norm";
+    } else {
+      const PolicyDecision decision = DecideFormat(options.policy, slot.name, options.type);
+      r.reason = decision.reason;
+      plan.format = decision.target.format;
+      if (plan.format) {
+        const std::string why = WhyCannotStore(*plan.format, src.cols());
+        if (!why.empty()) {
+          if (options.strict) {
+            Fail("tensor '{}' {} cannot be stored as {} ({}): {}", slot.name, ShapeString(src.shape),
+                 WeightFormatName(*plan.format), r.reason, why);
+          }
+          const WeightFormat used = FallbackFormat(*plan.format, src.cols());
+          r.reason += fmt::format("; {} -> {}: {}", WeightFormatName(*plan.format), WeightFormatName(used), why);
+          plan.format = used;
+        }
+        if (!CanReadAsFloat(src.dtype)) {
+          Fail("tensor '{}' is stored as {}, which mixq cannot read to requantize", slot.name, DTypeName(src.dtype));
+        }
+        if (!Traits(src.dtype).is_float && *plan.format != WeightFormat{src.dtype, src.group, false}) {
+          Warn("tensor '{}' is requantized from {}: quantize from the F16/F32 original for the best quality",
+               slot.name, DTypeName(src.dtype));
+        }
+      }
+    }
+    r.format = plan.format ? WeightFormatName(*plan.format) : fmt::format("{} (kept)", DTypeName(src.dtype));
+    if (slot.role == TensorRole::kLinear) {
+      const DType stored = plan.format ? plan.format->dtype : src.dtype;
+      linear_bytes[stored] += static_cast<int64_t>(plan.format ? *TensorBytes(stored, src.shape, plan.format->group)
+                                                               : src.bytes);
+    }
+    report.tensors.push_back(std::move(r));
+    plans.emplace(slot.name, std::move(plan));
+  });
+
+  ProgressBar progress("quantizing", static_cast<int64_t>(plans.size()));
+  int64_t done = 0;
+  const TensorEncoder encode = [&](const TensorSlot& slot) -> TensorEncoding {
+    const Plan& plan = plans.at(slot.name);
+    TensorQuantReport& r = report.tensors[plan.report_index];
+    const TensorView src = plan.src;
+    if (!plan.format) {
+      r.bytes = src.bytes;
+      r.bits_per_weight = 8.0 * static_cast<double>(src.bytes) / static_cast<double>(src.elements());
+      progress.Update(++done);
+      return TensorEncoding{src.dtype, src.group, nullptr};
+    }
+    const WeightFormat format = *plan.format;
+    r.bytes = *TensorBytes(format.dtype, src.shape, format.group);
+    r.bits_per_weight = 8.0 * static_cast<double>(r.bytes) / static_cast<double>(src.elements());
+    const int64_t stored_group = IsIntFormat(format.dtype) ? format.group : 0;
+    return TensorEncoding{format.dtype, stored_group, [&, src, format](std::byte* dst) {
+                            const int64_t rows = src.rows();
+                            const int64_t cols = src.cols();
+                            AlignedBuffer floats(static_cast<size_t>(rows * cols) * sizeof(float));
+                            float* x = floats.as<float>();
+#pragma omp parallel for schedule(static)
+                            for (int64_t row = 0; row < rows; ++row) {
+                              RowToFloat(src.dtype, src.row(row), x + row * cols, cols, src.group);
+                            }
+                            QuantizeMatrix(format, x, rows, cols, dst);
+                            r.relative_rmse = RelativeRmse(format, x, rows, cols, dst);
+                            progress.Update(++done);
+                          }};
+  };
+  // general.file_type names the type most linear-layer bytes use, when llama.cpp has a name for it.
+  DType primary = DType::kF32;
+  int64_t most = -1;
+  for (const auto& [dtype, bytes] : linear_bytes) {
+    if (bytes > most) primary = dtype, most = bytes;
+  }
+  const std::optional<uint32_t> file_type = GgufFileType(primary);
+  WriteGgufModel(model, out_path, file_type, encode);
+  progress.Finish();
+
+  for (const TensorQuantReport& r : report.tensors) {
+    report.output.parameters += ElementCount(r.shape);
+    report.output.bytes += static_cast<int64_t>(r.bytes);
+  }
+  report.seconds = timer.ElapsedSeconds();
+  return report;
+}
+
+}  // namespace mixq

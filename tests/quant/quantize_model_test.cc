@@ -1,0 +1,209 @@
+// `QuantizeModel` end to end on real checkpoints: every format quantizes stories260K into a GGUF that
+// loads and runs, Q8_0/INT8 stay within 0.5% of FP32 perplexity, the file holds exactly the quantizer's
+// blocks, K-quants run docs-5M (a Hugging Face model whose q/k rows are permuted on the way), and bad
+// requests fail by name.
+#include "mixq/quant/quantize_model.h"
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "mixq/base/error.h"
+#include "mixq/base/file.h"
+#include "mixq/eval/perplexity.h"
+#include "mixq/formats/convert.h"
+#include "test_paths.h"
+
+namespace mixq {
+namespace {
+
+using testing::SharedPath;
+using testing::Stories260KPath;
+
+const std::string& StoriesText() {
+  static const std::string text = ReadFileToString(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
+  return text;
+}
+
+double StoriesPpl(const Model& model) {
+  PerplexityOptions options;
+  options.ctx = 256;
+  options.progress = false;
+  return EvaluatePerplexity(model, TokenizeForPerplexity(model, StoriesText()), options).ppl;
+}
+
+const Model& Stories() {
+  static const Model* model = new Model(LoadModel(Stories260KPath()));
+  return *model;
+}
+
+double StoriesF32Ppl() {
+  static const double ppl = StoriesPpl(Stories());
+  return ppl;
+}
+
+std::string TempPath(const std::string& name) { return ::testing::TempDir() + "/" + name; }
+
+QuantizeReport Quantize(const Model& model, const std::string& format, const std::string& path) {
+  QuantizeOptions options;
+  options.type = ParseWeightFormat(format);
+  EXPECT_TRUE(options.type.has_value()) << format;
+  return QuantizeModel(model, path, options);
+}
+
+class StoriesEveryFormat : public ::testing::TestWithParam<std::string> {};
+
+// Each format's perplexity bound over FP32 on stories260K (ctx 256), about 1.5x the measured loss
+// (measured ratios in the comments). 8-bit formats stay within 0.5%, as the issue demands. stories260K's
+// 64- and 172-wide rows fit no 256-block, so its K-quants and IQ4_XS run as llama.cpp's fallbacks (Q5_0,
+// Q5_1, Q8_0, IQ4_NL; F16 for 172-wide rows that fit no 32-block either): K-quant kernels are exercised by
+// the docs-5M test below and by llama.cpp's own files (tests/model/quantized_model_test.cc). INT formats
+// hold every row. A tiny model loses much at 3 and 2 bits under plain RTN: those bounds only catch breakage.
+double AllowedPplRatio(const std::string& format) {
+  static const std::map<std::string, double> ratios = {
+      {"q8_0", 1.005},          // 1.0005
+      {"q6_k", 1.005},          // 1.0005 (as Q8_0)
+      {"q5_0", 1.04},           // 1.027
+      {"q5_1", 1.03},           // 1.018
+      {"q5_k", 1.03},           // 1.018 (as Q5_1)
+      {"q4_0", 1.23},           // 1.150
+      {"q4_1", 1.13},           // 1.086
+      {"q4_k", 1.04},           // 1.027 (as Q5_0)
+      {"iq4_nl", 1.12},         // 1.081
+      {"iq4_xs", 1.12},         // 1.081 (as IQ4_NL)
+      {"q3_k", 1.12},           // 1.081 (as IQ4_NL)
+      {"q2_k", 1.12},           // 1.081 (as IQ4_NL)
+      {"int8-pc", 1.005},       // 1.0001
+      {"int8-g32-sym", 1.005},  // 1.003
+      {"int8-pt", 1.01},        // 1.006
+      {"int7-g128-sym", 1.005}, // 0.9993
+      {"int6-pc", 1.03},        // 1.018
+      {"int5-g64", 1.045},      // 1.028
+      {"int4-g32", 1.2},        // 1.132
+      {"int4-g128", 1.24},      // 1.157
+      {"int4-pc-sym", 1.27},    // 1.176
+      {"int3-g64", 2.7},        // 2.12
+      {"int3-g32-sym", 2.4},    // 1.93
+      {"int2-g32", 40.0},       // 27.3
+  };
+  return ratios.at(format);
+}
+
+TEST_P(StoriesEveryFormat, QuantizesLoadsAndRuns) {
+  const std::string format = GetParam();
+  const std::string path = TempPath("stories-" + format + ".gguf");
+  const QuantizeReport report = Quantize(Stories(), format, path);
+  // Every weight matrix is either in the format or in its documented fallback; norms stay F32.
+  for (const TensorQuantReport& t : report.tensors) {
+    if (t.name.ends_with("_norm.weight")) {
+      EXPECT_EQ(t.format, "F32 (kept)") << t.name;
+      continue;
+    }
+    EXPECT_TRUE(t.format == format || t.reason.find("->") != std::string::npos) << t.name << " " << t.format;
+    EXPECT_TRUE(std::isfinite(t.relative_rmse));
+    EXPECT_LT(t.relative_rmse, 1.0) << t.name;
+  }
+  EXPECT_LT(report.output.bytes, report.input.bytes);
+  const Model q = LoadModel(path);
+  const double ppl = StoriesPpl(q);
+  const double ratio = ppl / StoriesF32Ppl();
+  RecordProperty("ppl_ratio", std::to_string(ratio));
+  EXPECT_TRUE(std::isfinite(ppl));
+  EXPECT_LE(ratio, AllowedPplRatio(format)) << format << ": ppl " << ppl << " vs F32 " << StoriesF32Ppl();
+  EXPECT_GE(ratio, 0.98) << format;  // better than FP32 by 2% would mean a measurement bug
+  std::filesystem::remove(path);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, StoriesEveryFormat,
+                         ::testing::Values("q8_0", "q6_k", "q5_0", "q5_1", "q5_k", "q4_0", "q4_1", "q4_k", "iq4_nl",
+                                           "iq4_xs", "q3_k", "q2_k", "int8-pc", "int8-g32-sym", "int8-pt",
+                                           "int7-g128-sym", "int6-pc", "int5-g64", "int4-g32", "int4-g128",
+                                           "int4-pc-sym", "int3-g64", "int3-g32-sym", "int2-g32"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& c : name) c = c == '-' ? '_' : c;
+                           return name;
+                         });
+
+TEST(QuantizeModelTest, FileHoldsExactlyTheQuantizersBlocks) {
+  const std::string path = TempPath("stories-int4-g128-exact.gguf");
+  Quantize(Stories(), "int4-g128", path);
+  const Model q = LoadModel(path);
+  const TensorView& src = Stories().weights.layers[2].w_down;  // 64 x 172: groups of 128 and 44
+  const TensorView& stored = q.weights.layers[2].w_down;
+  ASSERT_EQ(stored.dtype, DType::kInt4);
+  ASSERT_EQ(stored.group, 128);
+  std::vector<float> x(static_cast<size_t>(src.elements()));
+  for (int64_t r = 0; r < src.rows(); ++r) RowToFloat(src.dtype, src.row(r), x.data() + r * src.cols(), src.cols());
+  std::vector<std::byte> expected(stored.bytes);
+  QuantizeMatrix(WeightFormat{DType::kInt4, 128}, x.data(), src.rows(), src.cols(), expected.data());
+  EXPECT_EQ(std::memcmp(expected.data(), stored.data, stored.bytes), 0);
+}
+
+TEST(QuantizeModelTest, KQuantsRunAHuggingFaceModel) {
+  const Model hf = LoadModel(SharedPath("models/docs-5M"));
+  const std::string text = ReadFileToString(SharedPath("data/docs/docs-heldout.norm.txt")).substr(0, 60000);
+  PerplexityOptions options;
+  options.ctx = 256;
+  options.max_chunks = 8;
+  options.progress = false;
+  const double f32 = EvaluatePerplexity(hf, TokenizeForPerplexity(hf, text), options).ppl;
+  // Measured ratios over F32 (8 chunks of 256): q6_k 1.001, q5_k 0.997, q4_k 1.005, iq4_xs 1.019,
+  // q3_k 1.035, q2_k 1.172, int4-g128 1.013.
+  const std::map<std::string, double> bounds = {{"q6_k", 1.01}, {"q5_k", 1.02}, {"q4_k", 1.03}, {"iq4_xs", 1.04},
+                                                {"q3_k", 1.07}, {"q2_k", 1.3},  {"int4-g128", 1.03}};
+  for (const auto& [format, bound] : bounds) {
+    const std::string path = TempPath("docs-" + format + ".gguf");
+    const QuantizeReport report = Quantize(hf, format, path);
+    for (const TensorQuantReport& t : report.tensors) {
+      if (!t.name.ends_with("_norm.weight")) EXPECT_EQ(t.format, format) << t.name;  // every dim fits 256-blocks
+    }
+    const Model q = LoadModel(path);
+    const double ppl = EvaluatePerplexity(q, TokenizeForPerplexity(q, text), options).ppl;
+    RecordProperty("ppl_ratio_" + format, std::to_string(ppl / f32));
+    EXPECT_LT(ppl / f32, bound) << format << " " << ppl << " vs " << f32;
+    EXPECT_GT(ppl / f32, 0.99) << format;
+    std::filesystem::remove(path);
+  }
+}
+
+TEST(QuantizeModelTest, PresetPolicyMixesTypes) {
+  const Model hf = LoadModel(SharedPath("models/docs-5M"));
+  QuantizeOptions options;
+  options.policy = *PresetPolicy("q4_k_m", hf.config.n_layers, hf.weights.output.empty());
+  const QuantizeReport report = QuantizeModel(hf, TempPath("docs-q4_k_m.gguf"), options);
+  std::map<std::string, int> counts;
+  for (const TensorQuantReport& t : report.tensors) ++counts[t.format];
+  EXPECT_GT(counts["q6_k"], 0);
+  EXPECT_GT(counts["q4_k"], counts["q6_k"]);
+  const Model q = LoadModel(TempPath("docs-q4_k_m.gguf"));
+  EXPECT_EQ(q.weights.head().dtype, DType::kQ6_K);
+}
+
+TEST(QuantizeModelTest, StrictRefusesAFormatThatCannotHoldARow) {
+  QuantizeOptions options;
+  options.type = ParseWeightFormat("q4_k");
+  options.strict = true;
+  try {
+    QuantizeModel(Stories(), TempPath("strict.gguf"), options);
+    FAIL() << "q4_k accepted 64-wide rows under --strict";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token_embd.weight"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(TempPath("strict.gguf")));
+}
+
+TEST(QuantizeModelTest, RefusesToOverwriteItsInput) {
+  const std::string path = TempPath("stories-input.gguf");
+  Quantize(Stories(), "q8_0", path);
+  const Model q = LoadModel(path);
+  QuantizeOptions options;
+  options.type = ParseWeightFormat("q4_0");
+  EXPECT_THROW(QuantizeModel(q, path, options), Error);
+  EXPECT_NO_THROW(LoadModel(path));  // untouched
+}
+
+}  // namespace
+}  // namespace mixq

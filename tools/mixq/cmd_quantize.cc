@@ -1,0 +1,116 @@
+// `mixq quantize IN OUT.gguf --type T [--policy FILE|PRESET]`: round-to-nearest quantization of every
+// weight matrix, a table of what each tensor became and what it cost, written atomically.
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "mixq/base/error.h"
+#include "mixq/quant/quantize_model.h"
+#include "tools/mixq/commands.h"
+#include "tools/mixq/common.h"
+
+namespace mixq::cli {
+namespace {
+
+struct QuantizeArgs {
+  ModelArgs model;
+  std::string output;
+  std::string type;
+  std::string policy;
+  bool strict = false;
+  bool json = false;
+  bool dump_policy = false;
+};
+
+void PrintTable(const QuantizeReport& r) {
+  fmt::print("{:<28} {:<16} {:<6} {:<12} {:>12} {:>7} {:>10}  {}\n", "tensor", "shape", "from", "to", "bytes", "bpw",
+             "rel.rmse", "chosen by");
+  for (const TensorQuantReport& t : r.tensors) {
+    fmt::print("{:<28} {:<16} {:<6} {:<12} {:>12} {:>7.3f} {:>10.3e}  {}\n", t.name, ShapeString(t.shape),
+               DTypeName(t.from), t.format, t.bytes, t.bits_per_weight, t.relative_rmse, t.reason);
+  }
+  fmt::print("size: {:.2f} MiB ({:.3f} bits per weight) -> {:.2f} MiB ({:.3f} bits per weight), {} parameters, "
+             "{:.1f} s\n",
+             r.input.bytes / 1048576.0, r.input.bits_per_weight(), r.output.bytes / 1048576.0,
+             r.output.bits_per_weight(), r.output.parameters, r.seconds);
+}
+
+void PrintJson(const QuantizeReport& r, const std::string& output) {
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+  for (const TensorQuantReport& t : r.tensors) {
+    tensors.push_back({{"name", t.name},
+                       {"shape", t.shape},
+                       {"from", DTypeName(t.from)},
+                       {"to", t.format},
+                       {"bytes", t.bytes},
+                       {"bits_per_weight", t.bits_per_weight},
+                       {"relative_rmse", t.relative_rmse},
+                       {"chosen_by", t.reason}});
+  }
+  nlohmann::ordered_json j = {{"output", output},
+                              {"parameters", r.output.parameters},
+                              {"input_bytes", r.input.bytes},
+                              {"output_bytes", r.output.bytes},
+                              {"input_bits_per_weight", r.input.bits_per_weight()},
+                              {"output_bits_per_weight", r.output.bits_per_weight()},
+                              {"seconds", r.seconds},
+                              {"tensors", tensors}};
+  fmt::print("{}\n", j.dump(2));
+}
+
+void RunQuantize(const QuantizeArgs& args) {
+  if (!args.dump_policy && !args.output.ends_with(".gguf")) {
+    Fail("output '{}' must end in .gguf (quantize writes GGUF)", args.output);
+  }
+  if (args.type.empty() && args.policy.empty()) Fail("give --type (e.g. q4_k, int4-g128) or --policy");
+  QuantizeOptions options;
+  if (!args.type.empty()) {
+    options.type = ParseWeightFormat(args.type);
+    if (!options.type) Fail("--type '{}' is not a format; expected one of: {}", args.type, WeightFormatNames());
+  }
+  options.strict = args.strict;
+  const Model model = LoadModelFromArgs(args.model, /*require_tokenizer=*/!args.dump_policy);
+  if (!args.policy.empty()) {
+    options.policy = LoadPolicy(args.policy, model.config.n_layers, model.weights.output.empty());
+  }
+  if (args.dump_policy) {
+    fmt::print("{}", PolicyToText(options.policy));
+    return;
+  }
+  const QuantizeReport report = QuantizeModel(model, args.output, options);
+  if (args.json) {
+    PrintJson(report, args.output);
+  } else {
+    PrintTable(report);
+    fmt::print("wrote {}\n", args.output);
+  }
+}
+
+}  // namespace
+
+void RegisterQuantize(CLI::App& app) {
+  auto args = std::make_shared<QuantizeArgs>();
+  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model's weights into a GGUF file");
+  cmd->add_option("model", args->model.path, "llama2.c checkpoint, GGUF file, or Hugging Face folder")->required();
+  cmd->add_option("output", args->output, "the GGUF file to write (never the input)");
+  cmd->add_option("--type", args->type,
+                  "format of every weight matrix no policy rule names: q4_k, q8_0, ..., int4-g128, int8-pc, "
+                  "int4-pt, with -sym for symmetric (norms stay f32)");
+  cmd->add_option("--policy", args->policy,
+                  "per-tensor formats: a preset (q3_k_m, q4_k_s, q4_k_m, q5_k_m) or a file of "
+                  "'REGEX = FORMAT|keep' lines, first match wins (docs/quantize.md)");
+  cmd->add_flag("--strict", args->strict,
+                "fail when a format cannot hold a tensor's rows, instead of llama.cpp's fallback types");
+  cmd->add_flag("--dump-policy", args->dump_policy, "print the policy as rules (e.g. a preset) and exit");
+  cmd->add_flag("--json", args->json, "print the report as JSON");
+  cmd->add_option("--tokenizer", args->model.tokenizer,
+                  "tokenizer file (llama2.c tokenizer.bin, tokenizer.model or a GGUF vocabulary)");
+  cmd->add_option("-t,--threads", args->model.threads, "threads (default: one per core)");
+  cmd->callback([args] {
+    if (!args->dump_policy && args->output.empty()) Fail("quantize needs an OUTPUT file");
+    RunQuantize(*args);
+  });
+}
+
+}  // namespace mixq::cli
