@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -92,6 +93,48 @@ TEST(CliTest, TextTooShortForTheContextIsAnError) {
   const RunResult r = RunCli("ppl " + Stories260KPath() + " -f " + path);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--ctx 512 needs at least 1024"), std::string::npos) << r.output;
+}
+
+
+TEST(CliTest, QuantizePrintsATableAndTheFileRuns) {
+  const std::string out = ::testing::TempDir() + "/cli-int4.gguf";
+  const RunResult r = RunCli("quantize " + Stories260KPath() + " " + out + " --type int4-g128");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("blk.4.ffn_down.weight"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("int4-g128"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("bits per weight"), std::string::npos) << r.output;
+  const RunResult info = RunCli("info " + out);
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("int4-g128"), std::string::npos) << info.output;
+  const RunResult gen = RunCli("generate " + out + " --temp 0 -n 20");
+  EXPECT_EQ(gen.exit_code, 0) << gen.output;
+  const RunResult json = RunCli("quantize " + Stories260KPath() + " " + out + " --policy q4_k_m --json");
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  EXPECT_NE(json.output.find("\"output_bits_per_weight\""), std::string::npos) << json.output;
+}
+
+TEST(CliTest, QuantizeErrorsNameTheOption) {
+  const std::string out = ::testing::TempDir() + "/cli-bad.gguf";
+  RunResult r = RunCli("quantize " + Stories260KPath() + " " + out + " --type q9_k");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--type 'q9_k'"), std::string::npos) << r.output;
+  r = RunCli("quantize " + Stories260KPath() + " " + out + " --policy /nonexistent.policy");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("/nonexistent.policy"), std::string::npos) << r.output;
+  r = RunCli("quantize " + Stories260KPath() + " " + out + " --type q4_k --strict");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("token_embd.weight"), std::string::npos) << r.output;
+  r = RunCli("quantize " + Stories260KPath() + " " + out);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--type"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  // Writing over the input is refused and leaves it intact.
+  const std::string in = ::testing::TempDir() + "/cli-q8.gguf";
+  ASSERT_EQ(RunCli("quantize " + Stories260KPath() + " " + in + " --type q8_0").exit_code, 0);
+  r = RunCli("quantize " + in + " " + in + " --type q4_0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("refusing to overwrite"), std::string::npos) << r.output;
+  EXPECT_EQ(RunCli("info " + in).exit_code, 0);
 }
 
 }  // namespace
