@@ -1,5 +1,6 @@
-// RTN quantization into mixq INT rows: a grid of candidate scales per group, each refitted by least squares
-// and judged by its (importance-weighted) squared error with the scale rounded to FP16.
+// RTN quantization into mixq INT rows: a grid of candidate scales per group and their least-squares refits,
+// ranked by (importance-weighted) squared error with the scale rounded to FP16; the best few are measured
+// exactly as stored.
 #include "mixq/formats/int_quant.h"
 
 #include <algorithm>

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 
 #include "mixq/base/check.h"
 #include "mixq/kernels/int_dot.h"
@@ -107,11 +108,24 @@ MIXQ_AVX2 inline __m256i BlockDot(const uint8_t* src, const IntActivationBlock* 
   return _mm256_sub_epi32(dot, _mm256_setr_epi32(zero_eff * block->sum, 0, 0, 0, 0, 0, 0, 0));
 }
 
+// The row layout, remembered per thread for the last (n, group): MatMul calls the dot once per row with the
+// same shape, and building the layout (a traits lookup and divisions) costs a tenth of a 4096-wide row.
+template <int kBits, bool kSym>
+const IntRowLayout& LayoutFor(int64_t n, int64_t group) {
+  thread_local int64_t cached_n = -1, cached_group = -1;
+  thread_local std::optional<IntRowLayout> layout;
+  if (n != cached_n || group != cached_group) {
+    layout.emplace(*IntDType(kBits, kSym), n, group);
+    cached_n = n;
+    cached_group = group;
+  }
+  return *layout;
+}
+
 template <int kBits, bool kSym>
 MIXQ_AVX2 float DotImpl(const void* w_row, const void* activation, int64_t n, int64_t group) {
-  static const DType kType = *IntDType(kBits, kSym);
   constexpr int64_t kBlockBytes = 4 * kBits;  // 32 codes
-  const IntRowLayout layout(kType, n, group);
+  const IntRowLayout& layout = LayoutFor<kBits, kSym>(n, group);
   const auto* row = static_cast<const uint8_t*>(w_row);
   const uint8_t* row_end = row + layout.row_bytes;
   const auto* block = static_cast<const IntActivationBlock*>(activation);
