@@ -70,20 +70,33 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+// Index of each id's row, built once: kernels ask for traits per row, so the lookup must not scan.
+constexpr uint32_t kMaxId = 1048;
+const std::array<int16_t, kMaxId + 1>& RowOfId() {
+  static const std::array<int16_t, kMaxId + 1> rows = [] {
+    std::array<int16_t, kMaxId + 1> r;
+    r.fill(-1);
+    for (size_t i = 0; i < kTraits.size(); ++i) {
+      const uint32_t id = static_cast<uint32_t>(kTraits[i].dtype);
+      MIXQ_CHECK(id <= kMaxId);
+      r[id] = static_cast<int16_t>(i);
+    }
+    return r;
+  }();
+  return rows;
+}
+
 }  // namespace
 
 const DTypeTraits& Traits(DType dtype) {
-  for (const DTypeTraits& t : kTraits) {
-    if (t.dtype == dtype) return t;
-  }
-  MIXQ_CHECK(false && "DType outside the traits table");
+  const uint32_t id = static_cast<uint32_t>(dtype);
+  MIXQ_CHECK(id <= kMaxId && RowOfId()[id] >= 0 && "DType outside the traits table");
+  return kTraits[static_cast<size_t>(RowOfId()[id])];
 }
 
 std::optional<DType> DTypeFromGgmlId(uint32_t ggml_type) {
-  for (const DTypeTraits& t : kTraits) {
-    if (static_cast<uint32_t>(t.dtype) == ggml_type) return t.dtype;
-  }
-  return std::nullopt;
+  if (ggml_type > kMaxId || RowOfId()[ggml_type] < 0) return std::nullopt;
+  return kTraits[static_cast<size_t>(RowOfId()[ggml_type])].dtype;
 }
 
 std::optional<DType> DTypeFromName(std::string_view name) {
