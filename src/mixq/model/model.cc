@@ -11,6 +11,7 @@
 #include "mixq/base/error.h"
 #include "mixq/base/log.h"
 #include "mixq/formats/convert.h"
+#include "mixq/formats/nonfinite.h"
 
 namespace mixq {
 
@@ -45,26 +46,6 @@ Model LoadModel(const std::string& path, const LoadOptions& options) {
   return LoadLlama2cModel(path, options);
 }
 
-namespace {
-
-// Counts NaN/Inf values of a float-typed tensor without widening it to a second copy.
-int64_t CountNonFinite(const TensorView& t) {
-  int64_t bad = 0;
-  if (t.dtype == DType::kF32) {
-    const float* v = t.as<float>();
-    for (int64_t i = 0; i < t.elements(); ++i) bad += std::isfinite(v[i]) ? 0 : 1;
-  } else if (t.dtype == DType::kF16) {
-    const uint16_t* v = t.as<uint16_t>();
-    for (int64_t i = 0; i < t.elements(); ++i) bad += (v[i] & 0x7c00u) == 0x7c00u ? 1 : 0;
-  } else if (t.dtype == DType::kBF16) {
-    const uint16_t* v = t.as<uint16_t>();
-    for (int64_t i = 0; i < t.elements(); ++i) bad += (v[i] & 0x7f80u) == 0x7f80u ? 1 : 0;
-  }
-  return bad;
-}
-
-}  // namespace
-
 void ValidateModelWeights(Model& model, const LoadOptions& options) {
   ValidateConfig(model.config, model.path);
   ForEachTensor(model.config, model.weights, [&](TensorSlot& slot) {
@@ -72,10 +53,10 @@ void ValidateModelWeights(Model& model, const LoadOptions& options) {
     const int64_t bad = CountNonFinite(*slot.view);
     if (bad == 0) return;
     if (options.refuse_nonfinite) {
-      Fail("{}: tensor '{}' holds {} NaN/Inf values (refused because of --refuse-nonfinite)", model.path,
+      Fail("{}: tensor '{}' holds {} NaN/Inf values or scales (refused because of --refuse-nonfinite)", model.path,
            slot.name, bad);
     }
-    Warn("{}: tensor '{}' holds {} NaN/Inf values; outputs will be meaningless", model.path, slot.name, bad);
+    Warn("{}: tensor '{}' holds {} NaN/Inf values or scales; outputs will be meaningless", model.path, slot.name, bad);
   });
 }
 
