@@ -23,6 +23,7 @@ const tokenizeHelper = Arg("tokenize");
 const work = path.resolve(Arg("work"));
 const shared = path.resolve(Arg("shared", path.join(root, "../shared")));
 const skipPpl = process.argv.includes("--skip-ppl");
+const quantOnly = process.argv.includes("--quant-only");  // only the files `mixq quantize` writes
 fs.mkdirSync(work, {recursive: true});
 
 let failures = 0;
@@ -139,7 +140,7 @@ async function LlamaPerplexity(model, context, text, ctx, maxChunks) {
 
 const presets = ["q4_k_m", "q3_k_m"];
 for (const spec of models) {
-  for (const type of [...spec.types, ...(spec.quantTypes ?? [])]) {
+  for (const type of [...(quantOnly ? [] : spec.types), ...(spec.quantTypes ?? [])]) {
     const gguf = path.join(work, `${spec.name}.${type}.gguf`);
     // Quantized files: both engines quantize activations to 8 bits for the integer dot products, in a
     // different order of float operations, so greedy text may part after a near-tie and PPL agrees to 1%.
