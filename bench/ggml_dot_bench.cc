@@ -12,6 +12,7 @@
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/bandwidth.h"
 #include "mixq/kernels/ggml_dot.h"
+#include "mixq/kernels/ggml_dot_internal.h"
 #include "mixq/tensor/tensor.h"
 
 namespace mixq {
@@ -59,13 +60,24 @@ const Tensor& Weights(DType dtype, int64_t rows, int64_t cols) {
   return *cached;
 }
 
-// Args: dtype (ggml id), rows, cols; `scalar` runs the scalar references instead of the fast path.
-void RunGemv(benchmark::State& state, bool scalar) {
+enum class Level { kBest, kAvx2, kScalar };
+
+// Args: dtype (ggml id), rows, cols. kBest is what MatMul uses on this CPU; kAvx2 forces the AVX2 table
+// (the kernels before the AVX-512 ones, for a before/after in one run); kScalar runs the references.
+void RunGemv(benchmark::State& state, Level level) {
   const auto dtype = static_cast<DType>(state.range(0));
   const int64_t rows = state.range(1), cols = state.range(2);
-  QuantKernel kernel = *GgmlQuantKernel(dtype);
+  const QuantKernel* chosen = level == Level::kAvx2 ? ggml_dot::GgmlQuantKernelAt(dtype, ggml_dot::Isa::kAvx2)
+                                                   : GgmlQuantKernel(dtype);
+  if (chosen == nullptr) {
+    state.SkipWithError("this CPU lacks AVX2");
+    return;
+  }
+  QuantKernel kernel = *chosen;
+  const bool scalar = level == Level::kScalar;
   if (scalar) {
     kernel.dot = kernel.dot_ref;
+    kernel.dot_rows = nullptr;
     kernel.quantize_activation = kernel.quantize_activation_ref;
   }
   const Tensor& w = Weights(dtype, rows, cols);
@@ -93,8 +105,9 @@ void RunGemv(benchmark::State& state, bool scalar) {
       benchmark::Counter(100.0 * weight_gb / copy_gbs, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_Gemv(benchmark::State& state) { RunGemv(state, false); }
-void BM_GemvScalar(benchmark::State& state) { RunGemv(state, true); }
+void BM_Gemv(benchmark::State& state) { RunGemv(state, Level::kBest); }
+void BM_GemvAvx2(benchmark::State& state) { RunGemv(state, Level::kAvx2); }
+void BM_GemvScalar(benchmark::State& state) { RunGemv(state, Level::kScalar); }
 
 constexpr DType kTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL,
                             DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS};
@@ -117,6 +130,8 @@ void ScalarArgs(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_Gemv)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Gemv)->Name("BM_GemvCached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemvAvx2)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemvAvx2)->Name("BM_GemvAvx2Cached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GemvScalar)->Apply(ScalarArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

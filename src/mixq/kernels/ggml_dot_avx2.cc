@@ -27,18 +27,6 @@ using namespace ggml;
 
 namespace {
 
-// F16 -> F32 by table (256 KiB, built once, as ggml does): one load per scale instead of a move to a
-// vector register and vcvtph2ps, which matters in the legacy kernels that convert two scales per 32
-// weights. Built from F16ToF32, so it is exact.
-const float* HalfTable() {
-  static const float* table = [] {
-    static float values[65536];
-    for (uint32_t h = 0; h < 65536; ++h) values[h] = F16ToF32(static_cast<uint16_t>(h));
-    return values;
-  }();
-  return table;
-}
-
 inline float HalfToFloat(const float* table, uint16_t h) { return table[h]; }
 MIXQ_AVX2 inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 

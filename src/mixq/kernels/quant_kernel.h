@@ -24,6 +24,10 @@ struct QuantKernel {
   float (*dot_ref)(const void* w_row, const void* activation, int64_t n, int64_t group);
   // Which instruction set `dot` uses on this CPU ("AVX2", "scalar"), for tests and benchmarks.
   const char* (*isa)();
+  // Optional (nullptr: MatMul calls `dot` per row): out[r] = `dot`(w + r * row_bytes, activation) for
+  // r in [0, n_rows), in one call that loads and scales each activation block once for several rows.
+  void (*dot_rows)(const void* w, size_t row_bytes, int64_t n_rows, const void* activation, int64_t n,
+                   int64_t group, float* out) = nullptr;
 };
 
 // The kernels for weights stored in `dtype`, or nullptr if it has none (the float types use MatMul's
