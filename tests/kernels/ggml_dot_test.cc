@@ -291,7 +291,7 @@ TEST(GgmlDot, DotMatchesExactAndReference) {
 }
 
 // MatMulQuantized (OpenMP over rows; the one-token and the row-block paths, with `dot_rows` where the
-// kernel has it: 37 rows = 2 steps of 16 + 4 + 1) with kernel `k` against (a) dot_ref on the same
+// kernel has it: 37 rows = 16 + 16 + 5 per call, the 5 as 4 + 1 inside) with kernel `k` against (a) dot_ref on the same
 // reference-quantized activations, exactly up to float accumulation, and (b) the float product with
 // unquantized activations, within the activation rounding bound per output and kMatMulRelRms overall.
 void CheckMatMulQuantized(const QuantKernel& k) {
@@ -408,10 +408,10 @@ TEST_P(GgmlDotIsa, QuantizersMatchReference) {
 }
 
 // `dot` and `dot_rows` against `dot_ref` on fresh random rows: row lengths of 1, 3, 128 and 344 blocks
-// (and 1..16 super-blocks), 1..9 rows per dot_rows call (the 4-row steps and the 2- and 1-row tails),
+// (and 1..16 super-blocks), 1..17 rows per dot_rows call (8-row steps and the 4-, 2- and 1-row tails),
 // rows 64 bytes apart beyond their length so that row_bytes, not the row length, sets the stride.
 TEST_P(GgmlDotIsa, DotAndDotRowsMatchReference) {
-  constexpr int64_t kMaxRows = 9;
+  constexpr int64_t kMaxRows = 17;
   constexpr size_t kPad = 64;
   for (const DType dtype : kTypes) {
     const QuantKernel& k = Kernel(dtype);

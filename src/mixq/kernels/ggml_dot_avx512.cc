@@ -158,9 +158,9 @@ MIXQ_AVX512 inline void DotRows32(const uint8_t* w, size_t row_bytes, const void
   }
 }
 
-// Rows per DotRows32 call: 4 shares each activation block's load, scale and offset four ways while the
+// Rows per DotRows32 call: 8 shares each activation block's load, scale and offset eight ways while the
 // accumulators (and Q4_1/Q5_1's second set) and the shared values fit in the 32 vector registers.
-constexpr int kRowsPerStep = 4;
+constexpr int kRowsPerStep = 8;
 
 template <typename Kind>
 MIXQ_AVX512 void DotRowsAny(const void* w, size_t row_bytes, int64_t n_rows, const void* act, int64_t n, float* out) {
@@ -169,6 +169,10 @@ MIXQ_AVX512 void DotRowsAny(const void* w, size_t row_bytes, int64_t n_rows, con
   int64_t r = 0;
   for (; r + kRowsPerStep <= n_rows; r += kRowsPerStep) {
     DotRows32<Kind, kRowsPerStep>(bytes + static_cast<size_t>(r) * row_bytes, row_bytes, act, nb, out + r);
+  }
+  if (r + 4 <= n_rows) {
+    DotRows32<Kind, 4>(bytes + static_cast<size_t>(r) * row_bytes, row_bytes, act, nb, out + r);
+    r += 4;
   }
   for (; r + 2 <= n_rows; r += 2) DotRows32<Kind, 2>(bytes + static_cast<size_t>(r) * row_bytes, row_bytes, act, nb, out + r);
   if (r < n_rows) DotRows32<Kind, 1>(bytes + static_cast<size_t>(r) * row_bytes, row_bytes, act, nb, out + r);
