@@ -1,5 +1,6 @@
 // GEMV speed of ggml's quantized weight types through MatMulQuantized on LLaMA-2-7B shapes, against the
-// read and copy bandwidth measured in the same run. Run with OMP_NUM_THREADS set (docs/kernels.md).
+// read and copy bandwidth measured in the same run; GEMM (64-token prefill) compute rate of the 32-weight
+// types; each at the level this CPU picks and with the AVX2 kernels forced. Run with OMP_NUM_THREADS set (docs/kernels.md).
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
@@ -105,7 +106,35 @@ void RunGemv(benchmark::State& state, Level level) {
       benchmark::Counter(100.0 * weight_gb / copy_gbs, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Prefill: n_tokens activation rows through the row-block path of MatMulQuantized. Args: dtype, rows,
+// cols, n_tokens; counter Gweights_s counts weight x token products (the compute rate).
+void RunGemm(benchmark::State& state, Level level) {
+  const auto dtype = static_cast<DType>(state.range(0));
+  const int64_t rows = state.range(1), cols = state.range(2), n_tokens = state.range(3);
+  const QuantKernel* kernel = level == Level::kAvx2 ? ggml_dot::GgmlQuantKernelAt(dtype, ggml_dot::Isa::kAvx2)
+                                                    : GgmlQuantKernel(dtype);
+  if (kernel == nullptr) {
+    state.SkipWithError("this CPU lacks AVX2");
+    return;
+  }
+  const Tensor& w = Weights(dtype, rows, cols);
+  std::vector<float> x(static_cast<size_t>(cols * n_tokens));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 17) - 8) * 0.1f;
+  std::vector<float> y(static_cast<size_t>(rows * n_tokens));
+  for (auto _ : state) {
+    MatMulQuantized(*kernel, w.view(), x.data(), n_tokens, y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(fmt::format("{} {}x{} x {} tokens {}", DTypeName(dtype), rows, cols, n_tokens, kernel->isa()));
+  state.counters["threads"] = ThreadCount();
+  state.counters["Gweights_s"] = benchmark::Counter(static_cast<double>(rows * cols * n_tokens) * 1e-9,
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void BM_Gemv(benchmark::State& state) { RunGemv(state, Level::kBest); }
+void BM_Gemm(benchmark::State& state) { RunGemm(state, Level::kBest); }
+void BM_GemmAvx2(benchmark::State& state) { RunGemm(state, Level::kAvx2); }
 void BM_GemvAvx2(benchmark::State& state) { RunGemv(state, Level::kAvx2); }
 void BM_GemvScalar(benchmark::State& state) { RunGemv(state, Level::kScalar); }
 
@@ -128,10 +157,19 @@ void ScalarArgs(benchmark::internal::Benchmark* b) {
   for (const DType dtype : kTypes) b->Args({static_cast<int64_t>(dtype), 4096, 11008});
 }
 
+// 64 tokens through a 4096 x 4096 matrix (attention projections), the legacy 32-weight types.
+void GemmArgs(benchmark::internal::Benchmark* b) {
+  for (const DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL}) {
+    b->Args({static_cast<int64_t>(dtype), 4096, 4096, 64});
+  }
+}
+
 BENCHMARK(BM_Gemv)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Gemv)->Name("BM_GemvCached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GemvAvx2)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemvAvx2)->Name("BM_GemvAvx2Cached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Gemm)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmAvx2)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemvScalar)->Apply(ScalarArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -407,12 +407,15 @@ TEST_P(GgmlDotIsa, QuantizersMatchReference) {
   }
 }
 
-// `dot` and `dot_rows` against `dot_ref` on fresh random rows: row lengths of 1, 3, 128 and 344 blocks
-// (and 1..16 super-blocks), 1..17 rows per dot_rows call (8-row steps and the 4-, 2- and 1-row tails),
-// rows 64 bytes apart beyond their length so that row_bytes, not the row length, sets the stride.
+// `dot` and `dot_rows` against `dot_ref` on fresh random rows and activations: row lengths of 1, 3, 128
+// and 344 blocks (and 1..43 super-blocks); dot_rows with 1..17 rows (8-row steps, the 4-, 2- and 1-row
+// tails) x 1..6 tokens (4x4 tiles and single tokens); rows 64 bytes and activation rows 32 bytes apart
+// beyond their length, and outputs in rows of n_rows + 3, so that every stride argument is checked.
 TEST_P(GgmlDotIsa, DotAndDotRowsMatchReference) {
   constexpr int64_t kMaxRows = 17;
-  constexpr size_t kPad = 64;
+  constexpr int64_t kMaxTokens = 6;
+  constexpr size_t kPad = 64, kActPad = 32;
+  constexpr float kUnwritten = 12345.0f;
   for (const DType dtype : kTypes) {
     const QuantKernel& k = Kernel(dtype);
     const int64_t block = Traits(GgmlActivationType(dtype)).block_size;
@@ -426,24 +429,39 @@ TEST_P(GgmlDotIsa, DotAndDotRowsMatchReference) {
         const auto w = RandomWeights(dtype, n, rng);
         std::memcpy(rows.data() + r * stride, w.data(), row_bytes);
       }
-      const auto x = RandomActivations(n, block, rng);
-      const auto act = Quantize(k, x, true);
-      std::vector<float> ref(kMaxRows);
-      std::vector<double> tol(kMaxRows);
-      for (int64_t r = 0; r < kMaxRows; ++r) {
-        const uint8_t* row = rows.data() + r * stride;
-        ref[r] = k.dot_ref(row, act.data(), n, 0);
-        tol[r] = kDotTol * ExactDot(dtype, row, act, n).scale + 1e-30;
-        EXPECT_NEAR(k.dot(row, act.data(), n, 0), ref[r], tol[r]) << "dot, row " << r;
+      const size_t act_bytes = k.activation_bytes(n, 0);
+      const size_t act_stride = act_bytes + kActPad;
+      std::vector<uint8_t> acts(act_stride * kMaxTokens);
+      std::vector<std::vector<float>> ref(kMaxTokens, std::vector<float>(kMaxRows));
+      std::vector<std::vector<double>> tol(kMaxTokens, std::vector<double>(kMaxRows));
+      for (int64_t t = 0; t < kMaxTokens; ++t) {
+        const auto act = Quantize(k, RandomActivations(n, block, rng), true);
+        std::memcpy(acts.data() + t * act_stride, act.data(), act_bytes);
+        for (int64_t r = 0; r < kMaxRows; ++r) {
+          const uint8_t* row = rows.data() + r * stride;
+          ref[t][r] = k.dot_ref(row, act.data(), n, 0);
+          tol[t][r] = kDotTol * ExactDot(dtype, row, act, n).scale + 1e-30;
+          if (t < 2) {
+            EXPECT_NEAR(k.dot(row, act.data(), n, 0), ref[t][r], tol[t][r]) << "dot, row " << r;
+          }
+        }
       }
       if (k.dot_rows == nullptr) continue;
-      for (int64_t n_rows = 1; n_rows <= kMaxRows; ++n_rows) {
-        std::vector<float> out(kMaxRows + 1, 12345.0f);
-        k.dot_rows(rows.data(), stride, n_rows, act.data(), n, 0, out.data());
-        for (int64_t r = 0; r < n_rows; ++r) {
-          EXPECT_NEAR(out[r], ref[r], tol[r]) << "dot_rows of " << n_rows << ", row " << r;
+      for (int64_t n_tokens = 1; n_tokens <= kMaxTokens; ++n_tokens) {
+        for (int64_t n_rows = 1; n_rows <= kMaxRows; ++n_rows) {
+          const int64_t out_stride = n_rows + 3;
+          std::vector<float> out(static_cast<size_t>(out_stride * n_tokens), kUnwritten);
+          k.dot_rows(rows.data(), stride, n_rows, acts.data(), act_stride, n_tokens, n, 0, out.data(), out_stride);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            for (int64_t r = 0; r < n_rows; ++r) {
+              ASSERT_NEAR(out[t * out_stride + r], ref[t][r], tol[t][r])
+                  << "dot_rows of " << n_rows << " rows x " << n_tokens << " tokens: row " << r << ", token " << t;
+            }
+            for (int64_t r = n_rows; r < out_stride; ++r) {
+              ASSERT_EQ(out[t * out_stride + r], kUnwritten) << "dot_rows wrote past its rows, token " << t;
+            }
+          }
         }
-        EXPECT_EQ(out[n_rows], 12345.0f) << "dot_rows of " << n_rows << " wrote past its rows";
       }
     }
   }

@@ -379,7 +379,7 @@ const char* IsaAvx2() { return "AVX2"; }
 const char* IsaScalar() { return "scalar"; }
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
-using DotRowsFn = void (*)(const void*, size_t, int64_t, const void*, int64_t, int64_t, float*);
+using DotRowsFn = decltype(QuantKernel::dot_rows);
 
 struct Entry {
   DType weight;

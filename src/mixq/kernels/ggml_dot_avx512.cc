@@ -6,9 +6,10 @@
 //   maddubs + madd, and the weight codes stay unsigned: a type whose value is code - K (Q4_0: K = 8,
 //   Q5_0: 16, Q8_0 and IQ4_NL after a +128 bias: 128) starts its accumulator at -K * (sum of the four
 //   activations of the lane), which depends only on the activation block.
-// - `dot_rows` walks R rows at once: each activation block is loaded, its F16 scale converted and its
-//   -K * sum computed once for R rows, so a row's block costs the unpack, one vpdpbusd, a convert, a
-//   multiply by the activation scale and an FMA whose weight-scale operand is a broadcast table load.
+// - `dot_rows` walks 8 rows at once (decode): each activation block is loaded, its F16 scale converted
+//   and its -K * sum computed once for 8 rows, so a row's block costs the unpack, one vpdpbusd, a
+//   convert, a multiply by the activation scale and an FMA whose weight-scale operand is a broadcast
+//   table load. In prefill, tiles of 4 rows x 4 tokens also share each weight block's unpack and scale.
 // - Q5_0/Q5_1 set their fifth bits with one byte-masked add from a mask register (kmov of qh).
 // Registers are 256 bits (AVX512VL), one block each: on AMD Zen 4 512-bit operations run as two 256-bit
 // halves, so a block per ymm costs the same and needs no cross-block shuffles.
@@ -106,89 +107,129 @@ struct KindQ5_1 {
   MIXQ_AVX512 static __m256i Codes(const Weight& b) { return WithFifthBits(Nibbles32(b.qs), b.qh); }
 };
 
-// One activation block i against block i of R rows: sum[r] += d_w * d_a * (block's integer dot), and for
-// Q4_1/Q5_1 sum_min[r] += m_w * s_a / 8 in all 8 lanes (exact: a power-of-two scale), a second chain so
-// the two FMAs of a row do not wait on each other.
-template <typename Kind, int R>
-MIXQ_AVX512 inline void Step(const typename Kind::Weight* const x[R], const typename Kind::Activation& y,
-                             int64_t i, const float* half, __m256* sum, __m256* sum_min) {
-  const __m256i a = LoadBytes(y.qs);
-  const __m256 da = _mm256_set1_ps(half[y.d]);
-  __m256i base = _mm256_setzero_si256();
-  if constexpr (Kind::kOffset != 0) {
-    const __m256i offset = _mm256_set1_epi8(static_cast<char>(Kind::kOffset));
-    base = _mm256_sub_epi32(base, _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, a));
-  }
-  __m256 s_eighth = _mm256_setzero_ps();
-  if constexpr (Kind::kHasMin) s_eighth = _mm256_set1_ps(half[y.s] * 0.125f);
-  for (int r = 0; r < R; ++r) {
-    const __m256i dot = _mm256_dpbusd_epi32(base, Kind::Codes(x[r][i]), a);
-    sum[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), da), _mm256_set1_ps(half[x[r][i].d]), sum[r]);
-    if constexpr (Kind::kHasMin) sum_min[r] = _mm256_fmadd_ps(_mm256_set1_ps(half[x[r][i].m]), s_eighth, sum_min[r]);
-  }
-}
-
-// out[r] = dot of row w + r * row_bytes (r < R) with the activation row, nb blocks of 32. With fewer
-// than 4 rows the loop alternates two accumulator sets between even and odd blocks, so the FMA latency
-// does not bound it.
-template <typename Kind, int R>
-MIXQ_AVX512 inline void DotRows32(const uint8_t* w, size_t row_bytes, const void* act, int64_t nb, float* out) {
+// Block i of R weight rows against block i of T activation rows: sum[r][t] += d_w * d_a * (the block's
+// integer dot). The activation's load, scale and -K * sum are shared by the R rows, the weight's unpack
+// and scale by the T tokens. Q4_1/Q5_1 add m_w * s_a / 8 in all 8 lanes (exact: a power-of-two scale),
+// into sum_min, a second chain, when the tile is small enough for its FMA latency to show (kSplitMin),
+// else into sum.
+template <typename Kind, int R, int T>
+struct Tile {
   using Weight = typename Kind::Weight;
-  constexpr int kSets = R < 4 ? 2 : 1;
-  const auto* y = static_cast<const typename Kind::Activation*>(act);
-  const float* half = HalfTable();
-  const Weight* x[R];
-  for (int r = 0; r < R; ++r) x[r] = reinterpret_cast<const Weight*>(w + static_cast<size_t>(r) * row_bytes);
-  __m256 acc[kSets][R], acc_min[kSets][R];
-  for (int s = 0; s < kSets; ++s) {
-    for (int r = 0; r < R; ++r) acc[s][r] = acc_min[s][r] = _mm256_setzero_ps();
-  }
-  int64_t i = 0;
-  if constexpr (kSets == 2) {
-    for (; i + 1 < nb; i += 2) {
-      Step<Kind, R>(x, y[i], i, half, acc[0], acc_min[0]);
-      Step<Kind, R>(x, y[i + 1], i + 1, half, acc[1], acc_min[1]);
+  using Activation = typename Kind::Activation;
+  static constexpr bool kSplitMin = R * T <= 8;
+
+  MIXQ_AVX512 static inline void Step(const Weight* const x[R], const Activation* const y[T], int64_t i,
+                                      const float* half, __m256 sum[R][T], __m256 sum_min[R][T]) {
+    __m256i a[T], base[T];
+    __m256 da[T], s_eighth[T];
+    for (int t = 0; t < T; ++t) {
+      a[t] = LoadBytes(y[t][i].qs);
+      da[t] = _mm256_set1_ps(half[y[t][i].d]);
+      base[t] = _mm256_setzero_si256();
+      if constexpr (Kind::kOffset != 0) {
+        const __m256i offset = _mm256_set1_epi8(static_cast<char>(Kind::kOffset));
+        base[t] = _mm256_sub_epi32(base[t], _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, a[t]));
+      }
+      if constexpr (Kind::kHasMin) s_eighth[t] = _mm256_set1_ps(half[y[t][i].s] * 0.125f);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256i codes = Kind::Codes(x[r][i]);
+      const __m256 dw = _mm256_set1_ps(half[x[r][i].d]);
+      for (int t = 0; t < T; ++t) {
+        const __m256i dot = _mm256_dpbusd_epi32(base[t], codes, a[t]);
+        sum[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), da[t]), dw, sum[r][t]);
+      }
+      if constexpr (Kind::kHasMin) {
+        const __m256 m = _mm256_set1_ps(half[x[r][i].m]);
+        for (int t = 0; t < T; ++t) {
+          __m256& target = kSplitMin ? sum_min[r][t] : sum[r][t];
+          target = _mm256_fmadd_ps(m, s_eighth[t], target);
+        }
+      }
     }
   }
-  for (; i < nb; ++i) Step<Kind, R>(x, y[i], i, half, acc[0], acc_min[0]);
-  for (int r = 0; r < R; ++r) {
-    __m256 total = _mm256_add_ps(acc[0][r], acc_min[0][r]);
-    if constexpr (kSets == 2) total = _mm256_add_ps(total, _mm256_add_ps(acc[1][r], acc_min[1][r]));
-    out[r] = HorizontalSum(total);
+
+  // out[t * out_stride + r] = dot of row w + r * row_bytes with activation row act + t * act_bytes, nb
+  // blocks of 32. Tiles of fewer than 4 products alternate two accumulator sets between even and odd
+  // blocks, so the FMA latency does not bound them.
+  MIXQ_AVX512 static inline void Run(const uint8_t* w, size_t row_bytes, const uint8_t* act, size_t act_bytes,
+                                     int64_t nb, float* out, int64_t out_stride) {
+    constexpr int kSets = R * T < 4 ? 2 : 1;
+    const float* half = HalfTable();
+    const Weight* x[R];
+    for (int r = 0; r < R; ++r) x[r] = reinterpret_cast<const Weight*>(w + static_cast<size_t>(r) * row_bytes);
+    const Activation* y[T];
+    for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const Activation*>(act + static_cast<size_t>(t) * act_bytes);
+    __m256 acc[kSets][R][T], acc_min[kSets][R][T];
+    for (int s = 0; s < kSets; ++s) {
+      for (int r = 0; r < R; ++r) {
+        for (int t = 0; t < T; ++t) acc[s][r][t] = acc_min[s][r][t] = _mm256_setzero_ps();
+      }
+    }
+    int64_t i = 0;
+    if constexpr (kSets == 2) {
+      for (; i + 1 < nb; i += 2) {
+        Step(x, y, i, half, acc[0], acc_min[0]);
+        Step(x, y, i + 1, half, acc[1], acc_min[1]);
+      }
+    }
+    for (; i < nb; ++i) Step(x, y, i, half, acc[0], acc_min[0]);
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < T; ++t) {
+        __m256 total = _mm256_add_ps(acc[0][r][t], acc_min[0][r][t]);
+        if constexpr (kSets == 2) total = _mm256_add_ps(total, _mm256_add_ps(acc[1][r][t], acc_min[1][r][t]));
+        out[t * out_stride + r] = HorizontalSum(total);
+      }
+    }
   }
-}
+};
 
-// Rows per DotRows32 call: 8 shares each activation block's load, scale and offset eight ways while the
-// accumulators (and Q4_1/Q5_1's second set) and the shared values fit in the 32 vector registers.
-constexpr int kRowsPerStep = 8;
-
+// One token (decode): 8 rows per step share each activation block's load, scale and offset eight ways,
+// while the accumulators (and Q4_1/Q5_1's second set) and the shared values fit in the 32 vector
+// registers; then 4, 2 and 1 for the tail. Several tokens (prefill): tiles of 4 rows x 4 tokens share
+// the weight unpack four ways as well (16 accumulators); leftover tokens go one at a time.
 template <typename Kind>
-MIXQ_AVX512 void DotRowsAny(const void* w, size_t row_bytes, int64_t n_rows, const void* act, int64_t n, float* out) {
-  const auto* bytes = static_cast<const uint8_t*>(w);
+MIXQ_AVX512 void DotRowsAny(const void* w, size_t row_bytes, int64_t n_rows, const void* act, size_t act_bytes,
+                            int64_t n_tokens, int64_t n, float* out, int64_t out_stride) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(act);
   const int64_t nb = n / kQK;
-  int64_t r = 0;
-  for (; r + kRowsPerStep <= n_rows; r += kRowsPerStep) {
-    DotRows32<Kind, kRowsPerStep>(bytes + static_cast<size_t>(r) * row_bytes, row_bytes, act, nb, out + r);
+  auto row = [&](int64_t r) { return wb + static_cast<size_t>(r) * row_bytes; };
+  int64_t t = 0;
+  for (; t + 4 <= n_tokens; t += 4) {
+    const uint8_t* a = ab + static_cast<size_t>(t) * act_bytes;
+    float* o = out + t * out_stride;
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) Tile<Kind, 4, 4>::Run(row(r), row_bytes, a, act_bytes, nb, o + r, out_stride);
+    for (; r < n_rows; ++r) Tile<Kind, 1, 4>::Run(row(r), row_bytes, a, act_bytes, nb, o + r, out_stride);
   }
-  if (r + 4 <= n_rows) {
-    DotRows32<Kind, 4>(bytes + static_cast<size_t>(r) * row_bytes, row_bytes, act, nb, out + r);
-    r += 4;
+  for (; t < n_tokens; ++t) {
+    const uint8_t* a = ab + static_cast<size_t>(t) * act_bytes;
+    float* o = out + t * out_stride;
+    int64_t r = 0;
+    for (; r + 8 <= n_rows; r += 8) Tile<Kind, 8, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
+    if (r + 4 <= n_rows) {
+      Tile<Kind, 4, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
+      r += 4;
+    }
+    for (; r + 2 <= n_rows; r += 2) Tile<Kind, 2, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
+    if (r < n_rows) Tile<Kind, 1, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
   }
-  for (; r + 2 <= n_rows; r += 2) DotRows32<Kind, 2>(bytes + static_cast<size_t>(r) * row_bytes, row_bytes, act, nb, out + r);
-  if (r < n_rows) DotRows32<Kind, 1>(bytes + static_cast<size_t>(r) * row_bytes, row_bytes, act, nb, out + r);
 }
 
 }  // namespace
 
-#define MIXQ_GGML_DOT_DEFINE_ROWS(type)                                                                          \
-  MIXQ_AVX512 float Dot##type##Avx512(const void* w, const void* a, int64_t n, int64_t) {                        \
-    float out;                                                                                                   \
-    DotRows32<Kind##type, 1>(static_cast<const uint8_t*>(w), 0, a, n / kQK, &out);                               \
-    return out;                                                                                                  \
-  }                                                                                                              \
-  MIXQ_AVX512 void DotRows##type##Avx512(const void* w, size_t row_bytes, int64_t n_rows, const void* a, int64_t n, \
-                                         int64_t, float* out) {                                                  \
-    DotRowsAny<Kind##type>(w, row_bytes, n_rows, a, n, out);                                                     \
+#define MIXQ_GGML_DOT_DEFINE_ROWS(type)                                                                         \
+  MIXQ_AVX512 float Dot##type##Avx512(const void* w, const void* a, int64_t n, int64_t) {                       \
+    float out;                                                                                                  \
+    Tile<Kind##type, 1, 1>::Run(static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(a), 0, n / kQK, \
+                                &out, 0);                                                                       \
+    return out;                                                                                                 \
+  }                                                                                                             \
+  MIXQ_AVX512 void DotRows##type##Avx512(const void* w, size_t row_bytes, int64_t n_rows, const void* a,        \
+                                         size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,   \
+                                         int64_t out_stride) {                                                  \
+    DotRowsAny<Kind##type>(w, row_bytes, n_rows, a, act_bytes, n_tokens, n, out, out_stride);                   \
   }
 
 MIXQ_GGML_DOT_DEFINE_ROWS(Q8_0)

@@ -35,12 +35,13 @@ MIXQ_GGML_DOT_DECLARE(Avx2)
 #undef MIXQ_GGML_DOT_DECLARE
 
 // The AVX-512 VNNI kernels of the 32-weight types (the k-quants keep their AVX2 kernels at that level):
-// `dot` of one row, and `dot_rows` (QuantKernel::dot_rows) over several rows sharing each activation
-// block. Defined only on x86-64 builds; callable only where CpuHasAvx512Vnni() is true.
+// `dot` of one row, and `dot_rows` (QuantKernel::dot_rows) over several rows and tokens sharing each
+// activation block and weight block. Defined only on x86-64 builds; callable only where CpuHasAvx512Vnni() is true.
 #define MIXQ_GGML_DOT_DECLARE_ROWS(type)                                                               \
   float Dot##type##Avx512(const void* w, const void* a, int64_t n, int64_t group);                     \
-  void DotRows##type##Avx512(const void* w, size_t row_bytes, int64_t n_rows, const void* a, int64_t n, \
-                             int64_t group, float* out);
+  void DotRows##type##Avx512(const void* w, size_t row_bytes, int64_t n_rows, const void* a,           \
+                             size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,  \
+                             int64_t out_stride);
 MIXQ_GGML_DOT_DECLARE_ROWS(Q8_0)
 MIXQ_GGML_DOT_DECLARE_ROWS(Q4_0)
 MIXQ_GGML_DOT_DECLARE_ROWS(Q4_1)

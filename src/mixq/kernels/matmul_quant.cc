@@ -2,9 +2,11 @@
 // dot product of a stored weight row with a quantized activation row, never a dequantized matrix.
 //
 // Decode (one token) splits rows across threads and streams every weight row once; kernels with
-// `dot_rows` get kGemvRows rows per call (they share each activation block among several rows). Prefill walks blocks
-// of kRowBlock rows: a block's weights (16 rows of a 4096-wide Q4_0 matrix: 36 KiB) stay in L2 while every
-// token's activation row passes by, so the weights are read from memory once per call, not once a token.
+// `dot_rows` get kGemvRows rows per call (they share each activation block among several rows), and in
+// prefill a whole row block with every token (they share each weight block among several tokens too).
+// Prefill walks blocks of kRowBlock rows: a block's weights (16 rows of a 4096-wide Q4_0 matrix: 36 KiB)
+// stay in L2 while every token's activation row passes by, so the weights are read from memory once per
+// call, not once a token.
 #include <algorithm>
 
 #include "mixq/base/aligned_buffer.h"
@@ -47,7 +49,8 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
 #pragma omp parallel for schedule(static) if (parallel)
       for (int64_t s = 0; s < n_steps; ++s) {
         const int64_t r0 = s * kGemvRows;
-        kernel.dot_rows(w.row(r0), row_bytes, std::min(kGemvRows, rows - r0), act, cols, w.group, y + r0);
+        kernel.dot_rows(w.row(r0), row_bytes, std::min(kGemvRows, rows - r0), act, act_bytes, 1, cols, w.group,
+                        y + r0, rows);
       }
       return;
     }
@@ -60,14 +63,14 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
   for (int64_t b = 0; b < n_blocks; ++b) {
     const int64_t r0 = b * kRowBlock;
     const int64_t r1 = std::min(rows, r0 + kRowBlock);
+    if (kernel.dot_rows != nullptr) {
+      kernel.dot_rows(w.row(r0), row_bytes, r1 - r0, act, act_bytes, n_tokens, cols, w.group, y + r0, rows);
+      continue;
+    }
     for (int64_t t = 0; t < n_tokens; ++t) {
       const std::byte* a = act + static_cast<size_t>(t) * act_bytes;
       float* yt = y + t * rows;
-      if (kernel.dot_rows != nullptr) {
-        kernel.dot_rows(w.row(r0), row_bytes, r1 - r0, a, cols, w.group, yt + r0);
-      } else {
-        for (int64_t r = r0; r < r1; ++r) yt[r] = kernel.dot(w.row(r), a, cols, w.group);
-      }
+      for (int64_t r = r0; r < r1; ++r) yt[r] = kernel.dot(w.row(r), a, cols, w.group);
     }
   }
 }
