@@ -386,7 +386,8 @@ struct Entry {
   DType activation;
   DotFn dot_ref;
   DotFn dot_avx2;
-  DotFn dot_avx512;  // nullptr: the AVX2 kernel serves the AVX-512 level too
+  DotRowsFn dot_rows_avx2;  // nullptr: MatMul calls dot per row
+  DotFn dot_avx512;         // nullptr: the AVX2 kernels serve the AVX-512 level too
   DotRowsFn dot_rows_avx512;
 };
 
@@ -396,21 +397,24 @@ struct Entry {
 #define MIXQ_X86_OR_NULL(fn) nullptr
 #endif
 
-#define MIXQ_AVX512_ROW(type) MIXQ_X86_OR_NULL(Dot##type##Avx512), MIXQ_X86_OR_NULL(DotRows##type##Avx512)
+#define MIXQ_SIMD_ROW(type)                                                                              \
+  MIXQ_X86_OR_NULL(Dot##type##Avx2), MIXQ_X86_OR_NULL(DotRows##type##Avx2), MIXQ_X86_OR_NULL(Dot##type##Avx512), \
+      MIXQ_X86_OR_NULL(DotRows##type##Avx512)
+#define MIXQ_AVX2_ONLY_ROW(type) MIXQ_X86_OR_NULL(Dot##type##Avx2), nullptr, nullptr, nullptr
 
 const Entry kEntries[] = {
-    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_X86_OR_NULL(DotQ8_0Avx2), MIXQ_AVX512_ROW(Q8_0)},
-    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_X86_OR_NULL(DotQ4_0Avx2), MIXQ_AVX512_ROW(Q4_0)},
-    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_X86_OR_NULL(DotQ4_1Avx2), MIXQ_AVX512_ROW(Q4_1)},
-    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_X86_OR_NULL(DotQ5_0Avx2), MIXQ_AVX512_ROW(Q5_0)},
-    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_X86_OR_NULL(DotQ5_1Avx2), MIXQ_AVX512_ROW(Q5_1)},
-    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_X86_OR_NULL(DotIQ4_NLAvx2), MIXQ_AVX512_ROW(IQ4_NL)},
-    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_X86_OR_NULL(DotQ2_KAvx2), nullptr, nullptr},
-    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_X86_OR_NULL(DotQ3_KAvx2), nullptr, nullptr},
-    {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_X86_OR_NULL(DotQ4_KAvx2), nullptr, nullptr},
-    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_X86_OR_NULL(DotQ5_KAvx2), nullptr, nullptr},
-    {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_X86_OR_NULL(DotQ6_KAvx2), nullptr, nullptr},
-    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_X86_OR_NULL(DotIQ4_XSAvx2), nullptr, nullptr},
+    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_SIMD_ROW(Q8_0)},
+    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0)},
+    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1)},
+    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_SIMD_ROW(Q5_0)},
+    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1)},
+    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL)},
+    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K)},
+    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K)},
+    {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_AVX2_ONLY_ROW(Q4_K)},
+    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K)},
+    {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_AVX2_ONLY_ROW(Q6_K)},
+    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS)},
 };
 constexpr size_t kEntryCount = sizeof(kEntries) / sizeof(kEntries[0]);
 constexpr int kIsaCount = 3;
@@ -451,6 +455,7 @@ QuantKernel MakeKernel(const Entry& e, Isa isa) {
     k.isa = IsaAvx512;
   } else if (simd) {
     k.dot = e.dot_avx2;
+    k.dot_rows = e.dot_rows_avx2;
     k.isa = IsaAvx2;
   } else {
     k.dot = e.dot_ref;
@@ -459,7 +464,8 @@ QuantKernel MakeKernel(const Entry& e, Isa isa) {
   return k;
 }
 
-#undef MIXQ_AVX512_ROW
+#undef MIXQ_SIMD_ROW
+#undef MIXQ_AVX2_ONLY_ROW
 #undef MIXQ_X86_OR_NULL
 
 bool CpuHas(Isa isa) {

@@ -24,19 +24,14 @@
 #include "mixq/kernels/ggml_dot_internal.h"
 
 #define MIXQ_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define MIXQ_TILE_TARGET MIXQ_AVX512
+#include "mixq/kernels/ggml_dot_tile.h"
 
 namespace mixq::ggml_dot {
 
 using namespace ggml;
 
 namespace {
-
-MIXQ_AVX512 inline float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 MIXQ_AVX512 inline __m256i LoadBytes(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
@@ -56,34 +51,47 @@ MIXQ_AVX512 inline __m256i WithFifthBits(__m256i codes, const uint8_t qh[4]) {
   return _mm256_mask_add_epi8(codes, _cvtu32_mask32(bits), codes, _mm256_set1_epi8(16));
 }
 
-// Per type: the weight and activation blocks, the unsigned codes of a weight block, the offset K
-// (value = code - K, in units of d) and whether the block has an offset m (value = code * d + m).
-struct KindQ8_0 {
-  using Weight = BlockQ8_0;
-  using Activation = BlockQ8_0;
-  static constexpr int kOffset = 128;
-  static constexpr bool kHasMin = false;
+// The activation side of a block: its bytes, and the accumulator start -K * (sum of the four activations
+// of each int32 lane) for a type whose value is code - K.
+template <int kOffset>
+struct PreparedOffset {
+  __m256i a;
+  __m256i base;
+};
+template <int kOffset>
+MIXQ_AVX512 inline PreparedOffset<kOffset> PrepareOffset(const int8_t* qs) {
+  PreparedOffset<kOffset> p;
+  p.a = LoadBytes(qs);
+  p.base = _mm256_setzero_si256();
+  if constexpr (kOffset != 0) {
+    const __m256i offset = _mm256_set1_epi8(static_cast<char>(kOffset));
+    p.base = _mm256_sub_epi32(p.base, _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, p.a));
+  }
+  return p;
+}
+
+// Per type (the Kind interface of ggml_dot_tile.h): unsigned codes, value = code - kOffset (in units of
+// d), or code * d + m for the kHasMin types; every block dot is one vpdpbusd from the prepared base.
+template <typename WeightBlock, typename ActivationBlock, int kOffset, bool kMin>
+struct KindVnni {
+  using Weight = WeightBlock;
+  using Activation = ActivationBlock;
+  using Prepared = PreparedOffset<kOffset>;
+  static constexpr bool kHasMin = kMin;
+  MIXQ_AVX512 static Prepared Prepare(const Activation& y) { return PrepareOffset<kOffset>(y.qs); }
+  MIXQ_AVX512 static __m256i Dot(__m256i codes, const Prepared& p) { return _mm256_dpbusd_epi32(p.base, codes, p.a); }
+};
+
+struct KindQ8_0 : KindVnni<BlockQ8_0, BlockQ8_0, 128, false> {
   MIXQ_AVX512 static __m256i Codes(const Weight& b) { return _mm256_xor_si256(LoadBytes(b.qs), _mm256_set1_epi8(-128)); }
 };
-struct KindQ4_0 {
-  using Weight = BlockQ4_0;
-  using Activation = BlockQ8_0;
-  static constexpr int kOffset = 8;
-  static constexpr bool kHasMin = false;
+struct KindQ4_0 : KindVnni<BlockQ4_0, BlockQ8_0, 8, false> {
   MIXQ_AVX512 static __m256i Codes(const Weight& b) { return Nibbles32(b.qs); }
 };
-struct KindQ5_0 {
-  using Weight = BlockQ5_0;
-  using Activation = BlockQ8_0;
-  static constexpr int kOffset = 16;
-  static constexpr bool kHasMin = false;
+struct KindQ5_0 : KindVnni<BlockQ5_0, BlockQ8_0, 16, false> {
   MIXQ_AVX512 static __m256i Codes(const Weight& b) { return WithFifthBits(Nibbles32(b.qs), b.qh); }
 };
-struct KindIQ4_NL {
-  using Weight = BlockIQ4_NL;
-  using Activation = BlockQ8_0;
-  static constexpr int kOffset = 128;
-  static constexpr bool kHasMin = false;
+struct KindIQ4_NL : KindVnni<BlockIQ4_NL, BlockQ8_0, 128, false> {
   // The level table biased by +128 (levels -127..113 -> 1..241), looked up per 128-bit half by pshufb.
   MIXQ_AVX512 static __m256i Codes(const Weight& b) {
     const __m256i table = _mm256_xor_si256(
@@ -92,132 +100,19 @@ struct KindIQ4_NL {
     return _mm256_shuffle_epi8(table, Nibbles32(b.qs));
   }
 };
-struct KindQ4_1 {
-  using Weight = BlockQ4_1;
-  using Activation = BlockQ8_1;
-  static constexpr int kOffset = 0;
-  static constexpr bool kHasMin = true;
+struct KindQ4_1 : KindVnni<BlockQ4_1, BlockQ8_1, 0, true> {
   MIXQ_AVX512 static __m256i Codes(const Weight& b) { return Nibbles32(b.qs); }
 };
-struct KindQ5_1 {
-  using Weight = BlockQ5_1;
-  using Activation = BlockQ8_1;
-  static constexpr int kOffset = 0;
-  static constexpr bool kHasMin = true;
+struct KindQ5_1 : KindVnni<BlockQ5_1, BlockQ8_1, 0, true> {
   MIXQ_AVX512 static __m256i Codes(const Weight& b) { return WithFifthBits(Nibbles32(b.qs), b.qh); }
 };
 
-// Block i of R weight rows against block i of T activation rows: sum[r][t] += d_w * d_a * (the block's
-// integer dot). The activation's load, scale and -K * sum are shared by the R rows, the weight's unpack
-// and scale by the T tokens. Q4_1/Q5_1 add m_w * s_a / 8 in all 8 lanes (exact: a power-of-two scale),
-// into sum_min, a second chain, when the tile is small enough for its FMA latency to show (kSplitMin),
-// else into sum.
-template <typename Kind, int R, int T>
-struct Tile {
-  using Weight = typename Kind::Weight;
-  using Activation = typename Kind::Activation;
-  static constexpr bool kSplitMin = R * T <= 8;
-
-  MIXQ_AVX512 static inline void Step(const Weight* const x[R], const Activation* const y[T], int64_t i,
-                                      const float* half, __m256 sum[R][T], __m256 sum_min[R][T]) {
-    __m256i a[T], base[T];
-    __m256 da[T], s_eighth[T];
-    for (int t = 0; t < T; ++t) {
-      a[t] = LoadBytes(y[t][i].qs);
-      da[t] = _mm256_set1_ps(half[y[t][i].d]);
-      base[t] = _mm256_setzero_si256();
-      if constexpr (Kind::kOffset != 0) {
-        const __m256i offset = _mm256_set1_epi8(static_cast<char>(Kind::kOffset));
-        base[t] = _mm256_sub_epi32(base[t], _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, a[t]));
-      }
-      if constexpr (Kind::kHasMin) s_eighth[t] = _mm256_set1_ps(half[y[t][i].s] * 0.125f);
-    }
-    for (int r = 0; r < R; ++r) {
-      const __m256i codes = Kind::Codes(x[r][i]);
-      const __m256 dw = _mm256_set1_ps(half[x[r][i].d]);
-      for (int t = 0; t < T; ++t) {
-        const __m256i dot = _mm256_dpbusd_epi32(base[t], codes, a[t]);
-        sum[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), da[t]), dw, sum[r][t]);
-      }
-      if constexpr (Kind::kHasMin) {
-        const __m256 m = _mm256_set1_ps(half[x[r][i].m]);
-        for (int t = 0; t < T; ++t) {
-          __m256& target = kSplitMin ? sum_min[r][t] : sum[r][t];
-          target = _mm256_fmadd_ps(m, s_eighth[t], target);
-        }
-      }
-    }
-  }
-
-  // out[t * out_stride + r] = dot of row w + r * row_bytes with activation row act + t * act_bytes, nb
-  // blocks of 32. Tiles of fewer than 4 products alternate two accumulator sets between even and odd
-  // blocks, so the FMA latency does not bound them.
-  MIXQ_AVX512 static inline void Run(const uint8_t* w, size_t row_bytes, const uint8_t* act, size_t act_bytes,
-                                     int64_t nb, float* out, int64_t out_stride) {
-    constexpr int kSets = R * T < 4 ? 2 : 1;
-    const float* half = HalfTable();
-    const Weight* x[R];
-    for (int r = 0; r < R; ++r) x[r] = reinterpret_cast<const Weight*>(w + static_cast<size_t>(r) * row_bytes);
-    const Activation* y[T];
-    for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const Activation*>(act + static_cast<size_t>(t) * act_bytes);
-    __m256 acc[kSets][R][T], acc_min[kSets][R][T];
-    for (int s = 0; s < kSets; ++s) {
-      for (int r = 0; r < R; ++r) {
-        for (int t = 0; t < T; ++t) acc[s][r][t] = acc_min[s][r][t] = _mm256_setzero_ps();
-      }
-    }
-    int64_t i = 0;
-    if constexpr (kSets == 2) {
-      for (; i + 1 < nb; i += 2) {
-        Step(x, y, i, half, acc[0], acc_min[0]);
-        Step(x, y, i + 1, half, acc[1], acc_min[1]);
-      }
-    }
-    for (; i < nb; ++i) Step(x, y, i, half, acc[0], acc_min[0]);
-    for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < T; ++t) {
-        __m256 total = _mm256_add_ps(acc[0][r][t], acc_min[0][r][t]);
-        if constexpr (kSets == 2) total = _mm256_add_ps(total, _mm256_add_ps(acc[1][r][t], acc_min[1][r][t]));
-        out[t * out_stride + r] = HorizontalSum(total);
-      }
-    }
-  }
-};
-
-// One token (decode): 8 rows per step share each activation block's load, scale and offset eight ways,
-// while the accumulators (and Q4_1/Q5_1's second set) and the shared values fit in the 32 vector
-// registers; then 4, 2 and 1 for the tail. Several tokens (prefill): tiles of 4 rows x 4 tokens share
-// the weight unpack four ways as well (16 accumulators); leftover tokens go one at a time.
-template <typename Kind>
-MIXQ_AVX512 void DotRowsAny(const void* w, size_t row_bytes, int64_t n_rows, const void* act, size_t act_bytes,
-                            int64_t n_tokens, int64_t n, float* out, int64_t out_stride) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* ab = static_cast<const uint8_t*>(act);
-  const int64_t nb = n / kQK;
-  auto row = [&](int64_t r) { return wb + static_cast<size_t>(r) * row_bytes; };
-  int64_t t = 0;
-  for (; t + 4 <= n_tokens; t += 4) {
-    const uint8_t* a = ab + static_cast<size_t>(t) * act_bytes;
-    float* o = out + t * out_stride;
-    int64_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) Tile<Kind, 4, 4>::Run(row(r), row_bytes, a, act_bytes, nb, o + r, out_stride);
-    for (; r < n_rows; ++r) Tile<Kind, 1, 4>::Run(row(r), row_bytes, a, act_bytes, nb, o + r, out_stride);
-  }
-  for (; t < n_tokens; ++t) {
-    const uint8_t* a = ab + static_cast<size_t>(t) * act_bytes;
-    float* o = out + t * out_stride;
-    int64_t r = 0;
-    for (; r + 8 <= n_rows; r += 8) Tile<Kind, 8, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
-    if (r + 4 <= n_rows) {
-      Tile<Kind, 4, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
-      r += 4;
-    }
-    for (; r + 2 <= n_rows; r += 2) Tile<Kind, 2, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
-    if (r < n_rows) Tile<Kind, 1, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
-  }
-}
-
 }  // namespace
+
+// Decode: 8 rows per step share each activation block eight ways while the accumulators and the shared
+// values fit in the 32 vector registers. Prefill: 4 rows x 4 tokens (16
+// accumulators) also share each weight unpack four ways.
+constexpr int kRows = 8, kTileRows = 4, kTileTokens = 4;
 
 #define MIXQ_GGML_DOT_DEFINE_ROWS(type)                                                                         \
   MIXQ_AVX512 float Dot##type##Avx512(const void* w, const void* a, int64_t n, int64_t) {                       \
@@ -229,7 +124,8 @@ MIXQ_AVX512 void DotRowsAny(const void* w, size_t row_bytes, int64_t n_rows, con
   MIXQ_AVX512 void DotRows##type##Avx512(const void* w, size_t row_bytes, int64_t n_rows, const void* a,        \
                                          size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,   \
                                          int64_t out_stride) {                                                  \
-    DotRowsAny<Kind##type>(w, row_bytes, n_rows, a, act_bytes, n_tokens, n, out, out_stride);                   \
+    TileDotRows<Kind##type, kRows, kTileRows, kTileTokens>(w, row_bytes, n_rows, a, act_bytes, n_tokens, n, out, \
+                                                           out_stride);                                      \
   }
 
 MIXQ_GGML_DOT_DEFINE_ROWS(Q8_0)

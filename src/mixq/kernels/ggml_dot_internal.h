@@ -34,6 +34,20 @@ MIXQ_GGML_DOT_DECLARE(Avx2)
 
 #undef MIXQ_GGML_DOT_DECLARE
 
+// The AVX2 `dot_rows` (QuantKernel::dot_rows) of the 32-weight types: several rows and tokens sharing
+// each activation block and weight block. Defined only on x86-64 builds; callable where CpuHasAvx2().
+#define MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(type)                                                         \
+  void DotRows##type##Avx2(const void* w, size_t row_bytes, int64_t n_rows, const void* a,           \
+                           size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,  \
+                           int64_t out_stride);
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q8_0)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q4_0)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q4_1)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q5_0)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q5_1)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(IQ4_NL)
+#undef MIXQ_GGML_DOT_DECLARE_ROWS_AVX2
+
 // The AVX-512 VNNI kernels of the 32-weight types (the k-quants keep their AVX2 kernels at that level):
 // `dot` of one row, and `dot_rows` (QuantKernel::dot_rows) over several rows and tokens sharing each
 // activation block and weight block. Defined only on x86-64 builds; callable only where CpuHasAvx512Vnni() is true.
