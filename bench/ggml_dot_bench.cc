@@ -1,5 +1,6 @@
 // GEMV speed of ggml's quantized weight types through MatMulQuantized on LLaMA-2-7B shapes, against the
-// read and copy bandwidth measured in the same run. Run with OMP_NUM_THREADS set (docs/kernels.md).
+// read and copy bandwidth measured in the same run; GEMM (64-token prefill) compute rate of the 32-weight
+// types; each at the level this CPU picks, and with the AVX2 kernels forced (with and without dot_rows). Run with OMP_NUM_THREADS set (docs/kernels.md).
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
@@ -12,6 +13,7 @@
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/bandwidth.h"
 #include "mixq/kernels/ggml_dot.h"
+#include "mixq/kernels/ggml_dot_internal.h"
 #include "mixq/tensor/tensor.h"
 
 namespace mixq {
@@ -59,13 +61,26 @@ const Tensor& Weights(DType dtype, int64_t rows, int64_t cols) {
   return *cached;
 }
 
-// Args: dtype (ggml id), rows, cols; `scalar` runs the scalar references instead of the fast path.
-void RunGemv(benchmark::State& state, bool scalar) {
+enum class Level { kBest, kAvx2Rows, kAvx2, kScalar };
+
+// Args: dtype (ggml id), rows, cols. kBest is what MatMul uses on this CPU; kAvx2Rows forces the AVX2
+// table; kAvx2 also drops its dot_rows, so MatMul calls the AVX2 `dot` per row: the kernels as they were
+// before dot_rows and AVX-512, for a before/after in one run. kScalar runs the references.
+void RunGemv(benchmark::State& state, Level level) {
   const auto dtype = static_cast<DType>(state.range(0));
   const int64_t rows = state.range(1), cols = state.range(2);
-  QuantKernel kernel = *GgmlQuantKernel(dtype);
+  const bool avx2 = level == Level::kAvx2 || level == Level::kAvx2Rows;
+  const QuantKernel* chosen = avx2 ? ggml_dot::GgmlQuantKernelAt(dtype, ggml_dot::Isa::kAvx2) : GgmlQuantKernel(dtype);
+  if (chosen == nullptr) {
+    state.SkipWithError("this CPU lacks AVX2");
+    return;
+  }
+  QuantKernel kernel = *chosen;
+  if (level == Level::kAvx2) kernel.dot_rows = nullptr;
+  const bool scalar = level == Level::kScalar;
   if (scalar) {
     kernel.dot = kernel.dot_ref;
+    kernel.dot_rows = nullptr;
     kernel.quantize_activation = kernel.quantize_activation_ref;
   }
   const Tensor& w = Weights(dtype, rows, cols);
@@ -80,7 +95,8 @@ void RunGemv(benchmark::State& state, bool scalar) {
     benchmark::ClobberMemory();
   }
   const double weight_gb = static_cast<double>(w.view().bytes) * 1e-9;
-  state.SetLabel(fmt::format("{} {}x{} {}", DTypeName(dtype), rows, cols, scalar ? "scalar" : kernel.isa()));
+  state.SetLabel(fmt::format("{} {}x{} {}{}", DTypeName(dtype), rows, cols, scalar ? "scalar" : kernel.isa(),
+                             kernel.dot_rows != nullptr ? " rows" : ""));
   state.counters["threads"] = ThreadCount();
   state.counters["Gweights_s"] =
       benchmark::Counter(static_cast<double>(rows * cols) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
@@ -93,8 +109,43 @@ void RunGemv(benchmark::State& state, bool scalar) {
       benchmark::Counter(100.0 * weight_gb / copy_gbs, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_Gemv(benchmark::State& state) { RunGemv(state, false); }
-void BM_GemvScalar(benchmark::State& state) { RunGemv(state, true); }
+// Prefill: n_tokens activation rows through the row-block path of MatMulQuantized. Args: dtype, rows,
+// cols, n_tokens; counter Gweights_s counts weight x token products (the compute rate).
+void RunGemm(benchmark::State& state, Level level) {
+  const auto dtype = static_cast<DType>(state.range(0));
+  const int64_t rows = state.range(1), cols = state.range(2), n_tokens = state.range(3);
+  const bool avx2 = level == Level::kAvx2 || level == Level::kAvx2Rows;
+  const QuantKernel* chosen = avx2 ? ggml_dot::GgmlQuantKernelAt(dtype, ggml_dot::Isa::kAvx2) : GgmlQuantKernel(dtype);
+  if (chosen == nullptr) {
+    state.SkipWithError("this CPU lacks AVX2");
+    return;
+  }
+  QuantKernel copy = *chosen;
+  if (level == Level::kAvx2) copy.dot_rows = nullptr;
+  const QuantKernel* kernel = &copy;
+  const Tensor& w = Weights(dtype, rows, cols);
+  std::vector<float> x(static_cast<size_t>(cols * n_tokens));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 17) - 8) * 0.1f;
+  std::vector<float> y(static_cast<size_t>(rows * n_tokens));
+  for (auto _ : state) {
+    MatMulQuantized(*kernel, w.view(), x.data(), n_tokens, y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(fmt::format("{} {}x{} x {} tokens {}{}", DTypeName(dtype), rows, cols, n_tokens, kernel->isa(),
+                             kernel->dot_rows != nullptr ? " rows" : ""));
+  state.counters["threads"] = ThreadCount();
+  state.counters["Gweights_s"] = benchmark::Counter(static_cast<double>(rows * cols * n_tokens) * 1e-9,
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_Gemv(benchmark::State& state) { RunGemv(state, Level::kBest); }
+void BM_Gemm(benchmark::State& state) { RunGemm(state, Level::kBest); }
+void BM_GemmAvx2(benchmark::State& state) { RunGemm(state, Level::kAvx2); }
+void BM_GemmAvx2Rows(benchmark::State& state) { RunGemm(state, Level::kAvx2Rows); }
+void BM_GemvAvx2(benchmark::State& state) { RunGemv(state, Level::kAvx2); }
+void BM_GemvAvx2Rows(benchmark::State& state) { RunGemv(state, Level::kAvx2Rows); }
+void BM_GemvScalar(benchmark::State& state) { RunGemv(state, Level::kScalar); }
 
 constexpr DType kTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL,
                             DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS};
@@ -115,8 +166,22 @@ void ScalarArgs(benchmark::internal::Benchmark* b) {
   for (const DType dtype : kTypes) b->Args({static_cast<int64_t>(dtype), 4096, 11008});
 }
 
+// 64 tokens through a 4096 x 4096 matrix (attention projections), the legacy 32-weight types.
+void GemmArgs(benchmark::internal::Benchmark* b) {
+  for (const DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL}) {
+    b->Args({static_cast<int64_t>(dtype), 4096, 4096, 64});
+  }
+}
+
 BENCHMARK(BM_Gemv)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Gemv)->Name("BM_GemvCached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemvAvx2)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemvAvx2)->Name("BM_GemvAvx2Cached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemvAvx2Rows)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemvAvx2Rows)->Name("BM_GemvAvx2RowsCached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Gemm)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmAvx2)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmAvx2Rows)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemvScalar)->Apply(ScalarArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

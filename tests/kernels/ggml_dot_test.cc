@@ -1,5 +1,6 @@
-// ggml dot-product kernels: scalar references against the exact sum of dequantized products, AVX2
-// against the references, activation quantizers bit for bit, and MatMulQuantized end to end.
+// ggml dot-product kernels: scalar references against the exact sum of dequantized products, every SIMD
+// level this CPU has (AVX2, AVX-512 VNNI, each forced in turn) against the references, activation
+// quantizers bit for bit, and MatMulQuantized end to end.
 #include "mixq/kernels/ggml_dot.h"
 
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include "mixq/formats/float16.h"
 #include "mixq/formats/ggml_blocks.h"
 #include "mixq/formats/ggml_dequant.h"
+#include "mixq/kernels/ggml_dot_internal.h"
 #include "mixq/tensor/tensor.h"
 
 namespace mixq {
@@ -288,13 +290,14 @@ TEST(GgmlDot, DotMatchesExactAndReference) {
   if (simd_checks == 0) GTEST_SKIP() << "no AVX2/FMA/F16C on this CPU: only the scalar references were checked";
 }
 
-// MatMulQuantized (OpenMP over rows; the one-token and the row-block paths) against (a) dot_ref on the
-// same reference-quantized activations, exactly up to float accumulation, and (b) the float product
-// with unquantized activations, within the activation rounding bound per output and kMatMulRelRms overall.
-TEST(GgmlDot, MatMulQuantizedMatchesReferences) {
+// MatMulQuantized (OpenMP over rows; the one-token and the row-block paths, with `dot_rows` where the
+// kernel has it: 37 rows = 16 + 16 + 5 per call, the 5 as 4 + 1 inside) with kernel `k` against (a) dot_ref on the same
+// reference-quantized activations, exactly up to float accumulation, and (b) the float product with
+// unquantized activations, within the activation rounding bound per output and kMatMulRelRms overall.
+void CheckMatMulQuantized(const QuantKernel& k) {
   constexpr int64_t kRows = 37;
-  for (const DType dtype : kTypes) {
-    const QuantKernel& k = *GgmlQuantKernel(dtype);
+  {
+    const DType dtype = k.weight_type;
     const DType act_type = GgmlActivationType(dtype);
     const int64_t block = Traits(act_type).block_size;
     const int64_t cols = IsSuperBlock(dtype) ? 1024 : 512;
@@ -342,6 +345,134 @@ TEST(GgmlDot, MatMulQuantizedMatchesReferences) {
     }
   }
 }
+
+TEST(GgmlDot, MatMulQuantizedMatchesReferences) {
+  for (const DType dtype : kTypes) CheckMatMulQuantized(*GgmlQuantKernel(dtype));
+}
+
+
+// Every instruction-set level this CPU has, forced in turn, so the AVX2 kernels stay tested on a CPU
+// that would pick AVX-512, and the scalar table (which has no dot_rows) drives MatMulQuantized too.
+using ggml_dot::Isa;
+
+std::string IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "Scalar";
+    case Isa::kAvx2: return "Avx2";
+    case Isa::kAvx512: return "Avx512Vnni";
+  }
+  return "?";
+}
+
+class GgmlDotIsa : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (ggml_dot::GgmlQuantKernelAt(DType::kQ4_0, GetParam()) == nullptr) {
+      GTEST_SKIP() << "this CPU lacks the " << IsaName(GetParam()) << " level";
+    }
+  }
+  const QuantKernel& Kernel(DType dtype) const { return *ggml_dot::GgmlQuantKernelAt(dtype, GetParam()); }
+};
+
+bool Is32WeightType(DType dtype) { return !IsSuperBlock(dtype); }
+
+TEST_P(GgmlDotIsa, TableNamesTheLevel) {
+  for (const DType dtype : kTypes) {
+    const QuantKernel& k = Kernel(dtype);
+    EXPECT_EQ(k.weight_type, dtype);
+    const std::string isa = k.isa();
+    switch (GetParam()) {
+      case Isa::kScalar:
+        EXPECT_EQ(isa, "scalar");
+        EXPECT_EQ(k.dot, k.dot_ref);
+        break;
+      case Isa::kAvx2: EXPECT_EQ(isa, "AVX2"); break;
+      case Isa::kAvx512: EXPECT_EQ(isa, Is32WeightType(dtype) ? "AVX512-VNNI" : "AVX2") << DTypeName(dtype); break;
+    }
+    EXPECT_EQ(k.dot_rows != nullptr, GetParam() != Isa::kScalar && Is32WeightType(dtype)) << DTypeName(dtype);
+  }
+  // The default table is the best level this CPU has.
+  const Isa best = ggml_dot::CpuHasAvx512Vnni() ? Isa::kAvx512 : ggml_dot::CpuHasAvx2() ? Isa::kAvx2 : Isa::kScalar;
+  EXPECT_EQ(GgmlQuantKernel(DType::kQ4_0), ggml_dot::GgmlQuantKernelAt(DType::kQ4_0, best));
+}
+
+TEST_P(GgmlDotIsa, QuantizersMatchReference) {
+  std::mt19937 rng(11);
+  for (const DType representative : {DType::kQ4_0, DType::kQ4_1, DType::kQ4_K}) {
+    const QuantKernel& k = Kernel(representative);
+    for (const int64_t n : RowLengths(representative)) {
+      const std::vector<float> x = RandomActivations(n, Traits(GgmlActivationType(representative)).block_size, rng);
+      EXPECT_EQ(Quantize(k, x, false), Quantize(k, x, true)) << DTypeName(representative) << " n=" << n;
+    }
+  }
+}
+
+// `dot` and `dot_rows` against `dot_ref` on fresh random rows and activations: row lengths of 1, 3, 128
+// and 344 blocks (and 1..43 super-blocks); dot_rows with 1..17 rows (8-row steps, the 4-, 2- and 1-row
+// tails) x 1..6 tokens (4x4 tiles and single tokens); rows 64 bytes and activation rows 32 bytes apart
+// beyond their length, and outputs in rows of n_rows + 3, so that every stride argument is checked.
+TEST_P(GgmlDotIsa, DotAndDotRowsMatchReference) {
+  constexpr int64_t kMaxRows = 17;
+  constexpr int64_t kMaxTokens = 6;
+  constexpr size_t kPad = 64, kActPad = 32;
+  constexpr float kUnwritten = 12345.0f;
+  for (const DType dtype : kTypes) {
+    const QuantKernel& k = Kernel(dtype);
+    const int64_t block = Traits(GgmlActivationType(dtype)).block_size;
+    for (const int64_t n : RowLengths(dtype)) {
+      SCOPED_TRACE(fmt::format("{} n={} isa={}", DTypeName(dtype), n, k.isa()));
+      std::mt19937 rng(static_cast<uint32_t>(n) * 7 + static_cast<uint32_t>(dtype));
+      const size_t row_bytes = *StorageBytes(dtype, n);
+      const size_t stride = row_bytes + kPad;
+      std::vector<uint8_t> rows(stride * kMaxRows);
+      for (int64_t r = 0; r < kMaxRows; ++r) {
+        const auto w = RandomWeights(dtype, n, rng);
+        std::memcpy(rows.data() + r * stride, w.data(), row_bytes);
+      }
+      const size_t act_bytes = k.activation_bytes(n, 0);
+      const size_t act_stride = act_bytes + kActPad;
+      std::vector<uint8_t> acts(act_stride * kMaxTokens);
+      std::vector<std::vector<float>> ref(kMaxTokens, std::vector<float>(kMaxRows));
+      std::vector<std::vector<double>> tol(kMaxTokens, std::vector<double>(kMaxRows));
+      for (int64_t t = 0; t < kMaxTokens; ++t) {
+        const auto act = Quantize(k, RandomActivations(n, block, rng), true);
+        std::memcpy(acts.data() + t * act_stride, act.data(), act_bytes);
+        for (int64_t r = 0; r < kMaxRows; ++r) {
+          const uint8_t* row = rows.data() + r * stride;
+          ref[t][r] = k.dot_ref(row, act.data(), n, 0);
+          tol[t][r] = kDotTol * ExactDot(dtype, row, act, n).scale + 1e-30;
+          if (t < 2) {
+            EXPECT_NEAR(k.dot(row, act.data(), n, 0), ref[t][r], tol[t][r]) << "dot, row " << r;
+          }
+        }
+      }
+      if (k.dot_rows == nullptr) continue;
+      for (int64_t n_tokens = 1; n_tokens <= kMaxTokens; ++n_tokens) {
+        for (int64_t n_rows = 1; n_rows <= kMaxRows; ++n_rows) {
+          const int64_t out_stride = n_rows + 3;
+          std::vector<float> out(static_cast<size_t>(out_stride * n_tokens), kUnwritten);
+          k.dot_rows(rows.data(), stride, n_rows, acts.data(), act_stride, n_tokens, n, 0, out.data(), out_stride);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            for (int64_t r = 0; r < n_rows; ++r) {
+              ASSERT_NEAR(out[t * out_stride + r], ref[t][r], tol[t][r])
+                  << "dot_rows of " << n_rows << " rows x " << n_tokens << " tokens: row " << r << ", token " << t;
+            }
+            for (int64_t r = n_rows; r < out_stride; ++r) {
+              ASSERT_EQ(out[t * out_stride + r], kUnwritten) << "dot_rows wrote past its rows, token " << t;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(GgmlDotIsa, MatMulQuantizedMatchesReferences) {
+  for (const DType dtype : kTypes) CheckMatMulQuantized(Kernel(dtype));
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, GgmlDotIsa, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+                         [](const ::testing::TestParamInfo<Isa>& info) { return IsaName(info.param); });
 
 }  // namespace
 }  // namespace mixq

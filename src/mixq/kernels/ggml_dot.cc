@@ -1,5 +1,5 @@
-// ggml's weight types as QuantKernel rows: the scalar references (the oracles of the AVX2 kernels) and
-// the table that picks AVX2 or scalar once per process.
+// ggml's weight types as QuantKernel rows: the scalar references (the oracles of the SIMD kernels) and
+// the table that picks AVX-512 VNNI, AVX2 or scalar once per process.
 //
 // Semantics follow ggml's ggml_vec_dot_<type>_q8_<x>: integer sums inside a block (or sub-block), one
 // float multiply by the product of the weight and activation scales per block, float accumulation. The
@@ -331,7 +331,7 @@ float DotIQ4_XSRef(const void* w, const void* a, int64_t n, int64_t) {
 }
 
 bool CpuHasAvx2() {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
   static const bool has = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -340,6 +340,28 @@ bool CpuHasAvx2() {
 #else
   return false;
 #endif
+}
+
+bool CpuHasAvx512Vnni() {
+#if defined(__x86_64__)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return CpuHasAvx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+const float* HalfTable() {
+  static const float* table = [] {
+    static float values[65536];
+    for (uint32_t h = 0; h < 65536; ++h) values[h] = F16ToF32(static_cast<uint16_t>(h));
+    return values;
+  }();
+  return table;
 }
 
 }  // namespace ggml_dot
@@ -352,40 +374,50 @@ size_t Q8_0Bytes(int64_t n, int64_t) { return static_cast<size_t>(n / ggml::kQK)
 size_t Q8_1Bytes(int64_t n, int64_t) { return static_cast<size_t>(n / ggml::kQK) * sizeof(ggml::BlockQ8_1); }
 size_t Q8_KBytes(int64_t n, int64_t) { return static_cast<size_t>(n / ggml::kQK_K) * sizeof(ggml::BlockQ8_K); }
 
+const char* IsaAvx512() { return "AVX512-VNNI"; }
 const char* IsaAvx2() { return "AVX2"; }
 const char* IsaScalar() { return "scalar"; }
 
-using QuantizeFn = void (*)(const float*, void*, int64_t, int64_t);
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
+using DotRowsFn = decltype(QuantKernel::dot_rows);
 
 struct Entry {
   DType weight;
   DType activation;
   DotFn dot_ref;
   DotFn dot_avx2;
+  DotRowsFn dot_rows_avx2;  // nullptr: MatMul calls dot per row
+  DotFn dot_avx512;         // nullptr: the AVX2 kernels serve the AVX-512 level too
+  DotRowsFn dot_rows_avx512;
 };
 
 #if defined(__x86_64__)
-#define MIXQ_AVX2_OR_NULL(fn) fn
+#define MIXQ_X86_OR_NULL(fn) fn
 #else
-#define MIXQ_AVX2_OR_NULL(fn) nullptr
+#define MIXQ_X86_OR_NULL(fn) nullptr
 #endif
 
+#define MIXQ_SIMD_ROW(type)                                                                              \
+  MIXQ_X86_OR_NULL(Dot##type##Avx2), MIXQ_X86_OR_NULL(DotRows##type##Avx2), MIXQ_X86_OR_NULL(Dot##type##Avx512), \
+      MIXQ_X86_OR_NULL(DotRows##type##Avx512)
+#define MIXQ_AVX2_ONLY_ROW(type) MIXQ_X86_OR_NULL(Dot##type##Avx2), nullptr, nullptr, nullptr
+
 const Entry kEntries[] = {
-    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_AVX2_OR_NULL(DotQ8_0Avx2)},
-    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_AVX2_OR_NULL(DotQ4_0Avx2)},
-    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_AVX2_OR_NULL(DotQ4_1Avx2)},
-    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_AVX2_OR_NULL(DotQ5_0Avx2)},
-    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_AVX2_OR_NULL(DotQ5_1Avx2)},
-    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_AVX2_OR_NULL(DotIQ4_NLAvx2)},
-    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_OR_NULL(DotQ2_KAvx2)},
-    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_OR_NULL(DotQ3_KAvx2)},
-    {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_AVX2_OR_NULL(DotQ4_KAvx2)},
-    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_OR_NULL(DotQ5_KAvx2)},
-    {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_AVX2_OR_NULL(DotQ6_KAvx2)},
-    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_OR_NULL(DotIQ4_XSAvx2)},
+    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_SIMD_ROW(Q8_0)},
+    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0)},
+    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1)},
+    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_SIMD_ROW(Q5_0)},
+    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1)},
+    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL)},
+    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K)},
+    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K)},
+    {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_AVX2_ONLY_ROW(Q4_K)},
+    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K)},
+    {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_AVX2_ONLY_ROW(Q6_K)},
+    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS)},
 };
 constexpr size_t kEntryCount = sizeof(kEntries) / sizeof(kEntries[0]);
+constexpr int kIsaCount = 3;
 
 const Entry* FindEntry(DType dtype) {
   for (const Entry& e : kEntries) {
@@ -394,47 +426,89 @@ const Entry* FindEntry(DType dtype) {
   return nullptr;
 }
 
-QuantKernel MakeKernel(const Entry& e, bool avx2) {
+// The activation quantizers are the same at the AVX2 and AVX-512 levels (they run once per token).
+QuantKernel MakeKernel(const Entry& e, Isa isa) {
+  const bool simd = isa != Isa::kScalar;
   QuantKernel k{};
   k.weight_type = e.weight;
   switch (e.activation) {
     case DType::kQ8_0:
       k.activation_bytes = Q8_0Bytes;
       k.quantize_activation_ref = QuantizeQ8_0Ref;
-      k.quantize_activation = avx2 ? MIXQ_AVX2_OR_NULL(QuantizeQ8_0Avx2) : QuantizeQ8_0Ref;
+      k.quantize_activation = simd ? MIXQ_X86_OR_NULL(QuantizeQ8_0Avx2) : QuantizeQ8_0Ref;
       break;
     case DType::kQ8_1:
       k.activation_bytes = Q8_1Bytes;
       k.quantize_activation_ref = QuantizeQ8_1Ref;
-      k.quantize_activation = avx2 ? MIXQ_AVX2_OR_NULL(QuantizeQ8_1Avx2) : QuantizeQ8_1Ref;
+      k.quantize_activation = simd ? MIXQ_X86_OR_NULL(QuantizeQ8_1Avx2) : QuantizeQ8_1Ref;
       break;
     default:
       k.activation_bytes = Q8_KBytes;
       k.quantize_activation_ref = QuantizeQ8_KRef;
-      k.quantize_activation = avx2 ? MIXQ_AVX2_OR_NULL(QuantizeQ8_KAvx2) : QuantizeQ8_KRef;
+      k.quantize_activation = simd ? MIXQ_X86_OR_NULL(QuantizeQ8_KAvx2) : QuantizeQ8_KRef;
       break;
   }
   k.dot_ref = e.dot_ref;
-  k.dot = avx2 ? e.dot_avx2 : e.dot_ref;
-  k.isa = avx2 ? IsaAvx2 : IsaScalar;
+  if (isa == Isa::kAvx512 && e.dot_avx512 != nullptr) {
+    k.dot = e.dot_avx512;
+    k.dot_rows = e.dot_rows_avx512;
+    k.isa = IsaAvx512;
+  } else if (simd) {
+    k.dot = e.dot_avx2;
+    k.dot_rows = e.dot_rows_avx2;
+    k.isa = IsaAvx2;
+  } else {
+    k.dot = e.dot_ref;
+    k.isa = IsaScalar;
+  }
   return k;
 }
 
-#undef MIXQ_AVX2_OR_NULL
+#undef MIXQ_SIMD_ROW
+#undef MIXQ_AVX2_ONLY_ROW
+#undef MIXQ_X86_OR_NULL
+
+bool CpuHas(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return true;
+    case Isa::kAvx2: return CpuHasAvx2();
+    case Isa::kAvx512: return CpuHasAvx512Vnni();
+  }
+  return false;
+}
+
+// Every level's table, built once; a level this CPU lacks stays empty and is never handed out (its
+// function pointers would be AVX2/AVX-512 code, and non-x86 builds have only the scalar symbols).
+const QuantKernel* KernelTable(Isa isa) {
+  static const auto* tables = [] {
+    static QuantKernel table[kIsaCount][kEntryCount];
+    for (const Isa level : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+      if (!CpuHas(level)) continue;
+      for (size_t i = 0; i < kEntryCount; ++i) table[static_cast<int>(level)][i] = MakeKernel(kEntries[i], level);
+    }
+    return table;
+  }();
+  return tables[static_cast<int>(isa)];
+}
+
+Isa BestIsa() {
+  static const Isa best = CpuHasAvx512Vnni() ? Isa::kAvx512 : CpuHasAvx2() ? Isa::kAvx2 : Isa::kScalar;
+  return best;
+}
 
 }  // namespace
 
-const QuantKernel* GgmlQuantKernel(DType dtype) {
-  static const auto* kernels = [] {
-    static QuantKernel table[kEntryCount];
-    // The AVX2 symbols exist only in x86-64 builds; elsewhere CpuHasAvx2() is false.
-    const bool avx2 = CpuHasAvx2();
-    for (size_t i = 0; i < kEntryCount; ++i) table[i] = MakeKernel(kEntries[i], avx2);
-    return table;
-  }();
+namespace ggml_dot {
+
+const QuantKernel* GgmlQuantKernelAt(DType dtype, Isa isa) {
   const Entry* e = FindEntry(dtype);
-  return e == nullptr ? nullptr : &kernels[e - kEntries];
+  if (e == nullptr || !CpuHas(isa)) return nullptr;
+  return &KernelTable(isa)[e - kEntries];
 }
+
+}  // namespace ggml_dot
+
+const QuantKernel* GgmlQuantKernel(DType dtype) { return GgmlQuantKernelAt(dtype, BestIsa()); }
 
 DType GgmlActivationType(DType weight_type) {
   const Entry* e = FindEntry(weight_type);

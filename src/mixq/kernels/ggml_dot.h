@@ -11,8 +11,9 @@
 namespace mixq {
 
 // The kernels for ggml weight type `dtype` (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-// IQ4_NL, IQ4_XS), or nullptr for any other type. `dot` is AVX2 (+FMA, F16C) when this CPU has it,
-// chosen once; `dot_ref` and `quantize_activation_ref` are the scalar oracles. `group` is ignored.
+// IQ4_NL, IQ4_XS), or nullptr for any other type. `dot` is the best this CPU has, chosen once: AVX-512
+// VNNI for the 32-weight types (which also get `dot_rows`), else AVX2 (+FMA, F16C), else scalar;
+// `dot_ref` and `quantize_activation_ref` are the scalar oracles. `group` is ignored.
 // Rows must be whole blocks (32 weights, 256 for the k-quants and IQ4_XS): an invariant, since model
 // loading validates tensor shapes first.
 const QuantKernel* GgmlQuantKernel(DType dtype);

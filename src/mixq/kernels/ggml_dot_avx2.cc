@@ -20,24 +20,14 @@
 #include "mixq/kernels/ggml_dot_internal.h"
 
 #define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define MIXQ_TILE_TARGET MIXQ_AVX2
+#include "mixq/kernels/ggml_dot_tile.h"
 
 namespace mixq::ggml_dot {
 
 using namespace ggml;
 
 namespace {
-
-// F16 -> F32 by table (256 KiB, built once, as ggml does): one load per scale instead of a move to a
-// vector register and vcvtph2ps, which matters in the legacy kernels that convert two scales per 32
-// weights. Built from F16ToF32, so it is exact.
-const float* HalfTable() {
-  static const float* table = [] {
-    static float values[65536];
-    for (uint32_t h = 0; h < 65536; ++h) values[h] = F16ToF32(static_cast<uint16_t>(h));
-    return values;
-  }();
-  return table;
-}
 
 inline float HalfToFloat(const float* table, uint16_t h) { return table[h]; }
 MIXQ_AVX2 inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
@@ -289,6 +279,99 @@ MIXQ_AVX2 float DotQ4_1Avx2(const void* w, const void* a, int64_t n, int64_t) {
 MIXQ_AVX2 float DotQ5_1Avx2(const void* w, const void* a, int64_t n, int64_t) {
   return DotOffset32<BlockQ5_1, WeightsQ5_1>(w, a, n);
 }
+
+namespace {
+
+// The Kinds of ggml_dot_tile.h (dot_rows): the same block dots as above, with what depends only on the
+// activation block (its bytes, maddubs(K, a) for Q4_0/Q5_0) prepared once for every row of a step.
+struct PreparedBytes {
+  __m256i a;
+};
+struct PreparedWithOffset {
+  __m256i a;
+  __m256i offset_pairs;  // maddubs(K, a): K * (a_2j + a_2j+1) as int16
+};
+
+template <typename WeightBlock, typename ActivationBlock, bool kMin>
+struct KindAvx2 {
+  using Weight = WeightBlock;
+  using Activation = ActivationBlock;
+  static constexpr bool kHasMin = kMin;
+};
+
+// Signed weights: the sign trick, |w| x (a with w's sign).
+template <typename WeightBlock>
+struct KindSigned : KindAvx2<WeightBlock, BlockQ8_0, false> {
+  using Prepared = PreparedBytes;
+  MIXQ_AVX2 static Prepared Prepare(const BlockQ8_0& y) { return {LoadBytes(y.qs)}; }
+  MIXQ_AVX2 static __m256i Dot(__m256i w, const Prepared& p) {
+    return _mm256_madd_epi16(MulPairsSigned(w, p.a), _mm256_set1_epi16(1));
+  }
+};
+// Unsigned codes with value code - K: maddubs(codes, a) - maddubs(K, a), pairs fit in int16.
+template <typename WeightBlock, int kOffset>
+struct KindOffset : KindAvx2<WeightBlock, BlockQ8_0, false> {
+  using Prepared = PreparedWithOffset;
+  MIXQ_AVX2 static Prepared Prepare(const BlockQ8_0& y) {
+    const __m256i a = LoadBytes(y.qs);
+    return {a, _mm256_maddubs_epi16(_mm256_set1_epi8(kOffset), a)};
+  }
+  MIXQ_AVX2 static __m256i Dot(__m256i codes, const Prepared& p) {
+    return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(codes, p.a), p.offset_pairs), _mm256_set1_epi16(1));
+  }
+};
+// Unsigned codes with an offset m per block (applied by the tile through Q8_1's s).
+template <typename WeightBlock>
+struct KindUnsigned : KindAvx2<WeightBlock, BlockQ8_1, true> {
+  using Prepared = PreparedBytes;
+  MIXQ_AVX2 static Prepared Prepare(const BlockQ8_1& y) { return {LoadBytes(y.qs)}; }
+  MIXQ_AVX2 static __m256i Dot(__m256i codes, const Prepared& p) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, p.a), _mm256_set1_epi16(1));
+  }
+};
+
+struct KindQ8_0 : KindSigned<BlockQ8_0> {
+  MIXQ_AVX2 static __m256i Codes(const BlockQ8_0& b) { return LoadBytes(b.qs); }
+};
+struct KindIQ4_NL : KindSigned<BlockIQ4_NL> {
+  MIXQ_AVX2 static __m256i Codes(const BlockIQ4_NL& b) { return _mm256_shuffle_epi8(Iq4nlTable(), Nibbles32(b.qs)); }
+};
+struct KindQ4_0 : KindOffset<BlockQ4_0, 8> {
+  MIXQ_AVX2 static __m256i Codes(const BlockQ4_0& b) { return Nibbles32(b.qs); }
+};
+struct KindQ5_0 : KindOffset<BlockQ5_0, 16> {
+  MIXQ_AVX2 static __m256i Codes(const BlockQ5_0& b) {
+    return _mm256_or_si256(Nibbles32(b.qs), _mm256_and_si256(BitsToBytes32(b.qh), _mm256_set1_epi8(0x10)));
+  }
+};
+struct KindQ4_1 : KindUnsigned<BlockQ4_1> {
+  MIXQ_AVX2 static __m256i Codes(const BlockQ4_1& b) { return WeightsQ4_1(b); }
+};
+struct KindQ5_1 : KindUnsigned<BlockQ5_1> {
+  MIXQ_AVX2 static __m256i Codes(const BlockQ5_1& b) { return WeightsQ5_1(b); }
+};
+
+// 16 vector registers: decode steps of 4 rows, prefill tiles of 2 rows x 2 tokens.
+constexpr int kRows = 4, kTileRows = 2, kTileTokens = 2;
+
+}  // namespace
+
+#define MIXQ_GGML_DOT_DEFINE_ROWS(type)                                                                          \
+  MIXQ_AVX2 void DotRows##type##Avx2(const void* w, size_t row_bytes, int64_t n_rows, const void* a,            \
+                                     size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,       \
+                                     int64_t out_stride) {                                                      \
+    TileDotRows<Kind##type, kRows, kTileRows, kTileTokens>(w, row_bytes, n_rows, a, act_bytes, n_tokens, n, out, \
+                                                           out_stride);                                      \
+  }
+
+MIXQ_GGML_DOT_DEFINE_ROWS(Q8_0)
+MIXQ_GGML_DOT_DEFINE_ROWS(Q4_0)
+MIXQ_GGML_DOT_DEFINE_ROWS(Q4_1)
+MIXQ_GGML_DOT_DEFINE_ROWS(Q5_0)
+MIXQ_GGML_DOT_DEFINE_ROWS(Q5_1)
+MIXQ_GGML_DOT_DEFINE_ROWS(IQ4_NL)
+
+#undef MIXQ_GGML_DOT_DEFINE_ROWS
 
 namespace {
 

@@ -1,7 +1,12 @@
-// Declarations shared by ggml_dot.cc (table, scalar references) and ggml_dot_avx2.cc (AVX2 kernels).
+// Declarations shared by ggml_dot.cc (table, scalar references), ggml_dot_avx2.cc (AVX2 kernels),
+// ggml_dot_avx512.cc (AVX-512 VNNI kernels) and the tests that force one instruction-set level.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+
+#include "mixq/kernels/quant_kernel.h"
+#include "mixq/tensor/dtype.h"
 
 namespace mixq::ggml_dot {
 
@@ -29,7 +34,51 @@ MIXQ_GGML_DOT_DECLARE(Avx2)
 
 #undef MIXQ_GGML_DOT_DECLARE
 
+// The AVX2 `dot_rows` (QuantKernel::dot_rows) of the 32-weight types: several rows and tokens sharing
+// each activation block and weight block. Defined only on x86-64 builds; callable where CpuHasAvx2().
+#define MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(type)                                                         \
+  void DotRows##type##Avx2(const void* w, size_t row_bytes, int64_t n_rows, const void* a,           \
+                           size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,  \
+                           int64_t out_stride);
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q8_0)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q4_0)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q4_1)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q5_0)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q5_1)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(IQ4_NL)
+#undef MIXQ_GGML_DOT_DECLARE_ROWS_AVX2
+
+// The AVX-512 VNNI kernels of the 32-weight types (the k-quants keep their AVX2 kernels at that level):
+// `dot` of one row, and `dot_rows` (QuantKernel::dot_rows) over several rows and tokens sharing each
+// activation block and weight block. Defined only on x86-64 builds; callable only where CpuHasAvx512Vnni() is true.
+#define MIXQ_GGML_DOT_DECLARE_ROWS(type)                                                               \
+  float Dot##type##Avx512(const void* w, const void* a, int64_t n, int64_t group);                     \
+  void DotRows##type##Avx512(const void* w, size_t row_bytes, int64_t n_rows, const void* a,           \
+                             size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,  \
+                             int64_t out_stride);
+MIXQ_GGML_DOT_DECLARE_ROWS(Q8_0)
+MIXQ_GGML_DOT_DECLARE_ROWS(Q4_0)
+MIXQ_GGML_DOT_DECLARE_ROWS(Q4_1)
+MIXQ_GGML_DOT_DECLARE_ROWS(Q5_0)
+MIXQ_GGML_DOT_DECLARE_ROWS(Q5_1)
+MIXQ_GGML_DOT_DECLARE_ROWS(IQ4_NL)
+#undef MIXQ_GGML_DOT_DECLARE_ROWS
+
 // Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C), detected once.
 bool CpuHasAvx2();
+// Whether this CPU runs the AVX-512 kernels (AVX2 level plus AVX512F/BW/VL/VNNI), detected once.
+bool CpuHasAvx512Vnni();
+
+// F16 -> F32 by table (256 KiB, built once, exact: built from F16ToF32), as ggml does: one load per
+// block scale instead of a move to a vector register and vcvtph2ps.
+const float* HalfTable();
+
+// The instruction-set levels of the kernel table, lowest first. GgmlQuantKernel picks the highest this
+// CPU has; tests force each one to keep every path checked on a CPU that has several.
+enum class Isa { kScalar, kAvx2, kAvx512 };
+
+// The kernels of ggml weight type `dtype` at level `isa`, or nullptr if the type has no kernels or this
+// CPU lacks the level. At kAvx512 the types without AVX-512 kernels get their AVX2 ones (isa() says so).
+const QuantKernel* GgmlQuantKernelAt(DType dtype, Isa isa);
 
 }  // namespace mixq::ggml_dot

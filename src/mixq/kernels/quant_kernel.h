@@ -24,6 +24,12 @@ struct QuantKernel {
   float (*dot_ref)(const void* w_row, const void* activation, int64_t n, int64_t group);
   // Which instruction set `dot` uses on this CPU ("AVX2", "scalar"), for tests and benchmarks.
   const char* (*isa)();
+  // Optional (nullptr: MatMul calls `dot` per row and token): out[t * out_stride + r] =
+  // `dot`(w + r * row_bytes, activations + t * activation_bytes) for r < n_rows and t < n_tokens, in one
+  // call that can share each activation block among rows and each weight block among tokens.
+  void (*dot_rows)(const void* w, size_t row_bytes, int64_t n_rows, const void* activations,
+                   size_t activation_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
+                   int64_t out_stride) = nullptr;
 };
 
 // The kernels for weights stored in `dtype`, or nullptr if it has none (the float types use MatMul's
