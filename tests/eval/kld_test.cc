@@ -20,6 +20,7 @@
 #include "mixq/base/file.h"
 #include "mixq/model/save_gguf.h"
 #include "mixq/model/synth.h"
+#include "cli_runner.h"
 #include "test_paths.h"
 
 namespace mixq {
@@ -351,32 +352,15 @@ TEST_F(KldModelTest, TruncatedOrCorruptBaseLogitsAreRefused) {
 
 // ---- The command -------------------------------------------------------------------------------
 
-struct RunResult {
-  int exit_code;
-  std::string output;
-};
-
-RunResult RunCli(const std::string& args) {
-  const std::string command = testing::CliPath() + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
 TEST_F(KldModelTest, CommandSavesAndReusesBaseLogits) {
   const std::string saved = *dir_ + "/cli.kld";
   const std::string common = " -f " + TextPath() + " --ctx 64 --chunks 2";
-  const RunResult first = RunCli("kld " + Stories260KPath() + " " + *dir_ + "/stories260K-f16.gguf" + common +
+  const testing::CliRun first = testing::RunMixq("kld " + Stories260KPath() + " " + *dir_ + "/stories260K-f16.gguf" + common +
                                  " --save-base " + saved + " --base-precision f32 --json");
   ASSERT_EQ(first.exit_code, 0) << first.output;
   EXPECT_NE(first.output.find("\"kld_percentiles\""), std::string::npos) << first.output;
   // QUANT alone with the file: --ctx and --chunks come from its header.
-  const RunResult second = RunCli("kld " + *dir_ + "/stories260K-f16.gguf -f " + TextPath() + " --base-logits " +
+  const testing::CliRun second = testing::RunMixq("kld " + *dir_ + "/stories260K-f16.gguf -f " + TextPath() + " --base-logits " +
                                   saved + " --json");
   ASSERT_EQ(second.exit_code, 0) << second.output;
   const auto kld_line = [](const std::string& out) {
@@ -384,11 +368,11 @@ TEST_F(KldModelTest, CommandSavesAndReusesBaseLogits) {
     return out.substr(at, out.find('}', at) - at);
   };
   EXPECT_EQ(kld_line(first.output), kld_line(second.output));
-  const RunResult text = RunCli("kld " + Stories260KPath() + " " + Stories260KPath() + common);
+  const testing::CliRun text = testing::RunMixq("kld " + Stories260KPath() + " " + Stories260KPath() + common);
   ASSERT_EQ(text.exit_code, 0) << text.output;
   EXPECT_NE(text.output.find("Mean    KLD:   0.000000 ±   0.000000"), std::string::npos) << text.output;
   EXPECT_NE(text.output.find("Same top p: 100.000 ± 0.000 %"), std::string::npos) << text.output;
-  const RunResult one = RunCli("kld " + Stories260KPath() + common);
+  const testing::CliRun one = testing::RunMixq("kld " + Stories260KPath() + common);
   EXPECT_EQ(one.exit_code, 1) << one.output;
   EXPECT_NE(one.output.find("--base-logits"), std::string::npos) << one.output;
 }

@@ -9,31 +9,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_runner.h"
 #include "test_paths.h"
 
 namespace mixq {
 namespace {
 
-using testing::CliPath;
+using testing::CliRun;
+using testing::RunMixq;
 using testing::SharedPath;
 using testing::Stories260KPath;
-
-struct CliRun {
-  int exit_code;
-  std::string output;
-};
-
-CliRun RunMixq(const std::string& args, bool with_stderr = true) {
-  const std::string command = CliPath() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* pipe = popen(command.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
 
 std::string DataArg() { return " --data " + SharedPath("data"); }
 

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "cli_runner.h"
 #include "test_paths.h"
 
 namespace mixq {
@@ -18,42 +19,25 @@ using testing::CliPath;
 using testing::SharedPath;
 using testing::Stories260KPath;
 
-struct RunResult {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-RunResult RunCli(const std::string& args) {
-  const std::string command = CliPath() + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
 TEST(CliTest, InfoDescribesStories260K) {
-  const RunResult r = RunCli("info " + Stories260KPath());
+  const testing::CliRun r = testing::RunMixq("info " + Stories260KPath());
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("blk.4.ffn_down.weight"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("parameters:"), std::string::npos);
-  const RunResult j = RunCli("info --json " + Stories260KPath());
+  const testing::CliRun j = testing::RunMixq("info --json " + Stories260KPath());
   EXPECT_EQ(j.exit_code, 0) << j.output;
   EXPECT_NE(j.output.find("\"bits_per_weight\": 32.0"), std::string::npos) << j.output;
 }
 
 TEST(CliTest, GreedyGenerationStreamsTheStory) {
-  const RunResult r = RunCli("generate " + Stories260KPath() + " --temp 0 -n 30");
+  const testing::CliRun r = testing::RunMixq("generate " + Stories260KPath() + " --temp 0 -n 30");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.output;
   EXPECT_NE(r.output.find("tokens/s"), std::string::npos);
 }
 
 TEST(CliTest, MissingModelIsAnErrorNamingIt) {
-  const RunResult r = RunCli("info /nonexistent/model.gguf");
+  const testing::CliRun r = testing::RunMixq("info /nonexistent/model.gguf");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("mixq: error:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("/nonexistent/model.gguf"), std::string::npos) << r.output;
@@ -62,24 +46,24 @@ TEST(CliTest, MissingModelIsAnErrorNamingIt) {
 TEST(CliTest, WrongMagicGgufIsAnError) {
   const std::string path = ::testing::TempDir() + "/not_really.gguf";
   std::ofstream(path) << "this is not a model at all, just text";
-  const RunResult r = RunCli("info " + path);
+  const testing::CliRun r = testing::RunMixq("info " + path);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("not_really.gguf"), std::string::npos) << r.output;
 }
 
 TEST(CliTest, OutOfRangeOptionsAreRejected) {
   for (const std::string& bad : {std::string("--temp -1"), std::string("--top-p 0"), std::string("--top-p 1.5")}) {
-    const RunResult r = RunCli("generate " + Stories260KPath() + " -n 1 " + bad);
+    const testing::CliRun r = testing::RunMixq("generate " + Stories260KPath() + " -n 1 " + bad);
     EXPECT_NE(r.exit_code, 0) << bad;
     EXPECT_NE(r.output.find(bad.substr(0, bad.find(' '))), std::string::npos) << r.output;
   }
-  const RunResult scoring = RunCli("ppl " + Stories260KPath() + " -f x --scoring other");
+  const testing::CliRun scoring = testing::RunMixq("ppl " + Stories260KPath() + " -f x --scoring other");
   EXPECT_NE(scoring.exit_code, 0);
   EXPECT_NE(scoring.output.find("--scoring"), std::string::npos) << scoring.output;
 }
 
 TEST(CliTest, ContextLargerThanTrainedWarnsAsLlamaCpp) {
-  const RunResult r = RunCli("ppl " + Stories260KPath() + " -f " +
+  const testing::CliRun r = testing::RunMixq("ppl " + Stories260KPath() + " -f " +
                              SharedPath("data/tinystories/TinyStories-valid.head30k.txt") +
                              " --ctx 1024 --chunks 1 --json");
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -90,7 +74,7 @@ TEST(CliTest, ContextLargerThanTrainedWarnsAsLlamaCpp) {
 TEST(CliTest, TextTooShortForTheContextIsAnError) {
   const std::string path = ::testing::TempDir() + "/short.txt";
   std::ofstream(path) << "Once upon a time.";
-  const RunResult r = RunCli("ppl " + Stories260KPath() + " -f " + path);
+  const testing::CliRun r = testing::RunMixq("ppl " + Stories260KPath() + " -f " + path);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--ctx 512 needs at least 1024"), std::string::npos) << r.output;
 }
@@ -98,43 +82,43 @@ TEST(CliTest, TextTooShortForTheContextIsAnError) {
 
 TEST(CliTest, QuantizePrintsATableAndTheFileRuns) {
   const std::string out = ::testing::TempDir() + "/cli-int4.gguf";
-  const RunResult r = RunCli("quantize " + Stories260KPath() + " " + out + " --type int4-g128");
+  const testing::CliRun r = testing::RunMixq("quantize " + Stories260KPath() + " " + out + " --type int4-g128");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("blk.4.ffn_down.weight"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("int4-g128"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("bits per weight"), std::string::npos) << r.output;
-  const RunResult info = RunCli("info " + out);
+  const testing::CliRun info = testing::RunMixq("info " + out);
   ASSERT_EQ(info.exit_code, 0) << info.output;
   EXPECT_NE(info.output.find("int4-g128"), std::string::npos) << info.output;
-  const RunResult gen = RunCli("generate " + out + " --temp 0 -n 20");
+  const testing::CliRun gen = testing::RunMixq("generate " + out + " --temp 0 -n 20");
   EXPECT_EQ(gen.exit_code, 0) << gen.output;
-  const RunResult json = RunCli("quantize " + Stories260KPath() + " " + out + " --policy q4_k_m --json");
+  const testing::CliRun json = testing::RunMixq("quantize " + Stories260KPath() + " " + out + " --policy q4_k_m --json");
   ASSERT_EQ(json.exit_code, 0) << json.output;
   EXPECT_NE(json.output.find("\"output_bits_per_weight\""), std::string::npos) << json.output;
 }
 
 TEST(CliTest, QuantizeErrorsNameTheOption) {
   const std::string out = ::testing::TempDir() + "/cli-bad.gguf";
-  RunResult r = RunCli("quantize " + Stories260KPath() + " " + out + " --type q9_k");
+  testing::CliRun r = testing::RunMixq("quantize " + Stories260KPath() + " " + out + " --type q9_k");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--type 'q9_k'"), std::string::npos) << r.output;
-  r = RunCli("quantize " + Stories260KPath() + " " + out + " --policy /nonexistent.policy");
+  r = testing::RunMixq("quantize " + Stories260KPath() + " " + out + " --policy /nonexistent.policy");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("/nonexistent.policy"), std::string::npos) << r.output;
-  r = RunCli("quantize " + Stories260KPath() + " " + out + " --type q4_k --strict");
+  r = testing::RunMixq("quantize " + Stories260KPath() + " " + out + " --type q4_k --strict");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("token_embd.weight"), std::string::npos) << r.output;
-  r = RunCli("quantize " + Stories260KPath() + " " + out);
+  r = testing::RunMixq("quantize " + Stories260KPath() + " " + out);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--type"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(out));
   // Writing over the input is refused and leaves it intact.
   const std::string in = ::testing::TempDir() + "/cli-q8.gguf";
-  ASSERT_EQ(RunCli("quantize " + Stories260KPath() + " " + in + " --type q8_0").exit_code, 0);
-  r = RunCli("quantize " + in + " " + in + " --type q4_0");
+  ASSERT_EQ(testing::RunMixq("quantize " + Stories260KPath() + " " + in + " --type q8_0").exit_code, 0);
+  r = testing::RunMixq("quantize " + in + " " + in + " --type q4_0");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("refusing to overwrite"), std::string::npos) << r.output;
-  EXPECT_EQ(RunCli("info " + in).exit_code, 0);
+  EXPECT_EQ(testing::RunMixq("info " + in).exit_code, 0);
 }
 
 }  // namespace
