@@ -20,7 +20,8 @@ std::string WriteIntTensor(const std::string& name, int64_t group) {
   GgufWriter w;
   w.SetString("general.architecture", "llama");
   w.AddTensor("blk.0.ffn_down.weight", DType::kInt4, shape, data.data(), data.size(), group);
-  w.AddTensor("blk.0.ffn_norm.weight", DType::kF32, {4}, std::vector<float>(4, 1.0f).data(), 16);
+  const std::vector<float> norm(4, 1.0f);  // must outlive Write: the writer keeps the pointer
+  w.AddTensor("blk.0.ffn_norm.weight", DType::kF32, {4}, norm.data(), 16);
   w.Write(path);
   return path;
 }
