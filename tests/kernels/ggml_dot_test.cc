@@ -16,6 +16,7 @@
 #include "mixq/formats/float16.h"
 #include "mixq/formats/ggml_blocks.h"
 #include "mixq/formats/ggml_dequant.h"
+#include "mixq/kernels/cpu_features.h"
 #include "mixq/kernels/ggml_dot_internal.h"
 #include "mixq/tensor/tensor.h"
 
@@ -392,7 +393,7 @@ TEST_P(GgmlDotIsa, TableNamesTheLevel) {
     EXPECT_EQ(k.dot_rows != nullptr, GetParam() != Isa::kScalar && Is32WeightType(dtype)) << DTypeName(dtype);
   }
   // The default table is the best level this CPU has.
-  const Isa best = ggml_dot::CpuHasAvx512Vnni() ? Isa::kAvx512 : ggml_dot::CpuHasAvx2() ? Isa::kAvx2 : Isa::kScalar;
+  const Isa best = CpuHasAvx512Vnni() ? Isa::kAvx512 : CpuHasAvx2() ? Isa::kAvx2 : Isa::kScalar;
   EXPECT_EQ(GgmlQuantKernel(DType::kQ4_0), ggml_dot::GgmlQuantKernelAt(DType::kQ4_0, best));
 }
 

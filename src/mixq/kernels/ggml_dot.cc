@@ -7,6 +7,8 @@
 // Q8_1, round-half-to-even with scale -127/max for Q8_K).
 #include "mixq/kernels/ggml_dot.h"
 
+#include "mixq/kernels/cpu_features.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -330,30 +332,6 @@ float DotIQ4_XSRef(const void* w, const void* a, int64_t n, int64_t) {
   return DotK<BlockIQ4_XS, DecodeIQ4_XS>(w, a, n);
 }
 
-bool CpuHasAvx2() {
-#if defined(__x86_64__)
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  }();
-  return has;
-#else
-  return false;
-#endif
-}
-
-bool CpuHasAvx512Vnni() {
-#if defined(__x86_64__)
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return CpuHasAvx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-  }();
-  return has;
-#else
-  return false;
-#endif
-}
 
 const float* HalfTable() {
   static const float* table = [] {

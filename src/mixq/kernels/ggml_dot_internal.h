@@ -64,10 +64,7 @@ MIXQ_GGML_DOT_DECLARE_ROWS(Q5_1)
 MIXQ_GGML_DOT_DECLARE_ROWS(IQ4_NL)
 #undef MIXQ_GGML_DOT_DECLARE_ROWS
 
-// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C), detected once.
-bool CpuHasAvx2();
-// Whether this CPU runs the AVX-512 kernels (AVX2 level plus AVX512F/BW/VL/VNNI), detected once.
-bool CpuHasAvx512Vnni();
+// Which of these kernels this CPU runs: CpuHasAvx2() / CpuHasAvx512Vnni() in cpu_features.h.
 
 // F16 -> F32 by table (256 KiB, built once, exact: built from F16ToF32), as ggml does: one load per
 // block scale instead of a move to a vector register and vcvtph2ps.

@@ -1,6 +1,8 @@
 // The INT kernels' table, activation layout and scalar references (the oracle for the AVX2 paths).
 #include "mixq/kernels/int_dot.h"
 
+#include "mixq/kernels/cpu_features.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -90,11 +92,7 @@ void AddKernels(std::array<QuantKernel, 14>& table, size_t offset) {
 
 }  // namespace
 
-bool IntDotHasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
+bool IntDotHasAvx2() { return CpuHasAvx2(); }
 
 int64_t IntActivationBlockCount(int64_t n, int64_t group) {
   if (n <= 0) return 0;
