@@ -66,23 +66,31 @@ void ImportanceWeights(const float* x, const float* qw, float sigma2, int n, flo
   for (int j = 0; j < n; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
 }
 
+// The codes and scale of one Q4_0 / Q5_0 block (codes 0 .. 2 * half - 1, value = d * (code - half)): ggml's
+// importance-weighted search when there are importances, else its plain rule, where the signed extreme
+// becomes code 0 (-half * d): the one end of [-half, half - 1] with no partner at +half.
+float SymmetricBlockCodes(const float* x, const float* importance, float sigma2, int half, uint8_t* codes) {
+  if (importance != nullptr) {
+    float weight[kQK];
+    int8_t L[kQK];
+    ImportanceWeights(x, importance, sigma2, kQK, weight);
+    const float d = MakeQxQuants(kQK, half, x, L, weight);
+    for (int j = 0; j < kQK; ++j) codes[j] = static_cast<uint8_t>(L[j]);
+    return d;
+  }
+  const float d = SignedAbsMax(x, kQK) / static_cast<float>(-half);
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  for (int j = 0; j < kQK; ++j) {
+    codes[j] = static_cast<uint8_t>(TruncateClamped(x[j] * id + (static_cast<float>(half) + 0.5f), 0, 2 * half - 1));
+  }
+  return d;
+}
+
 void QuantizeQ4_0(const float* x, void* dst, int64_t n_blocks, const float* importance, float sigma2) {
   for (int64_t i = 0; i < n_blocks; ++i, x += kQK) {
     BlockQ4_0 b{};
     uint8_t codes[kQK];
-    if (importance != nullptr) {
-      float weight[kQK];
-      int8_t L[kQK];
-      ImportanceWeights(x, importance + i * kQK, sigma2, kQK, weight);
-      b.d = F32ToF16(MakeQxQuants(kQK, 8, x, L, weight));
-      for (int j = 0; j < kQK; ++j) codes[j] = static_cast<uint8_t>(L[j]);
-    } else {
-      // The signed extreme becomes code 0 (-8 * d): the one end of [-8, 7] with no partner at +8.
-      const float d = SignedAbsMax(x, kQK) / -8;
-      const float id = d != 0 ? 1.0f / d : 0.0f;
-      b.d = F32ToF16(d);
-      for (int j = 0; j < kQK; ++j) codes[j] = static_cast<uint8_t>(TruncateClamped(x[j] * id + 8.5f, 0, 15));
-    }
+    b.d = F32ToF16(SymmetricBlockCodes(x, importance ? importance + i * kQK : nullptr, sigma2, 8, codes));
     PackNibbles(codes, b.qs);
     StoreBlock(dst, i, b);
   }
@@ -92,18 +100,7 @@ void QuantizeQ5_0(const float* x, void* dst, int64_t n_blocks, const float* impo
   for (int64_t i = 0; i < n_blocks; ++i, x += kQK) {
     BlockQ5_0 b{};
     uint8_t codes[kQK];
-    if (importance != nullptr) {
-      float weight[kQK];
-      int8_t L[kQK];
-      ImportanceWeights(x, importance + i * kQK, sigma2, kQK, weight);
-      b.d = F32ToF16(MakeQxQuants(kQK, 16, x, L, weight));
-      for (int j = 0; j < kQK; ++j) codes[j] = static_cast<uint8_t>(L[j]);
-    } else {
-      const float d = SignedAbsMax(x, kQK) / -16;
-      const float id = d != 0 ? 1.0f / d : 0.0f;
-      b.d = F32ToF16(d);
-      for (int j = 0; j < kQK; ++j) codes[j] = static_cast<uint8_t>(TruncateClamped(x[j] * id + 16.5f, 0, 31));
-    }
+    b.d = F32ToF16(SymmetricBlockCodes(x, importance ? importance + i * kQK : nullptr, sigma2, 16, codes));
     PackNibbles(codes, b.qs);
     PackHighBits(codes, b.qh);
     StoreBlock(dst, i, b);

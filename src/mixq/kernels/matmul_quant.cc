@@ -1,10 +1,9 @@
 // MatMul over quantized weights: the activations are quantized once, then each output is one integer
 // dot product of a stored weight row with a quantized activation row, never a dequantized matrix.
 //
-// Decode (one token) splits rows across threads and streams every weight row once; kernels with
-// `dot_rows` get kGemvRows rows per call (they share each activation block among several rows), and in
-// prefill a whole row block with every token (they share each weight block among several tokens too).
-// Prefill walks blocks of kRowBlock rows: a block's weights (16 rows of a 4096-wide Q4_0 matrix: 36 KiB)
+// Decode and prefill both walk blocks of kRowBlock rows split across threads; kernels with `dot_rows` get a whole block with
+// every token per call (sharing each activation block among rows, and each weight block among tokens).
+// Decode streams every weight row once. In prefill a block's weights (16 rows of a 4096-wide Q4_0 matrix: 36 KiB)
 // stay in L2 while every token's activation row passes by, so the weights are read from memory once per
 // call, not once a token.
 #include <algorithm>
@@ -18,8 +17,6 @@ namespace mixq {
 namespace {
 
 constexpr int64_t kRowBlock = 16;
-// Rows per dot_rows call in decode: enough to amortise the call, few enough to split rows evenly.
-constexpr int64_t kGemvRows = 16;
 // Below this many multiply-adds one thread is faster than waking the others (as in matmul.cc).
 constexpr int64_t kMinParallelMacs = int64_t{1} << 17;
 
@@ -42,35 +39,22 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
   for (int64_t t = 0; t < n_tokens; ++t) {
     kernel.quantize_activation(x + t * cols, act + static_cast<size_t>(t) * act_bytes, cols, w.group);
   }
+  // Decode is the same walk with one token: blocks of kRowBlock rows split across threads.
   const size_t row_bytes = w.row_bytes();
-  if (n_tokens == 1) {
-    if (kernel.dot_rows != nullptr) {
-      const int64_t n_steps = (rows + kGemvRows - 1) / kGemvRows;
-#pragma omp parallel for schedule(static) if (parallel)
-      for (int64_t s = 0; s < n_steps; ++s) {
-        const int64_t r0 = s * kGemvRows;
-        kernel.dot_rows(w.row(r0), row_bytes, std::min(kGemvRows, rows - r0), act, act_bytes, 1, cols, w.group,
-                        y + r0, rows);
-      }
-      return;
-    }
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t r = 0; r < rows; ++r) y[r] = kernel.dot(w.row(r), act, cols, w.group);
-    return;
-  }
+  const auto row = [&](int64_t r) { return w.data + static_cast<size_t>(r) * row_bytes; };
   const int64_t n_blocks = (rows + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t b = 0; b < n_blocks; ++b) {
     const int64_t r0 = b * kRowBlock;
     const int64_t r1 = std::min(rows, r0 + kRowBlock);
     if (kernel.dot_rows != nullptr) {
-      kernel.dot_rows(w.row(r0), row_bytes, r1 - r0, act, act_bytes, n_tokens, cols, w.group, y + r0, rows);
+      kernel.dot_rows(row(r0), row_bytes, r1 - r0, act, act_bytes, n_tokens, cols, w.group, y + r0, rows);
       continue;
     }
     for (int64_t t = 0; t < n_tokens; ++t) {
       const std::byte* a = act + static_cast<size_t>(t) * act_bytes;
       float* yt = y + t * rows;
-      for (int64_t r = r0; r < r1; ++r) yt[r] = kernel.dot(w.row(r), a, cols, w.group);
+      for (int64_t r = r0; r < r1; ++r) yt[r] = kernel.dot(row(r), a, cols, w.group);
     }
   }
 }

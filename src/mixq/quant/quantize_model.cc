@@ -141,10 +141,10 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
       }
     }
     r.format = plan.format ? WeightFormatName(*plan.format) : fmt::format("{} (kept)", DTypeName(src.dtype));
+    r.bytes = plan.format ? *TensorBytes(plan.format->dtype, src.shape, plan.format->group) : src.bytes;
+    r.bits_per_weight = 8.0 * static_cast<double>(r.bytes) / static_cast<double>(src.elements());
     if (slot.role == TensorRole::kLinear) {
-      const DType stored = plan.format ? plan.format->dtype : src.dtype;
-      linear_bytes[stored] += static_cast<int64_t>(plan.format ? *TensorBytes(stored, src.shape, plan.format->group)
-                                                               : src.bytes);
+      linear_bytes[plan.format ? plan.format->dtype : src.dtype] += static_cast<int64_t>(r.bytes);
     }
     report.tensors.push_back(std::move(r));
     plans.emplace(slot.name, std::move(plan));
@@ -157,14 +157,10 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     TensorQuantReport& r = report.tensors[plan.report_index];
     const TensorView src = plan.src;
     if (!plan.format) {
-      r.bytes = src.bytes;
-      r.bits_per_weight = 8.0 * static_cast<double>(src.bytes) / static_cast<double>(src.elements());
       progress.Update(++done);
       return TensorEncoding{src.dtype, src.group, nullptr};
     }
     const WeightFormat format = *plan.format;
-    r.bytes = *TensorBytes(format.dtype, src.shape, format.group);
-    r.bits_per_weight = 8.0 * static_cast<double>(r.bytes) / static_cast<double>(src.elements());
     const int64_t stored_group = IsIntFormat(format.dtype) ? format.group : 0;
     return TensorEncoding{format.dtype, stored_group, [&, src, format](std::byte* dst) {
                             const int64_t rows = src.rows();
