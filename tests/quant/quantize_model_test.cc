@@ -158,7 +158,9 @@ TEST(QuantizeModelTest, KQuantsRunAHuggingFaceModel) {
     const std::string path = TempPath("docs-" + format + ".gguf");
     const QuantizeReport report = Quantize(hf, format, path);
     for (const TensorQuantReport& t : report.tensors) {
-      if (!t.name.ends_with("_norm.weight")) EXPECT_EQ(t.format, format) << t.name;  // every dim fits 256-blocks
+      if (!t.name.ends_with("_norm.weight")) {
+        EXPECT_EQ(t.format, format) << t.name;  // every dim fits 256-blocks
+      }
     }
     const Model q = LoadModel(path);
     const double ppl = EvaluatePerplexity(q, TokenizeForPerplexity(q, text), options).ppl;

@@ -113,54 +113,92 @@ void Attention(const LlamaConfig& c, const KvCache& cache, int64_t layer, const 
   }
 }
 
-// One batch of at most max_batch tokens; writes the final normed hidden states to state.xn.
-void ForwardBatch(const Model& model, InferenceState& s, std::span<const int32_t> tokens, int64_t pos0) {
-  const LlamaConfig& c = model.config;
-  const LlamaWeights& w = model.weights;
+// Runs one linear layer and reports it to the observer, if any.
+void Linear(InferenceState& s, int64_t layer, LinearKind kind, const TensorView& w, const float* in, int64_t n,
+            float* out) {
+  MatMul(w, in, n, out);
+  if (s.observer) {
+    s.observer(LinearCall{.layer = layer, .kind = kind, .weight = &w, .input = in, .output = out, .n_tokens = n,
+                          .in_dim = w.shape[1], .out_dim = w.shape[0]});
+  }
+}
+
+}  // namespace
+
+const char* LinearKindName(LinearKind kind) {
+  static constexpr const char* kNames[kLinearKinds] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                                        "ffn_gate", "ffn_up", "ffn_down"};
+  return kNames[static_cast<int>(kind)];
+}
+
+void EmbedTokens(const LlamaConfig& c, const LlamaWeights& w, InferenceState& s, std::span<const int32_t> tokens) {
   const int64_t n = static_cast<int64_t>(tokens.size());
+  MIXQ_CHECK_LE(n, s.max_batch);
   float* x = s.x.as<float>();
-  float* xn = s.xn.as<float>();
   for (int64_t t = 0; t < n; ++t) {
     MIXQ_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab_size);
     RowToFloat(w.token_embd.dtype, w.token_embd.row(tokens[t]), x + t * c.dim, c.dim, w.token_embd.group);
   }
-  const int64_t half = c.head_dim / 2;
-  float* rope_cos = s.rope_cos.as<float>();
-  float* rope_sin = s.rope_sin.as<float>();
-  ComputeRopeAngles(c, pos0, n, rope_cos, rope_sin);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < n; ++t) {
-      RmsNorm(x + t * c.dim, lw.attn_norm.as<float>(), xn + t * c.dim, c.dim, c.rms_eps);
-    }
-    float* q = s.q.as<float>();
-    float* k = s.k.as<float>();
-    float* v = s.v.as<float>();
-    MatMul(lw.wq, xn, n, q);
-    MatMul(lw.wk, xn, n, k);
-    MatMul(lw.wv, xn, n, v);
-    for (int64_t t = 0; t < n; ++t) {
-      ApplyRope(c, q + t * c.q_dim(), c.n_heads, rope_cos + t * half, rope_sin + t * half);
-      ApplyRope(c, k + t * c.kv_dim(), c.n_kv_heads, rope_cos + t * half, rope_sin + t * half);
-      std::copy_n(k + t * c.kv_dim(), c.kv_dim(), s.cache.key(l, pos0 + t));
-      std::copy_n(v + t * c.kv_dim(), c.kv_dim(), s.cache.value(l, pos0 + t));
-    }
-    Attention(c, s.cache, l, q, n, pos0, s.scores.as<float>(), s.attn.as<float>());
-    float* proj = s.proj.as<float>();
-    MatMul(lw.wo, s.attn.as<float>(), n, proj);
-    for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];
+}
 
-    for (int64_t t = 0; t < n; ++t) {
-      RmsNorm(x + t * c.dim, lw.ffn_norm.as<float>(), xn + t * c.dim, c.dim, c.rms_eps);
-    }
-    float* gate = s.gate.as<float>();
-    float* up = s.up.as<float>();
-    MatMul(lw.w_gate, xn, n, gate);
-    MatMul(lw.w_up, xn, n, up);
-    SwiGlu(gate, up, n * c.hidden_dim);
-    MatMul(lw.w_down, gate, n, proj);
-    for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];
+void PrepareRope(const LlamaConfig& c, InferenceState& s, int64_t pos0, int64_t n) {
+  MIXQ_CHECK_LE(n, s.max_batch);
+  ComputeRopeAngles(c, pos0, n, s.rope_cos.as<float>(), s.rope_sin.as<float>());
+}
+
+void ForwardLayer(const LlamaConfig& c, const LayerWeights& lw, int64_t l, InferenceState& s, int64_t cache_layer,
+                  int64_t n, int64_t pos0) {
+  MIXQ_CHECK_LE(n, s.max_batch);
+  MIXQ_CHECK(cache_layer >= 0 && cache_layer < s.cache.n_layers);
+  MIXQ_CHECK_LE(pos0 + n, s.cache.capacity);
+  const int64_t half = c.head_dim / 2;
+  const float* rope_cos = s.rope_cos.as<float>();
+  const float* rope_sin = s.rope_sin.as<float>();
+  float* x = s.x.as<float>();
+  float* xn = s.xn.as<float>();
+  for (int64_t t = 0; t < n; ++t) {
+    RmsNorm(x + t * c.dim, lw.attn_norm.as<float>(), xn + t * c.dim, c.dim, c.rms_eps);
   }
+  float* q = s.q.as<float>();
+  float* k = s.k.as<float>();
+  float* v = s.v.as<float>();
+  Linear(s, l, LinearKind::kQ, lw.wq, xn, n, q);
+  Linear(s, l, LinearKind::kK, lw.wk, xn, n, k);
+  Linear(s, l, LinearKind::kV, lw.wv, xn, n, v);
+  for (int64_t t = 0; t < n; ++t) {
+    ApplyRope(c, q + t * c.q_dim(), c.n_heads, rope_cos + t * half, rope_sin + t * half);
+    ApplyRope(c, k + t * c.kv_dim(), c.n_kv_heads, rope_cos + t * half, rope_sin + t * half);
+    std::copy_n(k + t * c.kv_dim(), c.kv_dim(), s.cache.key(cache_layer, pos0 + t));
+    std::copy_n(v + t * c.kv_dim(), c.kv_dim(), s.cache.value(cache_layer, pos0 + t));
+  }
+  Attention(c, s.cache, cache_layer, q, n, pos0, s.scores.as<float>(), s.attn.as<float>());
+  float* proj = s.proj.as<float>();
+  Linear(s, l, LinearKind::kO, lw.wo, s.attn.as<float>(), n, proj);
+  for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];
+
+  for (int64_t t = 0; t < n; ++t) {
+    RmsNorm(x + t * c.dim, lw.ffn_norm.as<float>(), xn + t * c.dim, c.dim, c.rms_eps);
+  }
+  float* gate = s.gate.as<float>();
+  float* up = s.up.as<float>();
+  Linear(s, l, LinearKind::kGate, lw.w_gate, xn, n, gate);
+  Linear(s, l, LinearKind::kUp, lw.w_up, xn, n, up);
+  SwiGlu(gate, up, n * c.hidden_dim);
+  Linear(s, l, LinearKind::kDown, lw.w_down, gate, n, proj);
+  for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];
+}
+
+namespace {
+
+// One batch of at most max_batch tokens; writes the final normed hidden states to state.xn.
+void ForwardBatch(const LlamaConfig& c, const LlamaWeights& w, InferenceState& s, std::span<const int32_t> tokens,
+                  int64_t pos0) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  EmbedTokens(c, w, s, tokens);
+  PrepareRope(c, s, pos0, n);
+  for (int64_t l = 0; l < c.n_layers; ++l) ForwardLayer(c, w.layers[static_cast<size_t>(l)], l, s, l, n, pos0);
+  const float* x = s.x.as<float>();
+  float* xn = s.xn.as<float>();
   for (int64_t t = 0; t < n; ++t) {
     RmsNorm(x + t * c.dim, w.output_norm.as<float>(), xn + t * c.dim, c.dim, c.rms_eps);
   }
@@ -170,7 +208,11 @@ void ForwardBatch(const Model& model, InferenceState& s, std::span<const int32_t
 
 const float* Forward(const Model& model, InferenceState& s, std::span<const int32_t> tokens, int64_t pos0,
                      bool all_logits) {
-  const LlamaConfig& c = model.config;
+  return Forward(model.config, model.weights, s, tokens, pos0, all_logits);
+}
+
+const float* Forward(const LlamaConfig& c, const LlamaWeights& w, InferenceState& s, std::span<const int32_t> tokens,
+                     int64_t pos0, bool all_logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   MIXQ_CHECK_GE(n, 1);
   MIXQ_CHECK_GE(pos0, 0);
@@ -181,11 +223,11 @@ const float* Forward(const Model& model, InferenceState& s, std::span<const int3
   float* logits = s.logits.as<float>();
   for (int64_t start = 0; start < n; start += s.max_batch) {
     const int64_t count = std::min(s.max_batch, n - start);
-    ForwardBatch(model, s, tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(count)), pos0 + start);
+    ForwardBatch(c, w, s, tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(count)), pos0 + start);
     if (all_logits) {
-      MatMul(model.weights.head(), s.xn.as<float>(), count, logits + start * c.vocab_size);
+      MatMul(w.head(), s.xn.as<float>(), count, logits + start * c.vocab_size);
     } else if (start + count == n) {
-      MatMul(model.weights.head(), s.xn.as<float>() + (count - 1) * c.dim, 1, logits);
+      MatMul(w.head(), s.xn.as<float>() + (count - 1) * c.dim, 1, logits);
     }
   }
   return logits;

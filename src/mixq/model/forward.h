@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "mixq/base/aligned_buffer.h"
@@ -10,6 +11,25 @@
 #include "mixq/model/model.h"
 
 namespace mixq {
+
+// The seven linear layers of a block, in LayerWeights order.
+enum class LinearKind { kQ, kK, kV, kO, kGate, kUp, kDown };
+inline constexpr int kLinearKinds = 7;
+const char* LinearKindName(LinearKind kind);  // llama.cpp's tensor suffix: "attn_q", "ffn_down", ...
+
+// One linear layer as the forward pass runs it: what calibration observes. `input` is [n_tokens, in_dim]
+// and `output` [n_tokens, out_dim], both float, valid only during the call.
+struct LinearCall {
+  int64_t layer = 0;
+  LinearKind kind = LinearKind::kQ;
+  const TensorView* weight = nullptr;
+  const float* input = nullptr;
+  const float* output = nullptr;
+  int64_t n_tokens = 0;
+  int64_t in_dim = 0;
+  int64_t out_dim = 0;
+};
+using LinearObserver = std::function<void(const LinearCall&)>;
 
 // Everything one sequence needs between calls: its KV cache and the scratch activations of a batch.
 struct InferenceState {
@@ -28,6 +48,7 @@ struct InferenceState {
   AlignedBuffer rope_sin;  // [max_batch, head_dim / 2]
   AlignedBuffer scores;    // [threads, capacity] attention weights
   AlignedBuffer logits;    // [n_logit_rows, vocab]: grows to what a call asks for
+  LinearObserver observer; // when set, called after every linear layer of every block (calibration)
 };
 
 // `context` positions of KV cache; prompts are processed `max_batch` tokens at a time.
@@ -38,5 +59,21 @@ InferenceState MakeInferenceState(const LlamaConfig& config, int64_t context, in
 // until the next call. Aborts on a token id out of range or a position past the cache (callers check).
 const float* Forward(const Model& model, InferenceState& state, std::span<const int32_t> tokens, int64_t pos0,
                      bool all_logits);
+// The same on explicit weights: callers that try out modified tensors (calibration, sensitivity) pass a
+// copy of the views with some replaced.
+const float* Forward(const LlamaConfig& config, const LlamaWeights& weights, InferenceState& state,
+                     std::span<const int32_t> tokens, int64_t pos0, bool all_logits);
+
+// The pieces Forward is made of, for running a model block by block (layer-sequential calibration).
+// Writes the embeddings of `tokens` to state.x ([n, dim]); at most state.max_batch tokens.
+void EmbedTokens(const LlamaConfig& config, const LlamaWeights& weights, InferenceState& state,
+                 std::span<const int32_t> tokens);
+// Fills state.rope_cos/rope_sin with the angles of positions pos0 .. pos0 + n - 1 (n <= max_batch).
+void PrepareRope(const LlamaConfig& config, InferenceState& state, int64_t pos0, int64_t n);
+// Runs block `layer` (weights `lw`) on the residual stream state.x[0..n) in place, at positions pos0..
+// whose angles PrepareRope computed, appending keys and values to the cache at `cache_layer` (a state
+// made for a one-layer config runs any block with cache_layer 0).
+void ForwardLayer(const LlamaConfig& config, const LayerWeights& lw, int64_t layer, InferenceState& state,
+                  int64_t cache_layer, int64_t n, int64_t pos0);
 
 }  // namespace mixq
