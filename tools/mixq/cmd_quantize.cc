@@ -21,14 +21,17 @@ struct QuantizeArgs {
   bool strict = false;
   bool json = false;
   bool dump_policy = false;
+  std::string method;
+  std::string calib;
 };
 
 void PrintTable(const QuantizeReport& r) {
-  fmt::print("{:<28} {:<16} {:<6} {:<12} {:>12} {:>7} {:>10}  {}\n", "tensor", "shape", "from", "to", "bytes", "bpw",
-             "rel.rmse", "chosen by");
+  fmt::print("{:<28} {:<16} {:<6} {:<12} {:<8} {:>12} {:>7} {:>10}  {}\n", "tensor", "shape", "from", "to", "method",
+             "bytes", "bpw", "rel.rmse", "chosen by");
   for (const TensorQuantReport& t : r.tensors) {
-    fmt::print("{:<28} {:<16} {:<6} {:<12} {:>12} {:>7.3f} {:>10.3e}  {}\n", t.name, ShapeString(t.shape),
-               DTypeName(t.from), t.format, t.bytes, t.bits_per_weight, t.relative_rmse, t.reason);
+    fmt::print("{:<28} {:<16} {:<6} {:<12} {:<8} {:>12} {:>7.3f} {:>10.3e}  {}\n", t.name, ShapeString(t.shape),
+               DTypeName(t.from), t.format, t.method.empty() ? "-" : t.method, t.bytes, t.bits_per_weight,
+               t.relative_rmse, t.reason);
   }
   fmt::print("size: {:.2f} MiB ({:.3f} bits per weight) -> {:.2f} MiB ({:.3f} bits per weight), {} parameters, "
              "{:.1f} s\n",
@@ -43,6 +46,7 @@ void PrintJson(const QuantizeReport& r, const std::string& output) {
                        {"shape", t.shape},
                        {"from", DTypeName(t.from)},
                        {"to", t.format},
+                       {"method", t.method},
                        {"bytes", t.bytes},
                        {"bits_per_weight", t.bits_per_weight},
                        {"relative_rmse", t.relative_rmse},
@@ -70,6 +74,17 @@ void RunQuantize(const QuantizeArgs& args) {
     if (!options.type) Fail("--type '{}' is not a format; expected one of: {}", args.type, WeightFormatNames());
   }
   options.strict = args.strict;
+  CalibrationStats calib;
+  if (!args.calib.empty()) {
+    calib = LoadCalibrationStats(args.calib);
+    options.calib = &calib;
+    options.method = QuantMethod::kImatrix;  // llama-quantize --imatrix's meaning, unless --method says else
+  }
+  if (!args.method.empty()) {
+    const std::optional<QuantMethod> method = ParseQuantMethod(args.method);
+    if (!method) Fail("--method '{}' is not a method; expected rtn, imatrix, awq, gptq or awq+gptq", args.method);
+    options.method = *method;
+  }
   const Model model = LoadModelFromArgs(args.model, /*require_tokenizer=*/!args.dump_policy);
   if (!args.policy.empty()) {
     options.policy = LoadPolicy(args.policy, model.config.n_layers, model.weights.output.empty());
@@ -102,6 +117,11 @@ void RegisterQuantize(CLI::App& app) {
                   "'REGEX = FORMAT|keep' lines, first match wins (docs/quantize.md)");
   cmd->add_flag("--strict", args->strict,
                 "fail when a format cannot hold a tensor's rows, instead of llama.cpp's fallback types");
+  cmd->add_option("--method", args->method,
+                  "rtn (default), imatrix (needs --calib; the default when --calib is given), awq, gptq, "
+                  "awq+gptq (docs/calibration.md)");
+  cmd->add_option("--calib,--imatrix", args->calib,
+                  "activation statistics: from `mixq calibrate`, or a llama.cpp imatrix (.gguf or legacy .dat)");
   cmd->add_flag("--dump-policy", args->dump_policy, "print the policy as rules (e.g. a preset) and exit");
   cmd->add_flag("--json", args->json, "print the report as JSON");
   cmd->add_option("--tokenizer", args->model.tokenizer,

@@ -12,6 +12,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterSynth(app);
   RegisterKld(app);
   RegisterEval(app);
+  RegisterCalibrate(app);
   RegisterQuantize(app);
 }
 

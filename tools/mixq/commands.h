@@ -17,5 +17,6 @@ void RegisterSynth(CLI::App& app);
 void RegisterQuantize(CLI::App& app);
 void RegisterKld(CLI::App& app);
 void RegisterEval(CLI::App& app);
+void RegisterCalibrate(CLI::App& app);
 
 }  // namespace mixq::cli

@@ -18,4 +18,13 @@ std::string ReadFileToString(const std::string& path) {
   return bytes;
 }
 
+std::string ReadFileHead(const std::string& path, size_t n) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Fail("cannot read '{}': {}", path, std::strerror(errno));
+  std::string bytes(n, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(n));
+  bytes.resize(static_cast<size_t>(in.gcount()));
+  return bytes;
+}
+
 }  // namespace mixq

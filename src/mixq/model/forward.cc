@@ -7,6 +7,8 @@
 #include <cmath>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "mixq/base/check.h"
 #include "mixq/formats/convert.h"
 #include "mixq/kernels/matmul.h"
@@ -126,9 +128,14 @@ void Linear(InferenceState& s, int64_t layer, LinearKind kind, const TensorView&
 }  // namespace
 
 const char* LinearKindName(LinearKind kind) {
-  static constexpr const char* kNames[kLinearKinds] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
-                                                        "ffn_gate", "ffn_up", "ffn_down"};
+  static constexpr const char* kNames[] = {"attn_q", "attn_k", "attn_v",   "attn_output",
+                                           "ffn_gate", "ffn_up", "ffn_down", "output"};
   return kNames[static_cast<int>(kind)];
+}
+
+std::string LinearWeightName(int64_t layer, LinearKind kind) {
+  if (kind == LinearKind::kOutput) return "output.weight";
+  return fmt::format("blk.{}.{}.weight", layer, LinearKindName(kind));
 }
 
 void EmbedTokens(const LlamaConfig& c, const LlamaWeights& w, InferenceState& s, std::span<const int32_t> tokens) {
@@ -225,9 +232,9 @@ const float* Forward(const LlamaConfig& c, const LlamaWeights& w, InferenceState
     const int64_t count = std::min(s.max_batch, n - start);
     ForwardBatch(c, w, s, tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(count)), pos0 + start);
     if (all_logits) {
-      MatMul(w.head(), s.xn.as<float>(), count, logits + start * c.vocab_size);
+      Linear(s, -1, LinearKind::kOutput, w.head(), s.xn.as<float>(), count, logits + start * c.vocab_size);
     } else if (start + count == n) {
-      MatMul(w.head(), s.xn.as<float>() + (count - 1) * c.dim, 1, logits);
+      Linear(s, -1, LinearKind::kOutput, w.head(), s.xn.as<float>() + (count - 1) * c.dim, 1, logits);
     }
   }
   return logits;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/model/kv_cache.h"
@@ -12,10 +13,12 @@
 
 namespace mixq {
 
-// The seven linear layers of a block, in LayerWeights order.
-enum class LinearKind { kQ, kK, kV, kO, kGate, kUp, kDown };
-inline constexpr int kLinearKinds = 7;
-const char* LinearKindName(LinearKind kind);  // llama.cpp's tensor suffix: "attn_q", "ffn_down", ...
+// The seven linear layers of a block, then the output head (reported with layer -1).
+enum class LinearKind { kQ, kK, kV, kO, kGate, kUp, kDown, kOutput };
+inline constexpr int kLinearKinds = 7;  // per block
+const char* LinearKindName(LinearKind kind);  // llama.cpp's tensor suffix: "attn_q", "ffn_down", "output"
+// The GGUF name of the weight: "blk.3.attn_q.weight", or "output.weight" for the head.
+std::string LinearWeightName(int64_t layer, LinearKind kind);
 
 // One linear layer as the forward pass runs it: what calibration observes. `input` is [n_tokens, in_dim]
 // and `output` [n_tokens, out_dim], both float, valid only during the call.
@@ -48,7 +51,7 @@ struct InferenceState {
   AlignedBuffer rope_sin;  // [max_batch, head_dim / 2]
   AlignedBuffer scores;    // [threads, capacity] attention weights
   AlignedBuffer logits;    // [n_logit_rows, vocab]: grows to what a call asks for
-  LinearObserver observer; // when set, called after every linear layer of every block (calibration)
+  LinearObserver observer; // when set, called after every linear layer of every block and the head
 };
 
 // `context` positions of KV cache; prompts are processed `max_batch` tokens at a time.

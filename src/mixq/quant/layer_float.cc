@@ -19,6 +19,7 @@ const Tensor& LayerFloat::linear(LinearKind kind) const {
     case LinearKind::kGate: return w_gate;
     case LinearKind::kUp: return w_up;
     case LinearKind::kDown: return w_down;
+    case LinearKind::kOutput: break;  // the head is not part of a block
   }
   MIXQ_CHECK(false);
   return wq;

@@ -52,6 +52,25 @@ double RelativeRmse(const WeightFormat& format, const float* src, int64_t rows, 
 
 }  // namespace
 
+std::optional<QuantMethod> ParseQuantMethod(std::string_view name) {
+  for (QuantMethod m : {QuantMethod::kRtn, QuantMethod::kImatrix, QuantMethod::kAwq, QuantMethod::kGptq,
+                        QuantMethod::kAwqGptq}) {
+    if (name == QuantMethodName(m)) return m;
+  }
+  return std::nullopt;
+}
+
+const char* QuantMethodName(QuantMethod method) {
+  switch (method) {
+    case QuantMethod::kRtn: return "rtn";
+    case QuantMethod::kImatrix: return "imatrix";
+    case QuantMethod::kAwq: return "awq";
+    case QuantMethod::kGptq: return "gptq";
+    case QuantMethod::kAwqGptq: return "awq+gptq";
+  }
+  return "?";
+}
+
 void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
                     const float* importance) {
   const std::optional<size_t> row_bytes = RowBytes(format.dtype, cols, format.group);
@@ -98,12 +117,19 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
   Timer timer;
   QuantizeReport report;
   report.input = ComputeModelSize(model);
+  if (options.method == QuantMethod::kImatrix) {
+    if (options.calib == nullptr) Fail("--method imatrix needs --calib STATS (from `mixq calibrate` or llama.cpp)");
+    if (CheckCalibrationStats(*options.calib, model) == 0) {
+      Fail("{}: no statistics for any linear layer of the model", options.calib->source);
+    }
+  }
 
   // Decide every tensor's format before writing anything, so a bad policy fails fast and whole.
   struct Plan {
     TensorView src;
     std::optional<WeightFormat> format;  // nullopt: keep
     size_t report_index;
+    std::vector<float> importance;  // per input channel; empty: plain squared error
   };
   std::map<std::string, Plan> plans;
   std::map<DType, int64_t> linear_bytes;
@@ -113,7 +139,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     r.name = slot.name;
     r.shape = src.shape;
     r.from = src.dtype;
-    Plan plan{src, std::nullopt, report.tensors.size()};
+    Plan plan{src, std::nullopt, report.tensors.size(), {}};
     if (slot.role == TensorRole::kNorm) {
       r.reason = "norm";
     } else {
@@ -138,6 +164,17 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
           Warn("tensor '{}' is requantized from {}: quantize from the F16/F32 original for the best quality",
                slot.name, DTypeName(src.dtype));
         }
+      }
+    }
+    if (plan.format) {
+      r.method = "rtn";
+      const LinearStats* stats = options.calib != nullptr ? options.calib->Find(slot.name) : nullptr;
+      if (options.method == QuantMethod::kImatrix && stats != nullptr) {
+        plan.importance = stats->Importance();
+        r.method = "imatrix";
+      } else if (options.method == QuantMethod::kImatrix && !Traits(plan.format->dtype).is_float) {
+        Warn("{}: no statistics for tensor '{}': it is quantized without an importance matrix",
+             options.calib->source, slot.name);
       }
     }
     r.format = plan.format ? WeightFormatName(*plan.format) : fmt::format("{} (kept)", DTypeName(src.dtype));
@@ -171,7 +208,8 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
                             for (int64_t row = 0; row < rows; ++row) {
                               RowToFloat(src.dtype, src.row(row), x + row * cols, cols, src.group);
                             }
-                            QuantizeMatrix(format, x, rows, cols, dst);
+                            QuantizeMatrix(format, x, rows, cols, dst,
+                                           plan.importance.empty() ? nullptr : plan.importance.data());
                             r.relative_rmse = RelativeRmse(format, x, rows, cols, dst);
                             progress.Update(++done);
                           }};

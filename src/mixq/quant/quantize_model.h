@@ -9,6 +9,7 @@
 
 #include "mixq/formats/weight_format.h"
 #include "mixq/model/model.h"
+#include "mixq/quant/calibration.h"
 #include "mixq/quant/policy.h"
 
 namespace mixq {
@@ -23,10 +24,19 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
 // fallbacks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/IQ4_XS -> IQ4_NL), then F16.
 WeightFormat FallbackFormat(const WeightFormat& wanted, int64_t cols);
 
+// How weights are rounded: rtn (each format's own scale search), imatrix (the search weighted by each input
+// channel's mean squared activation from a statistics file), awq and gptq (layer by layer on calibration
+// windows, docs/calibration.md), awq+gptq (AWQ's scales, then GPTQ).
+enum class QuantMethod { kRtn, kImatrix, kAwq, kGptq, kAwqGptq };
+std::optional<QuantMethod> ParseQuantMethod(std::string_view name);
+const char* QuantMethodName(QuantMethod method);
+
 struct QuantizeOptions {
   QuantPolicy policy;
   std::optional<WeightFormat> type;  // --type: the format of tensors no rule or default names
   bool strict = false;               // a format that cannot hold a tensor is an error, not a fallback
+  QuantMethod method = QuantMethod::kRtn;
+  const CalibrationStats* calib = nullptr;  // --calib: the importances kImatrix weights by
 };
 
 struct TensorQuantReport {
@@ -35,6 +45,7 @@ struct TensorQuantReport {
   DType from = DType::kF32;
   std::string format;     // what the tensor was written as ("q4_k", "int4-g128", "F32 (kept)")
   std::string reason;     // the policy line that chose it, and any fallback
+  std::string method;     // how it was rounded: "rtn", "imatrix", ...; empty for kept tensors
   size_t bytes = 0;
   double bits_per_weight = 0.0;
   double relative_rmse = 0.0;  // ||W - Q(W)|| / ||W|| over the tensor; 0 for kept tensors
