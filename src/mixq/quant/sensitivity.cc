@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <set>
+
+#include <omp.h>
 
 #include <fmt/format.h>
 
@@ -12,6 +15,7 @@
 #include "mixq/base/error.h"
 #include "mixq/base/log.h"
 #include "mixq/base/progress.h"
+#include "mixq/base/threads.h"
 #include "mixq/formats/convert.h"
 #include "mixq/quant/quantize_model.h"
 
@@ -182,7 +186,6 @@ double KlFromLogits(std::span<const float> base, double base_log_normalizer, std
 KlEvaluator::KlEvaluator(const LlamaConfig& config, const LlamaWeights& base, std::vector<std::vector<int32_t>> windows)
     : config_(config), windows_(std::move(windows)) {
   if (windows_.empty()) Fail("KL sensitivity needs at least one calibration window");
-  int64_t longest = 0;
   for (size_t w = 0; w < windows_.size(); ++w) {
     if (windows_[w].empty()) Fail("calibration window {} is empty", w);
     for (const int32_t t : windows_[w]) {
@@ -190,9 +193,9 @@ KlEvaluator::KlEvaluator(const LlamaConfig& config, const LlamaWeights& base, st
         Fail("calibration window {} holds token {}, outside the model's vocabulary of {}", w, t, config_.vocab_size);
       }
     }
-    longest = std::max<int64_t>(longest, static_cast<int64_t>(windows_[w].size()));
+    longest_ = std::max<int64_t>(longest_, static_cast<int64_t>(windows_[w].size()));
   }
-  state_ = MakeInferenceState(config_, longest, std::min<int64_t>(longest, 512));
+  state_ = MakeState();
   const int64_t vocab = config_.vocab_size;
   for (const std::vector<int32_t>& window : windows_) {
     const float* logits = Forward(config_, base, state_, window, 0, true);
@@ -204,15 +207,21 @@ KlEvaluator::KlEvaluator(const LlamaConfig& config, const LlamaWeights& base, st
   }
 }
 
-double KlEvaluator::MeanKl(const LlamaWeights& weights) {
+InferenceState KlEvaluator::MakeState() const {
+  return MakeInferenceState(config_, longest_, std::min<int64_t>(longest_, 512));
+}
+
+double KlEvaluator::MeanKl(const LlamaWeights& weights) { return MeanKl(weights, state_); }
+
+double KlEvaluator::MeanKl(const LlamaWeights& weights, InferenceState& state) const {
   const int64_t vocab = config_.vocab_size;
   double sum = 0.0;
   int64_t row0 = 0;
   for (const std::vector<int32_t>& window : windows_) {
-    const float* logits = Forward(config_, weights, state_, window, 0, true);
+    const float* logits = Forward(config_, weights, state, window, 0, true);
     const int64_t n = static_cast<int64_t>(window.size());
     double window_sum = 0.0;
-    // A non-finite logit throws inside; OpenMP must not see an exception leave the region.
+    // A non-finite logit would throw inside; no exception may leave an OpenMP region.
     bool broken = false;
 #pragma omp parallel for schedule(static) reduction(+ : window_sum) reduction(|| : broken)
     for (int64_t t = 0; t < n; ++t) {
@@ -292,6 +301,7 @@ SensitivityTable MeasureSensitivity(const Model& model, const SensitivityOptions
     }
   });
 
+  int64_t fallen_back = 0;
   for (const Work& w : work) {
     TensorCandidates t;
     t.name = w.name;
@@ -318,9 +328,17 @@ SensitivityTable MeasureSensitivity(const Model& model, const SensitivityOptions
       }
       t.note = fmt::format("no candidate can store it ({}); measured their fallbacks {}", fmt::join(refusals, "; "),
                            fmt::join(used_names, ", "));
-      Warn("tensor '{}': {}", t.name, t.note);
+      ++fallen_back;
     }
     table.tensors.push_back(std::move(t));
+  }
+
+  if (fallen_back > 0) {
+    const TensorCandidates& first = *std::find_if(table.tensors.begin(), table.tensors.end(),
+                                                  [](const TensorCandidates& t) { return !t.note.empty(); });
+    Warn("{} tensors fit none of the candidates; their QuantizeModel fallbacks are measured instead (the "
+         "policy's comments name them), e.g. '{}': {}",
+         fallen_back, first.name, first.note);
   }
 
   std::optional<KlEvaluator> evaluator;
@@ -330,29 +348,73 @@ SensitivityTable MeasureSensitivity(const Model& model, const SensitivityOptions
     table.kl_positions = evaluator->positions();
   }
 
-  int64_t total = 0;
-  for (const TensorCandidates& t : table.tensors) total += static_cast<int64_t>(t.candidates.size());
-  ProgressBar progress(fmt::format("sensitivity ({})", SensitivityModeName(options.mode)), options.progress ? total : 0);
+  // One job per (tensor, candidate).
+  struct Job {
+    size_t tensor;
+    size_t candidate;
+  };
+  std::vector<Job> jobs;
+  int64_t largest_floats = 0;
+  for (size_t i = 0; i < table.tensors.size(); ++i) {
+    for (size_t c = 0; c < table.tensors[i].candidates.size(); ++c) jobs.push_back({i, c});
+    largest_floats = std::max(largest_floats, work[i].src->elements());
+  }
+  // Pairs side by side when every thread's float copy, quantized copy and state fit in ~1 GiB together.
+  const int threads = ThreadCount();
+  // Only where nested regions run single-threaded (OpenMP's default), or threads would multiply.
+  const bool side_by_side = threads > 1 && omp_get_max_active_levels() <= 1 &&
+                            static_cast<int64_t>(jobs.size()) >= 2 * threads &&
+                            largest_floats * 8 * threads <= (int64_t{1} << 30);
+  std::vector<InferenceState> states;
+  if (evaluator) {
+    for (int i = 0; i < (side_by_side ? threads : 1); ++i) states.push_back(evaluator->MakeState());
+  }
+
+  ProgressBar progress(fmt::format("sensitivity ({})", SensitivityModeName(options.mode)),
+                       static_cast<int64_t>(jobs.size()));
   int64_t done = 0;
-  for (size_t i = 0; i < work.size(); ++i) {
-    TensorCandidates& t = table.tensors[i];
-    const TensorView& src = *work[i].src;
+  auto run = [&](const Job& job, InferenceState* state) {
+    TensorCandidates& t = table.tensors[job.tensor];
+    CandidateCost& c = t.candidates[job.candidate];
+    const TensorView& src = *work[job.tensor].src;
     const std::vector<float> x = ReadAsFloat(src, t.name);
     const float* importance = ImportanceOf(options.importance, t.name);
-    for (CandidateCost& c : t.candidates) {
-      AlignedBuffer storage;
-      const TensorView q = QuantizeInto(c.format, src, t.name, x, importance, storage);
-      if (options.mode == SensitivityMode::kOutput) {
-        c.sensitivity = WeightedRelativeError(q, x, importance);
-      } else {
-        LlamaWeights trial = model.weights;
-        MIXQ_CHECK(ReplaceView(model.config, trial, t.name, q));
-        c.sensitivity = evaluator->MeanKl(trial);
+    AlignedBuffer storage;
+    const TensorView q = QuantizeInto(c.format, src, t.name, x, importance, storage);
+    if (options.mode == SensitivityMode::kOutput) {
+      c.sensitivity = WeightedRelativeError(q, x, importance);
+    } else {
+      LlamaWeights trial = model.weights;
+      MIXQ_CHECK(ReplaceView(model.config, trial, t.name, q));
+      c.sensitivity = evaluator->MeanKl(trial, *state);
+    }
+  };
+  if (side_by_side) {
+    // Exceptions cannot leave an OpenMP region: the first is kept and rethrown after it.
+    std::exception_ptr failure;
+#pragma omp parallel num_threads(threads)
+    {
+      InferenceState* state = evaluator ? &states[static_cast<size_t>(omp_get_thread_num())] : nullptr;
+#pragma omp for schedule(dynamic, 1)
+      for (size_t j = 0; j < jobs.size(); ++j) {
+        try {
+          run(jobs[j], state);
+        } catch (...) {
+#pragma omp critical(mixq_sensitivity_failure)
+          if (!failure) failure = std::current_exception();
+        }
+#pragma omp critical(mixq_sensitivity_progress)
+        if (options.progress) progress.Update(++done, table.tensors[jobs[j].tensor].name);
       }
-      if (options.progress) progress.Update(++done, t.name);
+    }
+    if (failure) std::rethrow_exception(failure);
+  } else {
+    for (const Job& job : jobs) {
+      run(job, evaluator ? &states[0] : nullptr);
+      if (options.progress) progress.Update(++done, table.tensors[job.tensor].name);
     }
   }
-  if (options.progress) progress.Finish();
+  progress.Finish();
   return table;
 }
 

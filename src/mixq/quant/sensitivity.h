@@ -82,7 +82,10 @@ struct SensitivityTable {
 // Measures every (tensor, candidate) pair of `model`. Throws mixq::Error for no candidates, a kl mode
 // without windows, a token out of the vocabulary, an importance vector whose name is not a tensor of the
 // model or whose length is not the tensor's columns (or holds a negative or non-finite value), and a
-// tensor stored in a type mixq cannot read. Parallel inside QuantizeMatrix and the forward pass.
+// tensor stored in a type mixq cannot read. Small models run one (tensor, candidate) pair per thread, each
+// pair single-threaded (few barriers: robust on a loaded machine, and the kernels gain nothing from
+// threads on tiny matrices); big ones run the pairs in turn with the threads inside QuantizeMatrix and
+// the forward pass, so memory stays one float copy of a tensor.
 SensitivityTable MeasureSensitivity(const Model& model, const SensitivityOptions& options);
 
 // ---- Pieces, public for tests and for evaluating a finished allocation ------------------------------
@@ -99,18 +102,22 @@ double LogSumExp(std::span<const float> logits);
 double KlFromLogits(std::span<const float> base, double base_log_normalizer, std::span<const float> other);
 
 // The base model's next-token distributions over fixed windows, computed once, and the mean KL of any
-// other set of weights (same config) from them. Holds one inference state: not for concurrent use.
+// other set of weights (same config) from them. MeanKl(weights) uses one inference state held here (not
+// for concurrent use); MeanKl(weights, state) with a state from MakeState() per thread is.
 class KlEvaluator {
  public:
   KlEvaluator(const LlamaConfig& config, const LlamaWeights& base, std::vector<std::vector<int32_t>> windows);
   // Mean over every position of every window of KL(base || weights).
   double MeanKl(const LlamaWeights& weights);
+  double MeanKl(const LlamaWeights& weights, InferenceState& state) const;
+  InferenceState MakeState() const;
   int64_t positions() const { return static_cast<int64_t>(log_normalizers_.size()); }
   int64_t windows() const { return static_cast<int64_t>(windows_.size()); }
 
  private:
   LlamaConfig config_;
   std::vector<std::vector<int32_t>> windows_;
+  int64_t longest_ = 0;
   InferenceState state_;
   std::vector<float> logits_;            // [positions, vocab]
   std::vector<double> log_normalizers_;  // [positions]
