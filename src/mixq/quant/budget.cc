@@ -294,7 +294,8 @@ Allocation AllocateBudget(const SensitivityTable& table, double target_bpw, cons
       }
     }
     const int64_t dp_left = a.budget_bytes - min_bytes;
-    const int64_t max_width = n == 0 ? 0 : options.max_dp_cells / static_cast<int64_t>(n);
+    // Also at most 4M budget steps: the two rows of totals are 16 bytes a step.
+    const int64_t max_width = n == 0 ? 0 : std::min<int64_t>(options.max_dp_cells / static_cast<int64_t>(n), int64_t{1} << 22);
     bool few_candidates = true;
     for (const TensorCandidates& tc : table.tensors) few_candidates = few_candidates && tc.candidates.size() <= 255;
     if (divisor > 0 && max_width >= 2 && few_candidates) {
