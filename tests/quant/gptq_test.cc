@@ -153,9 +153,11 @@ TEST(Gptq, OutputErrorBelowRtn) {
   std::vector<float> diag(p.cols);
   const std::vector<float> full = h.Matrix();
   for (int64_t c = 0; c < p.cols; ++c) diag[c] = full[c * p.cols + c];
-  // Bounds about halfway between the measured ratio and 1 (measured on this seed; see the printout).
-  const Margin margins[] = {{"int4-g64", 0.75, 0.75},  {"int3-g128", 0.75, 0.75}, {"int4-pc", 0.75, 0.75},
-                            {"int2-g64", 0.80, 0.80},  {"int4-g64-sym", 0.75, 0.75}};
+  // Measured GPTQ / RTN on this seed (act_order in brackets): int4-g64 0.226 (0.222), int3-g128 0.239 (0.222),
+  // int4-pc 0.342 (0.308), int2-g64 0.486 (0.488), int4-g64-sym 0.233 (0.223); GPTQ / (RTN with diag(H) as
+  // importance) 0.80..0.84. The bounds leave ~25% slack.
+  const Margin margins[] = {{"int4-g64", 0.30, 0.30}, {"int3-g128", 0.30, 0.30}, {"int4-pc", 0.43, 0.40},
+                            {"int2-g64", 0.60, 0.60}, {"int4-g64-sym", 0.30, 0.30}};
   for (const Margin& m : margins) {
     const WeightFormat f = Format(m.format);
     const double rtn = OutputError(p, Rtn(f, p.w, p.rows, p.cols));
@@ -176,7 +178,7 @@ TEST(Gptq, OutputErrorBelowRtn) {
                 m.format, rtn, rtn_imp, gptq, gptq / rtn, gptq_act, gptq_act / rtn, gptq_unweighted,
                 gptq_unweighted / rtn);
     EXPECT_LT(gptq, m.max_ratio * rtn) << m.format;
-    EXPECT_LT(gptq, rtn_imp) << m.format;
+    EXPECT_LT(gptq, 0.92 * rtn_imp) << m.format;
     EXPECT_LT(gptq_act, m.max_act_order_ratio * rtn) << m.format;
     EXPECT_EQ(g.retries, 0);
     EXPECT_EQ(g.damp, 0.01);
@@ -369,8 +371,8 @@ TEST(Gptq, RejectsBadInput) {
   EXPECT_THROW(GptqQuantizeMatrix(p.w.data(), rows, cols, wrong, Format("int4-g32"), {}, "x"), Error);
 }
 
-// Not an assertion: the cost of one 4096-column layer, as the factorisation (once per Hessian) plus the
-// column loop for 128 rows (linear in rows), and one 512-token batch into the Hessian.
+// Not an assertion: the cost of a 4096-column layer: one 512-token batch into the Hessian, then GPTQ of
+// 128 rows (the factorisation of H, paid once per Hessian, dominates; the column loop is linear in rows).
 TEST(Gptq, TimingPrint4096) {
   const int64_t cols = 4096, rows = 128, tokens = 512;
   std::mt19937 rng(23);
@@ -382,18 +384,12 @@ TEST(Gptq, TimingPrint4096) {
   auto t0 = std::chrono::steady_clock::now();
   h.Add(x.data(), tokens, cols);
   auto t1 = std::chrono::steady_clock::now();
-  const GptqResult g0 = GptqQuantizeMatrix(w.data(), 0, cols, h, Format("int4-g128"), {}, "timing");
-  auto t2 = std::chrono::steady_clock::now();
   const GptqResult g = GptqQuantizeMatrix(w.data(), rows, cols, h, Format("int4-g128"), {}, "timing");
-  auto t3 = std::chrono::steady_clock::now();
+  auto t2 = std::chrono::steady_clock::now();
   auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-  const double loop_ms = ms(t2, t3) - ms(t1, t2);
-  std::printf("cols 4096: Hessian batch of %lld tokens %.0f ms; factorisation %.0f ms; %lld rows %.0f ms "
-              "(est. 4096x4096 int4-g128: %.1f s + Hessian)\n",
-              static_cast<long long>(tokens), ms(t0, t1), ms(t1, t2), static_cast<long long>(rows), loop_ms,
-              (ms(t1, t2) + loop_ms * 4096.0 / rows) / 1000.0);
+  std::printf("cols 4096: Hessian batch of %lld tokens %.0f ms; GPTQ int4-g128 of %lld rows (block 128) %.0f ms\n",
+              static_cast<long long>(tokens), ms(t0, t1), static_cast<long long>(rows), ms(t1, t2));
   EXPECT_EQ(g.data.size(), rows * g.row_bytes);
-  EXPECT_EQ(g0.data.size(), 0u);
 }
 
 }  // namespace
