@@ -2,17 +2,16 @@
 // layout, the reduction to RTN under a diagonal Hessian, the damping retries, bad input, and its cost.
 #include "mixq/quant/gptq.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <Eigen/Dense>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <Eigen/Dense>
-#include <fmt/format.h>
 
 #include "mixq/base/error.h"
 #include "mixq/formats/float16.h"
@@ -59,7 +58,8 @@ Problem MakeProblem(int64_t rows, int64_t cols, int64_t tokens, uint32_t seed) {
     for (int64_t c = 0; c < cols; ++c) p.x[t * cols + c] = static_cast<float>(xs(t, c) * scale[c]);
   }
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) p.w[r * cols + c] = static_cast<float>(0.02 * normal(rng) * (c % 53 == 7 ? 8.0 : 1.0));
+    for (int64_t c = 0; c < cols; ++c)
+      p.w[r * cols + c] = static_cast<float>(0.02 * normal(rng) * (c % 53 == 7 ? 8.0 : 1.0));
   }
   return p;
 }
@@ -73,7 +73,8 @@ HessianAccumulator Accumulate(const Problem& p, int64_t batch) {
 std::vector<float> DequantizeAll(const WeightFormat& f, const std::byte* data, int64_t rows, int64_t cols) {
   const size_t row_bytes = *RowBytes(f.dtype, cols, f.group);
   std::vector<float> out(rows * cols);
-  for (int64_t r = 0; r < rows; ++r) DequantizeIntRow(f.dtype, data + r * row_bytes, out.data() + r * cols, cols, f.group);
+  for (int64_t r = 0; r < rows; ++r)
+    DequantizeIntRow(f.dtype, data + r * row_bytes, out.data() + r * cols, cols, f.group);
   return out;
 }
 
@@ -123,7 +124,8 @@ TEST(GptqHessian, EqualsDoubleReferenceOverUnevenBatches) {
   HessianAccumulator one(cols);
   one.Add(p.x.data(), t, cols);
   const std::vector<float> full_one = one.Matrix();
-  for (int64_t i = 0; i < cols * cols; ++i) ASSERT_NEAR(full_one[i], full[i], 1e-5 * std::sqrt(ref(i / cols, i / cols) * ref(i % cols, i % cols)));
+  for (int64_t i = 0; i < cols * cols; ++i)
+    ASSERT_NEAR(full_one[i], full[i], 1e-5 * std::sqrt(ref(i / cols, i / cols) * ref(i % cols, i % cols)));
 }
 
 TEST(GptqHessian, RejectsBadBatches) {
@@ -143,7 +145,7 @@ TEST(GptqHessian, RejectsBadBatches) {
 
 struct Margin {
   const char* format;
-  double max_ratio;           // GPTQ / RTN output error must be below this
+  double max_ratio;            // GPTQ / RTN output error must be below this
   double max_act_order_ratio;  // GPTQ with act_order / RTN
 };
 
@@ -156,8 +158,11 @@ TEST(Gptq, OutputErrorBelowRtn) {
   // Measured GPTQ / RTN on this seed (act_order in brackets): int4-g64 0.226 (0.222), int3-g128 0.239 (0.222),
   // int4-pc 0.342 (0.308), int2-g64 0.486 (0.488), int4-g64-sym 0.233 (0.223); GPTQ / (RTN with diag(H) as
   // importance) 0.80..0.84. The bounds leave ~25% slack.
-  const Margin margins[] = {{"int4-g64", 0.30, 0.30}, {"int3-g128", 0.30, 0.30}, {"int4-pc", 0.43, 0.40},
-                            {"int2-g64", 0.60, 0.60}, {"int4-g64-sym", 0.30, 0.30}};
+  const Margin margins[] = {{"int4-g64", 0.30, 0.30},
+                            {"int3-g128", 0.30, 0.30},
+                            {"int4-pc", 0.43, 0.40},
+                            {"int2-g64", 0.60, 0.60},
+                            {"int4-g64-sym", 0.30, 0.30}};
   for (const Margin& m : margins) {
     const WeightFormat f = Format(m.format);
     const double rtn = OutputError(p, Rtn(f, p.w, p.rows, p.cols));
@@ -173,10 +178,10 @@ TEST(Gptq, OutputErrorBelowRtn) {
     options.weight_params_by_hessian = false;
     const GptqResult gu = GptqQuantizeMatrix(p.w.data(), p.rows, p.cols, h, f, options, m.format);
     const double gptq_unweighted = OutputError(p, gu.dequantized);
-    std::printf("%-13s RTN %.4g  RTN+diag(H) %.4g  GPTQ %.4g (%.3f of RTN)  act_order %.4g (%.3f)  "
-                "unweighted params %.4g (%.3f)\n",
-                m.format, rtn, rtn_imp, gptq, gptq / rtn, gptq_act, gptq_act / rtn, gptq_unweighted,
-                gptq_unweighted / rtn);
+    std::printf(
+        "%-13s RTN %.4g  RTN+diag(H) %.4g  GPTQ %.4g (%.3f of RTN)  act_order %.4g (%.3f)  "
+        "unweighted params %.4g (%.3f)\n",
+        m.format, rtn, rtn_imp, gptq, gptq / rtn, gptq_act, gptq_act / rtn, gptq_unweighted, gptq_unweighted / rtn);
     EXPECT_LT(gptq, m.max_ratio * rtn) << m.format;
     EXPECT_LT(gptq, 0.92 * rtn_imp) << m.format;
     EXPECT_LT(gptq_act, m.max_act_order_ratio * rtn) << m.format;
@@ -217,12 +222,14 @@ TEST(Gptq, PackedRowsMatchDequantizedAndProxyLoss) {
             const float scale = F16ToF32(scale_bits);
             ASSERT_TRUE(std::isfinite(scale));
             // Padding bits past the last code (and zero-point) stay 0: WritePackedCode needs zeroed bytes.
-            const uint32_t zero = layout.symmetric ? layout.SymmetricZero() : ReadPackedCode(row + layout.zeros_offset, k, layout.bits);
+            const uint32_t zero =
+                layout.symmetric ? layout.SymmetricZero() : ReadPackedCode(row + layout.zeros_offset, k, layout.bits);
             ASSERT_LE(zero, qmax);
             for (int64_t i = 0; i < layout.GroupLength(k); ++i) {
               const uint32_t code = ReadPackedCode(row + layout.GroupCodesOffset(k), i, layout.bits);
               ASSERT_LE(code, qmax);
-              ASSERT_EQ(back[r * p.cols + layout.GroupStart(k) + i], scale * static_cast<float>(static_cast<int>(code) - static_cast<int>(zero)));
+              ASSERT_EQ(back[r * p.cols + layout.GroupStart(k) + i],
+                        scale * static_cast<float>(static_cast<int>(code) - static_cast<int>(zero)));
             }
           }
         }
@@ -230,7 +237,8 @@ TEST(Gptq, PackedRowsMatchDequantizedAndProxyLoss) {
         double quad = 0.0;
         for (int64_t r = 0; r < p.rows; ++r) {
           std::vector<double> d(p.cols);
-          for (int64_t c = 0; c < p.cols; ++c) d[c] = static_cast<double>(p.w[r * p.cols + c]) - g.dequantized[r * p.cols + c];
+          for (int64_t c = 0; c < p.cols; ++c)
+            d[c] = static_cast<double>(p.w[r * p.cols + c]) - g.dequantized[r * p.cols + c];
           for (int64_t i = 0; i < p.cols; ++i) {
             double hd = g.lambda * d[i];
             for (int64_t j = 0; j < p.cols; ++j) hd += full[i * p.cols + j] * d[j];
@@ -344,8 +352,8 @@ TEST(Gptq, RejectsBadInput) {
   const int64_t rows = 4, cols = 64;
   const Problem p = MakeProblem(rows, cols, 128, 19);
   const HessianAccumulator h = Accumulate(p, 128);
-  auto expect_error = [&](const std::vector<float>& w, const float* hess, const WeightFormat& f,
-                          const GptqOptions& o, const char* needle) {
+  auto expect_error = [&](const std::vector<float>& w, const float* hess, const WeightFormat& f, const GptqOptions& o,
+                          const char* needle) {
     try {
       GptqQuantizeMatrix(w.data(), rows, cols, hess, f, o, "blk.2.ffn_up");
       ADD_FAILURE() << "accepted; expected an error with " << needle;

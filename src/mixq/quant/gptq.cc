@@ -2,12 +2,11 @@
 // loop with lazy block updates, rows processed in parallel (GPTQ treats every output row independently).
 #include "mixq/quant/gptq.h"
 
+#include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
-
-#include <Eigen/Dense>
 
 #include "mixq/base/check.h"
 #include "mixq/base/error.h"
@@ -117,7 +116,8 @@ struct IntColumnQuantizer {
         const IntGroupParams& p = params[static_cast<size_t>(r * layout.n_groups + k)];
         const uint16_t scale_bits = F32ToF16(p.scale);
         std::memcpy(row + 2 * k, &scale_bits, sizeof(scale_bits));
-        if (!layout.symmetric) WritePackedCode(row + layout.zeros_offset, k, layout.bits, static_cast<uint32_t>(p.zero));
+        if (!layout.symmetric)
+          WritePackedCode(row + layout.zeros_offset, k, layout.bits, static_cast<uint32_t>(p.zero));
         uint8_t* group_codes = row + layout.GroupCodesOffset(k);
         const uint8_t* src = codes.data() + r * cols + layout.GroupStart(k);
         for (int64_t i = 0; i < layout.GroupLength(k); ++i) WritePackedCode(group_codes, i, layout.bits, src[i]);
@@ -129,9 +129,10 @@ struct IntColumnQuantizer {
 void Validate(const float* w, int64_t rows, int64_t cols, const float* hessian, const WeightFormat& format,
               const GptqOptions& options, const std::string& label) {
   if (!IsIntFormat(format.dtype)) {
-    Fail("GPTQ of {}: format {} is not a mixq INT format; GPTQ supports mixq's INT formats (int<2..8>-g<N>, "
-         "-pc, -pt, optionally -sym)",
-         label, WeightFormatName(format));
+    Fail(
+        "GPTQ of {}: format {} is not a mixq INT format; GPTQ supports mixq's INT formats (int<2..8>-g<N>, "
+        "-pc, -pt, optionally -sym)",
+        label, WeightFormatName(format));
   }
   if (format.group < 0 || (format.per_tensor && format.group != 0)) {
     Fail("GPTQ of {}: format with group {} and per_tensor {}: expected group >= 0, and 0 when per-tensor", label,
@@ -150,7 +151,8 @@ void Validate(const float* w, int64_t rows, int64_t cols, const float* hessian, 
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       const float v = w[r * cols + c];
-      if (!std::isfinite(v)) Fail("GPTQ of {}: weight [{}, {}] is {}; only finite weights can be quantized", label, r, c, v);
+      if (!std::isfinite(v))
+        Fail("GPTQ of {}: weight [{}, {}] is {}; only finite weights can be quantized", label, r, c, v);
     }
   }
   for (int64_t j = 0; j < cols; ++j) {
@@ -180,7 +182,8 @@ void HessianAccumulator::Add(const float* x, int64_t n_tokens, int64_t cols) {
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t c = 0; c < cols; ++c) {
       const float v = x[t * cols + c];
-      if (!std::isfinite(v)) Fail("Hessian of {}: activation [token {}, channel {}] is {}; expected finite", Label(name_), t, c, v);
+      if (!std::isfinite(v))
+        Fail("Hessian of {}: activation [token {}, channel {}] is {}; expected finite", Label(name_), t, c, v);
     }
   }
   const int64_t n_new = n_tokens_ + n_tokens;
@@ -289,13 +292,14 @@ GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const 
       break;
     }
     if (attempt == options.max_damp_retries) {
-      Fail("GPTQ of {}: the Hessian plus damping {} * mean(diag H) is not positive definite after {} raises of the "
-           "damping; calibrate on more tokens or start from a larger damp",
-           label, damp, attempt);
+      Fail(
+          "GPTQ of {}: the Hessian plus damping {} * mean(diag H) is not positive definite after {} raises of the "
+          "damping; calibrate on more tokens or start from a larger damp",
+          label, damp, attempt);
     }
     const double next = damp > 0.0 ? damp * 10.0 : 1e-4;
-    Warn("GPTQ of {}: the Hessian plus damping {} * mean(diag H) is not positive definite; retrying with damp {}", label,
-         damp, next);
+    Warn("GPTQ of {}: the Hessian plus damping {} * mean(diag H) is not positive definite; retrying with damp {}",
+         label, damp, next);
     damp = next;
   }
 
@@ -316,9 +320,9 @@ GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const 
         if (group_importance != nullptr) all_importance[r * cols + c] = group_importance[c];
       }
     }
-    const IntGroupParams p = SearchIntGroupParams(all.data(), rows * cols,
-                                                  group_importance == nullptr ? nullptr : all_importance.data(),
-                                                  layout.bits, layout.symmetric);
+    const IntGroupParams p =
+        SearchIntGroupParams(all.data(), rows * cols, group_importance == nullptr ? nullptr : all_importance.data(),
+                             layout.bits, layout.symmetric);
     std::fill(quantizer.params.begin(), quantizer.params.end(), p);
   } else if (static_params) {
 #pragma omp parallel for schedule(dynamic, 4)

@@ -50,9 +50,9 @@ class HessianAccumulator {
 };
 
 struct GptqOptions {
-  double damp = 0.01;          // lambda = damp * mean(diag H) is added to H's diagonal
-  int64_t block_size = 128;    // columns per lazy batch update (a block never straddles a group start)
-  bool act_order = false;      // process columns by decreasing diag(H); group params then fixed upfront
+  double damp = 0.01;        // lambda = damp * mean(diag H) is added to H's diagonal
+  int64_t block_size = 128;  // columns per lazy batch update (a block never straddles a group start)
+  bool act_order = false;    // process columns by decreasing diag(H); group params then fixed upfront
   // Group (scale, zero) search weighs each column's squared error by diag(H) (its mean 2*x_j^2), as an
   // imatrix does for RTN; false: plain squared error.
   bool weight_params_by_hessian = true;
