@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mixq/base/error.h"
+#include "mixq/quant/calibration.h"
 #include "mixq/quant/quantize_model.h"
 #include "tools/mixq/commands.h"
 #include "tools/mixq/common.h"
@@ -23,6 +24,9 @@ struct QuantizeArgs {
   bool dump_policy = false;
   std::string method;
   std::string calib;
+  CalibrationOptions data;  // --data/--samples/--ctx/--seed for the layer-by-layer methods
+  bool act_order = false;
+  double damp = 0.01;
 };
 
 void PrintTable(const QuantizeReport& r) {
@@ -85,7 +89,16 @@ void RunQuantize(const QuantizeArgs& args) {
     if (!method) Fail("--method '{}' is not a method; expected rtn, imatrix, awq, gptq or awq+gptq", args.method);
     options.method = *method;
   }
+  if (args.damp < 0.0 || args.damp > 1.0) Fail("--damp {} is out of range (0 .. 1)", args.damp);
+  options.gptq.act_order = args.act_order;
+  options.gptq.damp = args.damp;
   const Model model = LoadModelFromArgs(args.model, /*require_tokenizer=*/!args.dump_policy);
+  if (!args.data.data_path.empty()) {
+    if (options.method == QuantMethod::kRtn || options.method == QuantMethod::kImatrix) {
+      Fail("--data is calibration text for --method awq, gptq or awq+gptq (imatrix reads --calib)");
+    }
+    options.windows = SampleCalibrationWindows(model, args.data);
+  }
   if (!args.policy.empty()) {
     options.policy = LoadPolicy(args.policy, model.config.n_layers, model.weights.output.empty());
   }
@@ -122,6 +135,13 @@ void RegisterQuantize(CLI::App& app) {
                   "awq+gptq (docs/calibration.md)");
   cmd->add_option("--calib,--imatrix", args->calib,
                   "activation statistics: from `mixq calibrate`, or a llama.cpp imatrix (.gguf or legacy .dat)");
+  cmd->add_option("--data", args->data.data_path,
+                  "calibration text for awq/gptq (plain text, or JSONL with \"text\")");
+  cmd->add_option("--samples", args->data.samples, "calibration windows (default 128)");
+  cmd->add_option("--ctx", args->data.ctx, "tokens per calibration window (default 512)");
+  cmd->add_option("--seed", args->data.seed, "seed of the window sampling (default 0)");
+  cmd->add_flag("--act-order", args->act_order, "gptq: quantize columns by decreasing Hessian diagonal");
+  cmd->add_option("--damp", args->damp, "gptq: damping as a fraction of the Hessian's mean diagonal (default 0.01)");
   cmd->add_flag("--dump-policy", args->dump_policy, "print the policy as rules (e.g. a preset) and exit");
   cmd->add_flag("--json", args->json, "print the report as JSON");
   cmd->add_option("--tokenizer", args->model.tokenizer,

@@ -2,6 +2,7 @@
 #include "mixq/quant/quantize_model.h"
 
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "mixq/base/aligned_buffer.h"
@@ -14,6 +15,7 @@
 #include "mixq/formats/ggml_quant.h"
 #include "mixq/formats/int_quant.h"
 #include "mixq/model/save_gguf.h"
+#include "mixq/quant/layerwise.h"
 
 namespace mixq {
 namespace {
@@ -117,6 +119,12 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
   Timer timer;
   QuantizeReport report;
   report.input = ComputeModelSize(model);
+  const bool layerwise = options.method == QuantMethod::kAwq || options.method == QuantMethod::kGptq ||
+                         options.method == QuantMethod::kAwqGptq;
+  if (layerwise && options.windows.empty()) {
+    Fail("--method {} runs the model layer by layer on calibration text: give --data FILE",
+         QuantMethodName(options.method));
+  }
   if (options.method == QuantMethod::kImatrix) {
     if (options.calib == nullptr) Fail("--method imatrix needs --calib STATS (from `mixq calibrate` or llama.cpp)");
     if (CheckCalibrationStats(*options.calib, model) == 0) {
@@ -169,7 +177,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     if (plan.format) {
       r.method = "rtn";
       const LinearStats* stats = options.calib != nullptr ? options.calib->Find(slot.name) : nullptr;
-      if (options.method == QuantMethod::kImatrix && stats != nullptr) {
+      if (options.method != QuantMethod::kRtn && stats != nullptr) {
         plan.importance = stats->Importance();
         r.method = "imatrix";
       } else if (options.method == QuantMethod::kImatrix && !Traits(plan.format->dtype).is_float) {
@@ -187,12 +195,37 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     plans.emplace(slot.name, std::move(plan));
   });
 
+  LayerwiseResult produced;
+  if (layerwise) {
+    std::map<std::string, std::optional<WeightFormat>> block_formats;
+    for (const auto& [name, plan] : plans) {
+      if (name.starts_with("blk.") && !name.ends_with("_norm.weight")) block_formats.emplace(name, plan.format);
+    }
+    LayerwiseOptions lo;
+    lo.awq = options.method != QuantMethod::kGptq;
+    lo.gptq = options.method != QuantMethod::kAwq;
+    lo.windows = options.windows;
+    lo.gptq_options = options.gptq;
+    produced = QuantizeLayerwise(model, block_formats, lo);
+  }
+
   ProgressBar progress("quantizing", static_cast<int64_t>(plans.size()));
   int64_t done = 0;
   const TensorEncoder encode = [&](const TensorSlot& slot) -> TensorEncoding {
     const Plan& plan = plans.at(slot.name);
     TensorQuantReport& r = report.tensors[plan.report_index];
     const TensorView src = plan.src;
+    if (const auto it = produced.tensors.find(slot.name); it != produced.tensors.end()) {
+      const ProducedTensor& p = it->second;
+      r.method = p.method;
+      r.relative_rmse = p.relative_rmse;
+      if (!p.note.empty()) r.reason += "; " + p.note;
+      const int64_t stored_group = IsIntFormat(p.format.dtype) ? p.format.group : 0;
+      return TensorEncoding{p.format.dtype, stored_group, [&, &p = p](std::byte* dst) {
+                              std::memcpy(dst, p.bytes.data(), p.bytes.size());
+                              progress.Update(++done);
+                            }};
+    }
     if (!plan.format) {
       progress.Update(++done);
       return TensorEncoding{src.dtype, src.group, nullptr};

@@ -10,6 +10,7 @@
 #include "mixq/formats/weight_format.h"
 #include "mixq/model/model.h"
 #include "mixq/quant/calibration.h"
+#include "mixq/quant/gptq.h"
 #include "mixq/quant/policy.h"
 
 namespace mixq {
@@ -37,6 +38,10 @@ struct QuantizeOptions {
   bool strict = false;               // a format that cannot hold a tensor is an error, not a fallback
   QuantMethod method = QuantMethod::kRtn;
   const CalibrationStats* calib = nullptr;  // --calib: the importances kImatrix weights by
+  // kAwq / kGptq / kAwqGptq: the calibration windows the blocks are quantized on, layer by layer
+  // (quant/layerwise.h); embeddings and head then use kImatrix when `calib` is given, else RTN.
+  std::vector<std::vector<int32_t>> windows;
+  GptqOptions gptq;
 };
 
 struct TensorQuantReport {

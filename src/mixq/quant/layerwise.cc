@@ -1,0 +1,176 @@
+// Layer-by-layer quantization: AWQ, then GPTQ or RTN per group of linears, block after block.
+#include "mixq/quant/layerwise.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "mixq/base/check.h"
+#include "mixq/base/error.h"
+#include "mixq/base/progress.h"
+#include "mixq/base/timer.h"
+#include "mixq/formats/convert.h"
+#include "mixq/model/forward.h"
+#include "mixq/quant/layer_float.h"
+#include "mixq/quant/quantize_model.h"
+
+namespace mixq {
+namespace {
+
+// AutoGPTQ's true-sequential groups: the linears that share an input, in the order the block runs them.
+const std::vector<std::vector<LinearKind>>& SequentialGroups() {
+  static const std::vector<std::vector<LinearKind>> groups = {
+      {LinearKind::kQ, LinearKind::kK, LinearKind::kV},
+      {LinearKind::kO},
+      {LinearKind::kGate, LinearKind::kUp},
+      {LinearKind::kDown},
+  };
+  return groups;
+}
+
+void SetView(LayerWeights& w, LinearKind kind, const TensorView& view) {
+  switch (kind) {
+    case LinearKind::kQ: w.wq = view; return;
+    case LinearKind::kK: w.wk = view; return;
+    case LinearKind::kV: w.wv = view; return;
+    case LinearKind::kO: w.wo = view; return;
+    case LinearKind::kGate: w.w_gate = view; return;
+    case LinearKind::kUp: w.w_up = view; return;
+    case LinearKind::kDown: w.w_down = view; return;
+    case LinearKind::kOutput: break;
+  }
+  MIXQ_CHECK(false);
+}
+
+double RelativeError(const WeightFormat& format, const float* w, int64_t rows, int64_t cols, const std::byte* q) {
+  const size_t row_bytes = *RowBytes(format.dtype, cols, format.group);
+  double err = 0.0, ref = 0.0;
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    RowToFloat(format.dtype, q + static_cast<size_t>(r) * row_bytes, row.data(), cols, format.group);
+    for (int64_t c = 0; c < cols; ++c) {
+      const double d = static_cast<double>(w[r * cols + c]) - row[static_cast<size_t>(c)];
+      err += d * d;
+      ref += static_cast<double>(w[r * cols + c]) * w[r * cols + c];
+    }
+  }
+  return ref > 0.0 ? std::sqrt(err / ref) : std::sqrt(err);
+}
+
+// Runs the block over every window's residual stream; `advance` writes the outputs back (the next block's
+// inputs), otherwise the streams are left as they were (a pass only for the observer).
+void RunBlock(const LlamaConfig& c, const LayerWeights& w, int64_t layer, InferenceState& s,
+              std::vector<std::vector<float>>& streams, int64_t ctx, bool advance) {
+  for (std::vector<float>& x : streams) {
+    std::memcpy(s.x.as<float>(), x.data(), x.size() * sizeof(float));
+    PrepareRope(c, s, 0, ctx);
+    ForwardLayer(c, w, layer, s, 0, ctx, 0);
+    if (advance) std::memcpy(x.data(), s.x.as<float>(), x.size() * sizeof(float));
+  }
+}
+
+}  // namespace
+
+LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string, std::optional<WeightFormat>>& formats,
+                                  const LayerwiseOptions& options) {
+  Timer timer;
+  const LlamaConfig& c = model.config;
+  if (options.windows.empty()) Fail("layer-by-layer quantization needs calibration windows (--data)");
+  const int64_t ctx = static_cast<int64_t>(options.windows.front().size());
+  LlamaConfig one_layer = c;
+  one_layer.n_layers = 1;
+  InferenceState state = MakeInferenceState(one_layer, ctx, ctx);
+
+  // The residual stream entering block 0: the windows' embeddings.
+  std::vector<std::vector<float>> streams;
+  for (const std::vector<int32_t>& w : options.windows) {
+    MIXQ_CHECK_EQ(static_cast<int64_t>(w.size()), ctx);
+    EmbedTokens(c, model.weights, state, w);
+    streams.emplace_back(state.x.as<float>(), state.x.as<float>() + ctx * c.dim);
+  }
+
+  LayerwiseResult result;
+  ProgressBar progress("quantizing blocks", c.n_layers);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& stored = model.weights.layers[static_cast<size_t>(l)];
+    // Linears kept as stored run as their float copy: the same values.
+    LayerFloat lf = CopyLayerToFloat(stored);
+    LayerWeights current = lf.views();
+    std::vector<Tensor> quantized;  // storage behind `current`'s replaced views
+    quantized.reserve(kLinearKinds);
+    for (const std::vector<LinearKind>& kinds : SequentialGroups()) {
+      bool any = false;
+      for (LinearKind k : kinds) {
+        const auto it = formats.find(LinearWeightName(l, k));
+        any |= it != formats.end() && it->second.has_value();
+      }
+      if (!any) continue;
+      // The group's input, with every group before it already quantized.
+      std::optional<HessianAccumulator> hessian;
+      std::vector<double> sum2;
+      int64_t tokens = 0;
+      const int64_t cols = lf.linear(kinds[0]).shape[1];
+      if (options.gptq) hessian.emplace(cols, LinearWeightName(l, kinds[0]));
+      sum2.assign(static_cast<size_t>(cols), 0.0);
+      state.observer = [&](const LinearCall& call) {
+        if (call.kind != kinds[0]) return;
+        if (hessian) hessian->Add(call);
+        for (int64_t t = 0; t < call.n_tokens; ++t) {
+          for (int64_t j = 0; j < cols; ++j) {
+            const double x = call.input[t * cols + j];
+            sum2[static_cast<size_t>(j)] += x * x;
+          }
+        }
+        tokens += call.n_tokens;
+      };
+      RunBlock(c, current, l, state, streams, ctx, /*advance=*/false);
+      state.observer = nullptr;
+      std::vector<float> importance(static_cast<size_t>(cols));
+      for (int64_t j = 0; j < cols; ++j) importance[static_cast<size_t>(j)] = static_cast<float>(sum2[j] / tokens);
+
+      for (LinearKind k : kinds) {
+        const std::string name = LinearWeightName(l, k);
+        const auto it = formats.find(name);
+        const Tensor& w = lf.linear(k);
+        const int64_t rows = w.shape[0];
+        if (it == formats.end() || !it->second) {
+          continue;  // kept: its stored view stays in `current`
+        }
+        const WeightFormat& format = *it->second;
+        ProducedTensor produced;
+        produced.format = format;
+        if (options.gptq && IsIntFormat(format.dtype)) {
+          GptqResult g = GptqQuantizeMatrix(w.storage.as<float>(), rows, cols, *hessian, format,
+                                            options.gptq_options, name);
+          produced.bytes = std::move(g.data);
+          produced.method = options.awq ? "awq+gptq" : "gptq";
+          if (g.retries > 0) produced.note = fmt::format("damping raised to {}", g.damp);
+        } else {
+          produced.bytes.resize(*TensorBytes(format.dtype, w.shape, format.group));
+          // GPTQ writes mixq's INT formats only: ggml's types get the imatrix search on the same inputs.
+          const bool weighted = options.gptq && !Traits(format.dtype).is_float;
+          QuantizeMatrix(format, w.storage.as<float>(), rows, cols, produced.bytes.data(),
+                         weighted ? importance.data() : nullptr);
+          produced.method = weighted ? "imatrix" : (options.awq ? "awq+rtn" : "rtn");
+        }
+        produced.relative_rmse = RelativeError(format, w.storage.as<float>(), rows, cols, produced.bytes.data());
+        Tensor& q = quantized.emplace_back();
+        q.name = name;
+        q.dtype = format.dtype;
+        q.shape = w.shape;
+        q.group = IsIntFormat(format.dtype) ? format.group : 0;
+        q.storage.Resize(produced.bytes.size());
+        std::memcpy(q.storage.as<std::byte>(), produced.bytes.data(), produced.bytes.size());
+        SetView(current, k, q.view());
+        result.tensors.emplace(name, std::move(produced));
+      }
+    }
+    // The next block's input comes from this block as it will be stored.
+    RunBlock(c, current, l, state, streams, ctx, /*advance=*/true);
+    progress.Update(l + 1);
+  }
+  progress.Finish();
+  result.seconds = timer.ElapsedSeconds();
+  return result;
+}
+
+}  // namespace mixq

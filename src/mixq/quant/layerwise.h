@@ -1,0 +1,51 @@
+// Layer-by-layer quantization on calibration windows, as AutoAWQ and GPTQ run: block i is calibrated on
+// the outputs of blocks 0..i-1 already quantized, so each block corrects for the error before it.
+//
+// Per block: the FP32 weights are copied (LayerFloat); AWQ (if asked) searches and folds its scales; the
+// linears are then quantized in AutoGPTQ's "true sequential" order -- {q, k, v}, {o}, {gate, up}, {down} --
+// each group's input Hessian taken with the groups before it already quantized; GPTQ for mixq's INT
+// formats, imatrix-weighted RTN from the same inputs for ggml's types (GPTQ does not yet write those), RTN
+// for AWQ alone. The calibration stream is then run through the quantized block for the next one.
+// Memory: the windows' residual stream (samples x ctx x dim floats), one block in FP32, and one Hessian.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mixq/formats/weight_format.h"
+#include "mixq/model/model.h"
+#include "mixq/quant/gptq.h"
+
+namespace mixq {
+
+struct LayerwiseOptions {
+  bool awq = false;
+  bool gptq = false;
+  std::vector<std::vector<int32_t>> windows;  // calibration windows, all of one length
+  GptqOptions gptq_options;
+  bool progress = true;
+};
+
+// A tensor a layer-by-layer method produced, ready for the GGUF writer.
+struct ProducedTensor {
+  WeightFormat format;          // F32 for norms AWQ rescaled
+  std::vector<std::byte> bytes;
+  std::string method;           // "gptq", "awq+rtn", "imatrix", ...
+  double relative_rmse = 0.0;   // ||W' - Q(W')|| / ||W'|| of the weights actually rounded (W' = W after AWQ)
+  std::string note;             // e.g. GPTQ's raised damping, AWQ's chosen alpha
+};
+
+struct LayerwiseResult {
+  std::map<std::string, ProducedTensor> tensors;  // by GGUF name
+  double seconds = 0.0;
+};
+
+// Quantizes every block's linear weights whose entry in `formats` (by GGUF name) holds a format; entries
+// that are nullopt or absent stay as stored (and are run as such). Throws mixq::Error naming the tensor.
+LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string, std::optional<WeightFormat>>& formats,
+                                  const LayerwiseOptions& options);
+
+}  // namespace mixq
