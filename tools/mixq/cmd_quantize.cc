@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "mixq/base/error.h"
+#include "mixq/io/atomic_file.h"
+#include "mixq/quant/budget.h"
 #include "mixq/quant/calibration.h"
 #include "mixq/quant/quantize_model.h"
 #include "tools/mixq/commands.h"
@@ -27,7 +29,58 @@ struct QuantizeArgs {
   CalibrationOptions data;  // --data/--samples/--ctx/--seed for the layer-by-layer methods
   bool act_order = false;
   double damp = 0.01;
+  double target_bpw = 0.0;
+  std::string candidates = "q2_k,q3_k,q4_k,q5_k,q6_k,q8_0";
+  std::string sensitivity = "kl";
+  std::string save_policy;
 };
+
+std::vector<WeightFormat> ParseCandidates(const std::string& list) {
+  std::vector<WeightFormat> formats;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    const std::string name = list.substr(start, end - start);
+    const std::optional<WeightFormat> f = ParseWeightFormat(name);
+    if (!f) Fail("--candidates: '{}' is not a format; expected a list of: {}", name, WeightFormatNames());
+    formats.push_back(*f);
+    start = end + 1;
+  }
+  if (formats.size() < 2) Fail("--candidates needs at least two formats to choose between");
+  return formats;
+}
+
+// --target-bpw: measures each tensor's sensitivity to each candidate, allocates formats under the size
+// budget, prints the allocation and returns it as the policy to quantize by.
+QuantPolicy AllocateForTarget(const QuantizeArgs& args, const Model& model, const QuantizeOptions& options) {
+  TargetBpwOptions t;
+  t.target_bpw = args.target_bpw;
+  const std::optional<SensitivityMode> mode = ParseSensitivityMode(args.sensitivity);
+  if (!mode) Fail("--sensitivity '{}' is not a mode; expected kl or output", args.sensitivity);
+  t.sensitivity.mode = *mode;
+  t.sensitivity.candidates = ParseCandidates(args.candidates);
+  t.sensitivity.fixed_format = options.type;
+  if (options.calib != nullptr) {
+    for (const auto& [name, stats] : options.calib->linears) t.sensitivity.importance[name] = stats.Importance();
+  }
+  if (*mode == SensitivityMode::kKl) {
+    if (args.data.data_path.empty()) Fail("--target-bpw with --sensitivity kl needs calibration text: --data FILE");
+    t.sensitivity.windows = SampleCalibrationWindows(model, args.data);
+  }
+  const TargetBpwResult r = AllocateTargetBpw(model, t);
+  const Allocation& a = r.allocation;
+  fmt::print(stderr, "target {:.3f} bpw: allocated {:.3f} bpw ({} bytes), total sensitivity {:.4g} (lower bound "
+             "{:.4g}), {}{}\n", a.target_bpw, a.bits_per_weight, a.total_bytes, a.total_sensitivity, a.lower_bound,
+             a.method, a.note.empty() ? "" : "; " + a.note);
+  if (!args.save_policy.empty()) {
+    AtomicFile file(args.save_policy);
+    file.Write(r.policy_text.data(), r.policy_text.size());
+    file.Commit();
+    fmt::print(stderr, "wrote the allocation as a policy to {}\n", args.save_policy);
+  }
+  return r.policy;
+}
 
 void PrintTable(const QuantizeReport& r) {
   fmt::print("{:<28} {:<16} {:<6} {:<12} {:<8} {:>12} {:>7} {:>10}  {}\n", "tensor", "shape", "from", "to", "method",
@@ -71,7 +124,11 @@ void RunQuantize(const QuantizeArgs& args) {
   if (!args.dump_policy && !args.output.ends_with(".gguf")) {
     Fail("output '{}' must end in .gguf (quantize writes GGUF)", args.output);
   }
-  if (args.type.empty() && args.policy.empty()) Fail("give --type (e.g. q4_k, int4-g128) or --policy");
+  if (args.type.empty() && args.policy.empty() && args.target_bpw == 0.0) {
+    Fail("give --type (e.g. q4_k, int4-g128), --policy or --target-bpw");
+  }
+  if (args.target_bpw != 0.0 && !args.policy.empty()) Fail("--target-bpw makes the policy: give it or --policy");
+  if (args.target_bpw < 0.0 || args.target_bpw > 32.0) Fail("--target-bpw {} is out of range (0 .. 32)", args.target_bpw);
   QuantizeOptions options;
   if (!args.type.empty()) {
     options.type = ParseWeightFormat(args.type);
@@ -93,12 +150,12 @@ void RunQuantize(const QuantizeArgs& args) {
   options.gptq.act_order = args.act_order;
   options.gptq.damp = args.damp;
   const Model model = LoadModelFromArgs(args.model, /*require_tokenizer=*/!args.dump_policy);
-  if (!args.data.data_path.empty()) {
-    if (options.method == QuantMethod::kRtn || options.method == QuantMethod::kImatrix) {
-      Fail("--data is calibration text for --method awq, gptq or awq+gptq (imatrix reads --calib)");
-    }
-    options.windows = SampleCalibrationWindows(model, args.data);
+  const bool layerwise = options.method != QuantMethod::kRtn && options.method != QuantMethod::kImatrix;
+  if (!args.data.data_path.empty() && !layerwise && args.target_bpw == 0.0) {
+    Fail("--data is calibration text for --method awq, gptq, awq+gptq or --target-bpw (imatrix reads --calib)");
   }
+  if (layerwise && !args.data.data_path.empty()) options.windows = SampleCalibrationWindows(model, args.data);
+  if (args.target_bpw != 0.0) options.policy = AllocateForTarget(args, model, options);
   if (!args.policy.empty()) {
     options.policy = LoadPolicy(args.policy, model.config.n_layers, model.weights.output.empty());
   }
@@ -142,6 +199,15 @@ void RegisterQuantize(CLI::App& app) {
   cmd->add_option("--seed", args->data.seed, "seed of the window sampling (default 0)");
   cmd->add_flag("--act-order", args->act_order, "gptq: quantize columns by decreasing Hessian diagonal");
   cmd->add_option("--damp", args->damp, "gptq: damping as a fraction of the Hessian's mean diagonal (default 0.01)");
+  cmd->add_option("--target-bpw", args->target_bpw,
+                  "choose each tensor's format from --candidates to fit this many bits per weight with the "
+                  "least measured sensitivity (docs/target-bpw.md)");
+  cmd->add_option("--candidates", args->candidates,
+                  "formats --target-bpw chooses from (default q2_k,q3_k,q4_k,q5_k,q6_k,q8_0)");
+  cmd->add_option("--sensitivity", args->sensitivity,
+                  "kl (default: model KL with one tensor quantized, on --data) or output (weighted weight "
+                  "error, cheap; uses --calib)");
+  cmd->add_option("--save-policy", args->save_policy, "write --target-bpw's allocation as a policy file");
   cmd->add_flag("--dump-policy", args->dump_policy, "print the policy as rules (e.g. a preset) and exit");
   cmd->add_flag("--json", args->json, "print the report as JSON");
   cmd->add_option("--tokenizer", args->model.tokenizer,
