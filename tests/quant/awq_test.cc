@@ -56,7 +56,9 @@ const TokenWindows& StoriesWindows() {
 
 // The residual stream entering block `layer` of the FP32 model for each window.
 Windows BlockInputs(const Model& model, int64_t layer, const std::vector<std::vector<int32_t>>& token_windows) {
-  InferenceState state = MakeInferenceState(model.config, kCtx, kCtx);
+  size_t max_n = 1;
+  for (const auto& w : token_windows) max_n = std::max(max_n, w.size());
+  InferenceState state = MakeInferenceState(model.config, static_cast<int64_t>(max_n), static_cast<int64_t>(max_n));
   Windows out;
   for (const std::vector<int32_t>& tokens : token_windows) {
     const auto n = static_cast<int64_t>(tokens.size());
@@ -499,22 +501,44 @@ TEST(AwqClipTest, ClippingNeverRaisesTheMeasuredError) {
   EXPECT_FALSE(AwqClipLinear(w, *ParseWeightFormat("f16"), in.samples[2].data(), in.n_sampled, options).clipped);
 }
 
-// The time of AwqLayer on a LLaMA-2-7B-shaped block (synthetic weights, 256 tokens): a print, not an
-// assertion. Disabled by default (about a minute on 2 cores and ~3 GiB); run it with
-// --gtest_also_run_disabled_tests --gtest_filter='*Llama2_7b*'.
+// The time of AwqLayer on a LLaMA-2-7B-shaped block (synthetic weights, 256 tokens, int4-g128): a print,
+// not an assertion. A whole AwqLayer takes many minutes on 2 cores, so this times each step at reduced
+// grids and prints the estimate for the defaults (n_grid 20, 10 clip shrinks). Disabled by default
+// (~3 GiB); run it with --gtest_also_run_disabled_tests --gtest_filter='*Llama2_7b*'.
 TEST(AwqTimingTest, DISABLED_Llama2_7bBlock) {
   const Model model = MakeSyntheticModel(FindSynthPreset("llama2-7b"), 1, DType::kF16, 3);
   const Windows calib = BlockInputs(model, 0, RandomTokens(model.config.vocab_size, 2, 128, 4));
   LayerFloat lf = CopyLayerToFloat(model.weights.layers[0]);
   const Formats formats = AllFormats(model.config, "int4-g128");
+  AwqOptions options;
   Timer timer;
-  const AwqLayerResult r = AwqLayer(model.config, lf, 0, calib, formats);
-  std::printf("AwqLayer on a llama2-7b block, %lld tokens, int4-g128, n_grid 20, clip: %.1f s\n",
-              static_cast<long long>(r.n_sampled), timer.ElapsedSeconds());
+  const AwqInputs in = CollectAwqInputs(model.config, lf, 0, calib, options);
+  const double collect_s = timer.ElapsedSeconds();
+  std::printf("llama2-7b block, %lld tokens, int4-g128: collect %.1f s\n", static_cast<long long>(in.n_sampled),
+              collect_s);
+  double estimate = collect_s;
+  // Two grid points (alpha 0 and 0.5) per group: half the cost of one point is a point of the default grid.
+  options.n_grid = 2;
   for (int g = 0; g < kAwqGroups; ++g) {
-    std::printf("  %s: alpha %.2f, error %.4g -> %.4g\n", AwqGroupName(static_cast<AwqGroup>(g)), r.groups[g].alpha,
-                r.groups[g].error_rtn, r.groups[g].error_best);
+    timer.Reset();
+    AwqSearchGroupScale(model.config, lf, 0, static_cast<AwqGroup>(g), in, formats, options);
+    const double per_point = timer.ElapsedSeconds() / 2.0;
+    estimate += 20.0 * per_point;
+    std::printf("  search %s: %.2f s per grid point\n", AwqGroupName(static_cast<AwqGroup>(g)), per_point);
   }
+  // Two shrinks (1.00, 0.95) per linear; the default tries 10.
+  options.max_shrink = 0.1;
+  for (LinearKind kind : {LinearKind::kO, LinearKind::kDown}) {
+    Tensor& w = lf.linear(kind);
+    const int g = kind == LinearKind::kO ? 1 : 3;
+    timer.Reset();
+    AwqClipLinear(w, formats[static_cast<int>(kind)], in.samples[g].data(), in.n_sampled, options);
+    const double per_shrink = timer.ElapsedSeconds() / 2.0;
+    // v and o are 4096 x 4096; gate, up and down 11008 x 4096 (or its transpose).
+    estimate += 10.0 * per_shrink * (kind == LinearKind::kO ? 2.0 : 3.0);
+    std::printf("  clip %s: %.2f s per shrink\n", LinearKindName(kind), per_shrink);
+  }
+  std::printf("estimated AwqLayer with the defaults: %.0f s\n", estimate);
 }
 
 }  // namespace
