@@ -264,7 +264,7 @@ TEST(AwqFoldTest, FoldingEveryLayerKeepsTheModelsLogits) {
     if (powers_of_two) {
       EXPECT_EQ(max_diff, 0.0);
     } else {
-      EXPECT_LT(max_diff / max_abs, 1e-5);
+      EXPECT_LT(max_diff / max_abs, 2e-6);  // measured 7.7e-7: float rounding of w / s and w * s
     }
   }
 }
