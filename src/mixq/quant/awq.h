@@ -42,8 +42,9 @@ struct AwqOptions {
   int n_grid = 20;           // alpha in {0, 1/n_grid, ..., (n_grid-1)/n_grid}; 1 searches alpha = 0 only
   bool clip = true;          // run the clipping search after folding
   // Calibration tokens kept (sampled uniformly without replacement, seeded) for the error the searches
-  // minimise. Memory: max_tokens * (2 * dim + q_dim + hidden_dim) floats (4096 tokens of a LLaMA-2-7B
-  // block: 384 MiB). The per-channel means |x| use every token.
+  // minimise. Memory: max_tokens * (2 * dim + q_dim + hidden_dim) floats, plus about 3 * max_tokens * dim
+  // for the attention windows and the references (4096 tokens of a LLaMA-2-7B block: about 0.5 GiB).
+  // The per-channel means |x| use every token.
   int64_t max_tokens = 4096;
   int n_clip_grid = 20;      // clip shrink candidates are 1 - i / n_clip_grid ...
   double max_shrink = 0.5;   // ... for i < max_shrink * n_clip_grid (AutoAWQ: 1.00, 0.95, ..., 0.55)
