@@ -115,6 +115,7 @@ AwqGroup GroupOf(LinearKind kind) {
     case LinearKind::kGate:
     case LinearKind::kUp: return AwqGroup::kFfnInput;
     case LinearKind::kDown: return AwqGroup::kFfnDown;
+    case LinearKind::kOutput: break;  // the head belongs to no block
   }
   MIXQ_CHECK(false);
   return AwqGroup::kAttnInput;

@@ -1,6 +1,7 @@
 // Layer-by-layer quantization: AWQ, then GPTQ or RTN per group of linears, block after block.
 #include "mixq/quant/layerwise.h"
 
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -94,6 +95,48 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
     const LayerWeights& stored = model.weights.layers[static_cast<size_t>(l)];
     // Linears kept as stored run as their float copy: the same values.
     LayerFloat lf = CopyLayerToFloat(stored);
+    std::array<std::string, kLinearKinds> awq_notes;
+    if (options.awq) {
+      std::array<WeightFormat, kLinearKinds> awq_formats;  // kept linears count as float: not searched
+      for (int k = 0; k < kLinearKinds; ++k) {
+        const auto it = formats.find(LinearWeightName(l, static_cast<LinearKind>(k)));
+        awq_formats[static_cast<size_t>(k)] =
+            it != formats.end() && it->second ? *it->second : WeightFormat{DType::kF32, 0, false};
+      }
+      const AwqLayerResult awq = AwqLayer(c, lf, l, streams, awq_formats, options.awq_options);
+      for (int g = 0; g < kAwqGroups; ++g) {
+        const AwqGroupResult& gr = awq.groups[static_cast<size_t>(g)];
+        const std::string note = gr.searched ? fmt::format("awq alpha {:.2f}", gr.alpha) : "awq: " + gr.skip_reason;
+        for (LinearKind k : AwqGroupLinears(static_cast<AwqGroup>(g))) awq_notes[static_cast<size_t>(k)] = note;
+      }
+      for (int k = 0; k < kLinearKinds; ++k) {
+        const AwqLinearResult& lr = awq.linears[static_cast<size_t>(k)];
+        if (lr.clipped) awq_notes[static_cast<size_t>(k)] += fmt::format(", clip {:.3f}", lr.mean_clip);
+      }
+      // The rescaled norms, and kept linears (their columns or rows may have been rescaled), in their stored
+      // types.
+      auto reproduce = [&](const Tensor& t, const TensorView& original, const std::string& name) {
+        const WeightFormat f{original.dtype, IsIntFormat(original.dtype) ? original.group : 0, false};
+        ProducedTensor p;
+        p.format = f;
+        p.bytes.resize(*TensorBytes(f.dtype, t.shape, f.group));
+        QuantizeMatrix(f, t.storage.as<float>(), t.shape.size() == 1 ? 1 : t.shape[0], t.shape.back(),
+                       p.bytes.data());
+        p.method = "awq";
+        p.note = "rescaled by AWQ, stored as before";
+        result.tensors.emplace(name, std::move(p));
+      };
+      reproduce(lf.attn_norm, stored.attn_norm, fmt::format("blk.{}.attn_norm.weight", l));
+      reproduce(lf.ffn_norm, stored.ffn_norm, fmt::format("blk.{}.ffn_norm.weight", l));
+      const TensorView* original[kLinearKinds] = {&stored.wq,     &stored.wk,   &stored.wv,    &stored.wo,
+                                                  &stored.w_gate, &stored.w_up, &stored.w_down};
+      for (int k = 0; k < kLinearKinds; ++k) {
+        const LinearKind kind = static_cast<LinearKind>(k);
+        const auto it = formats.find(LinearWeightName(l, kind));
+        if (it != formats.end() && it->second) continue;
+        reproduce(lf.linear(kind), *original[k], LinearWeightName(l, kind));
+      }
+    }
     LayerWeights current = lf.views();
     std::vector<Tensor> quantized;  // storage behind `current`'s replaced views
     quantized.reserve(kLinearKinds);
@@ -150,7 +193,10 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
           const bool weighted = options.gptq && !Traits(format.dtype).is_float;
           QuantizeMatrix(format, w.storage.as<float>(), rows, cols, produced.bytes.data(),
                          weighted ? importance.data() : nullptr);
-          produced.method = weighted ? "imatrix" : (options.awq ? "awq+rtn" : "rtn");
+          produced.method = options.awq ? (weighted ? "awq+imatrix" : "awq") : (weighted ? "imatrix" : "rtn");
+        }
+        if (!awq_notes[static_cast<size_t>(k)].empty()) {
+          produced.note += (produced.note.empty() ? "" : "; ") + awq_notes[static_cast<size_t>(k)];
         }
         produced.relative_rmse = RelativeError(format, w.storage.as<float>(), rows, cols, produced.bytes.data());
         Tensor& q = quantized.emplace_back();

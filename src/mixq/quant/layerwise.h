@@ -17,6 +17,7 @@
 
 #include "mixq/formats/weight_format.h"
 #include "mixq/model/model.h"
+#include "mixq/quant/awq.h"
 #include "mixq/quant/gptq.h"
 
 namespace mixq {
@@ -26,6 +27,7 @@ struct LayerwiseOptions {
   bool gptq = false;
   std::vector<std::vector<int32_t>> windows;  // calibration windows, all of one length
   GptqOptions gptq_options;
+  AwqOptions awq_options;
   bool progress = true;
 };
 
@@ -33,7 +35,7 @@ struct LayerwiseOptions {
 struct ProducedTensor {
   WeightFormat format;          // F32 for norms AWQ rescaled
   std::vector<std::byte> bytes;
-  std::string method;           // "gptq", "awq+rtn", "imatrix", ...
+  std::string method;           // "gptq", "awq", "awq+gptq", "imatrix", "awq+imatrix", "rtn"
   double relative_rmse = 0.0;   // ||W' - Q(W')|| / ||W'|| of the weights actually rounded (W' = W after AWQ)
   std::string note;             // e.g. GPTQ's raised damping, AWQ's chosen alpha
 };
@@ -44,7 +46,9 @@ struct LayerwiseResult {
 };
 
 // Quantizes every block's linear weights whose entry in `formats` (by GGUF name) holds a format; entries
-// that are nullopt or absent stay as stored (and are run as such). Throws mixq::Error naming the tensor.
+// that are nullopt or absent stay as stored (and are run as such) -- except that with AWQ a kept linear
+// whose group was rescaled, and the rescaled norms, are produced again in their stored type.
+// Throws mixq::Error naming the tensor.
 LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string, std::optional<WeightFormat>>& formats,
                                   const LayerwiseOptions& options);
 

@@ -206,6 +206,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     lo.gptq = options.method != QuantMethod::kAwq;
     lo.windows = options.windows;
     lo.gptq_options = options.gptq;
+    lo.awq_options = options.awq;
     produced = QuantizeLayerwise(model, block_formats, lo);
   }
 

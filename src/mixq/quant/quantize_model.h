@@ -10,6 +10,7 @@
 #include "mixq/formats/weight_format.h"
 #include "mixq/model/model.h"
 #include "mixq/quant/calibration.h"
+#include "mixq/quant/awq.h"
 #include "mixq/quant/gptq.h"
 #include "mixq/quant/policy.h"
 
@@ -42,6 +43,7 @@ struct QuantizeOptions {
   // (quant/layerwise.h); embeddings and head then use kImatrix when `calib` is given, else RTN.
   std::vector<std::vector<int32_t>> windows;
   GptqOptions gptq;
+  AwqOptions awq;
 };
 
 struct TensorQuantReport {
