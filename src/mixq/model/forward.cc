@@ -154,7 +154,8 @@ void PrepareRope(const LlamaConfig& c, InferenceState& s, int64_t pos0, int64_t 
 }
 
 void ForwardLayer(const LlamaConfig& c, const LayerWeights& lw, int64_t l, InferenceState& s, int64_t cache_layer,
-                  int64_t n, int64_t pos0) {
+                  int64_t n, int64_t pos0, std::optional<LinearKind> stop_after) {
+  auto stop_at = [&](LinearKind kind) { return stop_after == kind; };
   MIXQ_CHECK_LE(n, s.max_batch);
   MIXQ_CHECK(cache_layer >= 0 && cache_layer < s.cache.n_layers);
   MIXQ_CHECK_LE(pos0 + n, s.cache.capacity);
@@ -170,8 +171,11 @@ void ForwardLayer(const LlamaConfig& c, const LayerWeights& lw, int64_t l, Infer
   float* k = s.k.as<float>();
   float* v = s.v.as<float>();
   Linear(s, l, LinearKind::kQ, lw.wq, xn, n, q);
+  if (stop_at(LinearKind::kQ)) return;
   Linear(s, l, LinearKind::kK, lw.wk, xn, n, k);
+  if (stop_at(LinearKind::kK)) return;
   Linear(s, l, LinearKind::kV, lw.wv, xn, n, v);
+  if (stop_at(LinearKind::kV)) return;
   for (int64_t t = 0; t < n; ++t) {
     ApplyRope(c, q + t * c.q_dim(), c.n_heads, rope_cos + t * half, rope_sin + t * half);
     ApplyRope(c, k + t * c.kv_dim(), c.n_kv_heads, rope_cos + t * half, rope_sin + t * half);
@@ -181,6 +185,7 @@ void ForwardLayer(const LlamaConfig& c, const LayerWeights& lw, int64_t l, Infer
   Attention(c, s.cache, cache_layer, q, n, pos0, s.scores.as<float>(), s.attn.as<float>());
   float* proj = s.proj.as<float>();
   Linear(s, l, LinearKind::kO, lw.wo, s.attn.as<float>(), n, proj);
+  if (stop_at(LinearKind::kO)) return;
   for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];
 
   for (int64_t t = 0; t < n; ++t) {
@@ -189,7 +194,9 @@ void ForwardLayer(const LlamaConfig& c, const LayerWeights& lw, int64_t l, Infer
   float* gate = s.gate.as<float>();
   float* up = s.up.as<float>();
   Linear(s, l, LinearKind::kGate, lw.w_gate, xn, n, gate);
+  if (stop_at(LinearKind::kGate)) return;
   Linear(s, l, LinearKind::kUp, lw.w_up, xn, n, up);
+  if (stop_at(LinearKind::kUp)) return;
   SwiGlu(gate, up, n * c.hidden_dim);
   Linear(s, l, LinearKind::kDown, lw.w_down, gate, n, proj);
   for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];

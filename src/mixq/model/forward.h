@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -76,7 +77,11 @@ void PrepareRope(const LlamaConfig& config, InferenceState& state, int64_t pos0,
 // Runs block `layer` (weights `lw`) on the residual stream state.x[0..n) in place, at positions pos0..
 // whose angles PrepareRope computed, appending keys and values to the cache at `cache_layer` (a state
 // made for a one-layer config runs any block with cache_layer 0).
+// With `stop_after`, returns right after that linear has run (and been observed): calibration passes that
+// only need one linear's input skip the rest of the block. state.x then holds a half-updated stream (the
+// attention residual is added before the FFN), so such a pass must start the next from its own copy.
 void ForwardLayer(const LlamaConfig& config, const LayerWeights& lw, int64_t layer, InferenceState& state,
-                  int64_t cache_layer, int64_t n, int64_t pos0);
+                  int64_t cache_layer, int64_t n, int64_t pos0,
+                  std::optional<LinearKind> stop_after = std::nullopt);
 
 }  // namespace mixq

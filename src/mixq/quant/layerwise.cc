@@ -59,13 +59,16 @@ double RelativeError(const WeightFormat& format, const float* w, int64_t rows, i
 
 // Runs the block over every window's residual stream; `advance` writes the outputs back (the next block's
 // inputs), otherwise the streams are left as they were (a pass only for the observer).
+// Runs the block over every window's residual stream. With `stop_after` (an observation pass) the block
+// stops after that linear and the streams are unchanged; without, the outputs replace the streams (the
+// next block's inputs).
 void RunBlock(const LlamaConfig& c, const LayerWeights& w, int64_t layer, InferenceState& s,
-              std::vector<std::vector<float>>& streams, int64_t ctx, bool advance) {
+              std::vector<std::vector<float>>& streams, int64_t ctx, std::optional<LinearKind> stop_after) {
   for (std::vector<float>& x : streams) {
     std::memcpy(s.x.as<float>(), x.data(), x.size() * sizeof(float));
     PrepareRope(c, s, 0, ctx);
-    ForwardLayer(c, w, layer, s, 0, ctx, 0);
-    if (advance) std::memcpy(x.data(), s.x.as<float>(), x.size() * sizeof(float));
+    ForwardLayer(c, w, layer, s, 0, ctx, 0, stop_after);
+    if (!stop_after) std::memcpy(x.data(), s.x.as<float>(), x.size() * sizeof(float));
   }
 }
 
@@ -165,7 +168,7 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
         }
         tokens += call.n_tokens;
       };
-      RunBlock(c, current, l, state, streams, ctx, /*advance=*/false);
+      RunBlock(c, current, l, state, streams, ctx, kinds[0]);
       state.observer = nullptr;
       std::vector<float> importance(static_cast<size_t>(cols));
       for (int64_t j = 0; j < cols; ++j) importance[static_cast<size_t>(j)] = static_cast<float>(sum2[j] / tokens);
@@ -199,19 +202,20 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
           produced.note += (produced.note.empty() ? "" : "; ") + awq_notes[static_cast<size_t>(k)];
         }
         produced.relative_rmse = RelativeError(format, w.storage.as<float>(), rows, cols, produced.bytes.data());
-        Tensor& q = quantized.emplace_back();
-        q.name = name;
-        q.dtype = format.dtype;
-        q.shape = w.shape;
-        q.group = IsIntFormat(format.dtype) ? format.group : 0;
-        q.storage.Resize(produced.bytes.size());
-        std::memcpy(q.storage.as<std::byte>(), produced.bytes.data(), produced.bytes.size());
+        // Later passes run the block with this linear's rounded weights, dequantized to float as GPTQ and
+        // AWQ do (a float GEMM, and no int8 rounding of the activations the stored model would add).
+        Tensor& q = quantized.emplace_back(Tensor::Zeros(name, DType::kF32, w.shape));
+        const size_t row_bytes = produced.bytes.size() / static_cast<size_t>(rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          RowToFloat(format.dtype, produced.bytes.data() + static_cast<size_t>(r) * row_bytes,
+                     q.as<float>() + r * cols, cols, format.group);
+        }
         SetView(current, k, q.view());
         result.tensors.emplace(name, std::move(produced));
       }
     }
     // The next block's input comes from this block as it will be stored.
-    RunBlock(c, current, l, state, streams, ctx, /*advance=*/true);
+    RunBlock(c, current, l, state, streams, ctx, std::nullopt);
     progress.Update(l + 1);
   }
   progress.Finish();
