@@ -17,33 +17,19 @@
 #include "mixq/kernels/ops.h"
 #include "mixq/model/forward.h"
 #include "mixq/quant/quantize_model.h"
+#include "stories_fixture.h"
 #include "test_paths.h"
 
 namespace mixq {
 namespace {
 
 using testing::SharedPath;
+using testing::Stories;
+using testing::StoriesText;
+using testing::TempPath;
+const auto& CalibrationFile = testing::StoriesCalibrationFile;
+const auto& HeldOutText = testing::StoriesHeldOutText;
 using testing::Stories260KPath;
-
-const Model& Stories() {
-  static const Model* model = new Model(LoadModel(Stories260KPath()));
-  return *model;
-}
-
-std::string TempPath(const std::string& name) { return ::testing::TempDir() + "/" + name; }
-
-// The TinyStories excerpt split in two: calibration on the first half, evaluation on the second, so the
-// methods are judged on text they did not see.
-const std::string& StoriesText() {
-  static const std::string text = ReadFileToString(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
-  return text;
-}
-std::string CalibrationFile() {
-  const std::string path = TempPath("calib-half.txt");
-  std::ofstream(path) << StoriesText().substr(0, 15000);
-  return path;
-}
-std::string HeldOutText() { return StoriesText().substr(15000); }
 
 void WriteFile(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
@@ -63,7 +49,8 @@ TEST(CalibrationWindowsTest, SeededWindowsOfCtxTokensStartingWithBos) {
   o.seed = 8;
   EXPECT_NE(SampleCalibrationWindows(Stories(), o), a);
   // The windows are pieces of the tokenized text, in order.
-  const std::vector<int32_t> stream = Stories().tokenizer.Encode(StoriesText().substr(0, 15000), true);
+  const std::vector<int32_t> stream =
+      Stories().tokenizer.Encode(StoriesText().substr(0, testing::kStoriesCalibrationBytes), true);
   const auto it = std::search(stream.begin(), stream.end(), a[3].begin() + 1, a[3].end());
   EXPECT_NE(it, stream.end());
 }

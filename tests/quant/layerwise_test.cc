@@ -14,33 +14,21 @@
 #include "mixq/eval/perplexity.h"
 #include "mixq/quant/calibration.h"
 #include "mixq/quant/quantize_model.h"
+#include "stories_fixture.h"
 #include "test_paths.h"
 
 namespace mixq {
 namespace {
 
 using testing::SharedPath;
+using testing::Stories;
+using testing::StoriesText;
+using testing::TempPath;
+const auto& CalibrationFile = testing::StoriesCalibrationFile;
 using testing::Stories260KPath;
 
-const Model& Stories() {
-  static const Model* model = new Model(LoadModel(Stories260KPath()));
-  return *model;
-}
-
-std::string TempPath(const std::string& name) { return ::testing::TempDir() + "/" + name; }
-
-const std::string& StoriesText() {
-  static const std::string text = ReadFileToString(SharedPath("data/tinystories/TinyStories-valid.head30k.txt"));
-  return text;
-}
-std::string CalibrationFile() {
-  const std::string path = TempPath("layerwise-calib.txt");
-  std::ofstream(path) << StoriesText().substr(0, 15000);
-  return path;
-}
-
 double HeldOutKld(const std::string& quant_path) {
-  static const std::vector<int32_t> tokens = TokenizeForPerplexity(Stories(), StoriesText().substr(15000));
+  static const std::vector<int32_t> tokens = TokenizeForPerplexity(Stories(), testing::StoriesHeldOutText());
   KldOptions o;
   o.ctx = 128;
   return EvaluateKld(Stories(), LoadModel(quant_path), tokens, o).summary.kld.value;

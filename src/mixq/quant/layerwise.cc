@@ -42,21 +42,6 @@ void SetView(LayerWeights& w, LinearKind kind, const TensorView& view) {
   MIXQ_CHECK(false);
 }
 
-double RelativeError(const WeightFormat& format, const float* w, int64_t rows, int64_t cols, const std::byte* q) {
-  const size_t row_bytes = *RowBytes(format.dtype, cols, format.group);
-  double err = 0.0, ref = 0.0;
-  std::vector<float> row(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    RowToFloat(format.dtype, q + static_cast<size_t>(r) * row_bytes, row.data(), cols, format.group);
-    for (int64_t c = 0; c < cols; ++c) {
-      const double d = static_cast<double>(w[r * cols + c]) - row[static_cast<size_t>(c)];
-      err += d * d;
-      ref += static_cast<double>(w[r * cols + c]) * w[r * cols + c];
-    }
-  }
-  return ref > 0.0 ? std::sqrt(err / ref) : std::sqrt(err);
-}
-
 // Runs the block over every window's residual stream; `advance` writes the outputs back (the next block's
 // inputs), otherwise the streams are left as they were (a pass only for the observer).
 // Runs the block over every window's residual stream. With `stop_after` (an observation pass) the block
@@ -201,7 +186,9 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
         if (!awq_notes[static_cast<size_t>(k)].empty()) {
           produced.note += (produced.note.empty() ? "" : "; ") + awq_notes[static_cast<size_t>(k)];
         }
-        produced.relative_rmse = RelativeError(format, w.storage.as<float>(), rows, cols, produced.bytes.data());
+        const TensorView stored{name, format.dtype, w.shape, produced.bytes.data(), produced.bytes.size(),
+                                IsIntFormat(format.dtype) ? format.group : 0};
+        produced.relative_rmse = std::sqrt(RelativeSquaredError(stored, w.storage.as<float>()));
         // Later passes run the block with this linear's rounded weights, dequantized to float as GPTQ and
         // AWQ do (a float GEMM, and no int8 rounding of the activations the stored model would add).
         Tensor& q = quantized.emplace_back(Tensor::Zeros(name, DType::kF32, w.shape));

@@ -29,29 +29,6 @@ const std::map<DType, DType>& GgmlFallbacks() {
   return fallbacks;
 }
 
-// Relative RMS error of the stored tensor against the float original, read back through the reference
-// dequantizers (so it measures what the file holds, not what the quantizer meant to write).
-double RelativeRmse(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, const std::byte* q) {
-  const size_t row_bytes = *RowBytes(format.dtype, cols, format.group);
-  double err = 0.0;
-  double ref = 0.0;
-#pragma omp parallel reduction(+ : err, ref)
-  {
-    std::vector<float> row(static_cast<size_t>(cols));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      RowToFloat(format.dtype, q + static_cast<size_t>(r) * row_bytes, row.data(), cols, format.group);
-      const float* x = src + r * cols;
-      for (int64_t c = 0; c < cols; ++c) {
-        const double d = static_cast<double>(x[c]) - row[c];
-        err += d * d;
-        ref += static_cast<double>(x[c]) * x[c];
-      }
-    }
-  }
-  return ref > 0.0 ? std::sqrt(err / ref) : std::sqrt(err);
-}
-
 }  // namespace
 
 std::optional<QuantMethod> ParseQuantMethod(std::string_view name) {
@@ -71,6 +48,29 @@ const char* QuantMethodName(QuantMethod method) {
     case QuantMethod::kAwqGptq: return "awq+gptq";
   }
   return "?";
+}
+
+double RelativeSquaredError(const TensorView& q, const float* w, const float* importance) {
+  const int64_t rows = q.rows();
+  const int64_t cols = q.cols();
+  double err = 0.0;
+  double ref = 0.0;
+#pragma omp parallel reduction(+ : err, ref) if (rows * cols > (1 << 16))
+  {
+    std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      RowToFloat(q.dtype, q.row(r), row.data(), cols, q.group);
+      const float* x = w + r * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double imp = importance != nullptr ? importance[c] : 1.0;
+        const double d = static_cast<double>(x[c]) - row[static_cast<size_t>(c)];
+        err += imp * d * d;
+        ref += imp * static_cast<double>(x[c]) * x[c];
+      }
+    }
+  }
+  return ref > 0.0 ? err / ref : err;
 }
 
 void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
@@ -244,7 +244,10 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
                             }
                             QuantizeMatrix(format, x, rows, cols, dst,
                                            plan.importance.empty() ? nullptr : plan.importance.data());
-                            r.relative_rmse = RelativeRmse(format, x, rows, cols, dst);
+                            const TensorView stored{r.name, format.dtype, src.shape, dst,
+                                                    *TensorBytes(format.dtype, src.shape, format.group),
+                                                    stored_group};
+                            r.relative_rmse = std::sqrt(RelativeSquaredError(stored, x));
                             progress.Update(++done);
                           }};
   };

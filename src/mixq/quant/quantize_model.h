@@ -22,6 +22,11 @@ namespace mixq {
 void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
                     const float* importance = nullptr);
 
+// sum_ij imp_j (W_ij - Q_ij)^2 / sum_ij imp_j W_ij^2 (imp_j = 1 without importance; the plain sum when W is
+// all zero), with Q read back from the stored tensor `q` through the reference dequantizers, so it
+// measures what a file holds. `w` is the float original, [q.rows(), q.cols()].
+double RelativeSquaredError(const TensorView& q, const float* w, const float* importance = nullptr);
+
 // The format actually used for rows of `cols` weights when `wanted` cannot hold them: llama.cpp's
 // fallbacks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/IQ4_XS -> IQ4_NL), then F16.
 WeightFormat FallbackFormat(const WeightFormat& wanted, int64_t cols);

@@ -79,30 +79,6 @@ bool ReplaceView(const LlamaConfig& config, LlamaWeights& weights, const std::st
   return found;
 }
 
-// sum_ij imp_j (W_ij - Q_ij)^2 / sum_ij imp_j W_ij^2, reading Q back through the reference dequantizer.
-double WeightedRelativeError(const TensorView& q, const std::vector<float>& x, const float* importance) {
-  const int64_t rows = q.rows();
-  const int64_t cols = q.cols();
-  double err = 0.0;
-  double ref = 0.0;
-#pragma omp parallel reduction(+ : err, ref)
-  {
-    std::vector<float> row(static_cast<size_t>(cols));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      RowToFloat(q.dtype, q.row(r), row.data(), cols, q.group);
-      const float* w = x.data() + r * cols;
-      for (int64_t c = 0; c < cols; ++c) {
-        const double imp = importance ? importance[c] : 1.0;
-        const double d = static_cast<double>(w[c]) - row[c];
-        err += imp * d * d;
-        ref += imp * static_cast<double>(w[c]) * w[c];
-      }
-    }
-  }
-  return ref > 0.0 ? err / ref : err;
-}
-
 void ValidateImportance(const Model& model, const ImportanceMap& importance) {
   std::map<std::string, int64_t> cols;
   ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) { cols[slot.name] = slot.view->cols(); });
@@ -382,7 +358,7 @@ SensitivityTable MeasureSensitivity(const Model& model, const SensitivityOptions
     AlignedBuffer storage;
     const TensorView q = QuantizeInto(c.format, src, t.name, x, importance, storage);
     if (options.mode == SensitivityMode::kOutput) {
-      c.sensitivity = WeightedRelativeError(q, x, importance);
+      c.sensitivity = RelativeSquaredError(q, x.data(), importance);
     } else {
       LlamaWeights trial = model.weights;
       MIXQ_CHECK(ReplaceView(model.config, trial, t.name, q));
