@@ -77,6 +77,9 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
                     const float* importance) {
   const std::optional<size_t> row_bytes = RowBytes(format.dtype, cols, format.group);
   MIXQ_CHECK(row_bytes.has_value());
+  // Threads pay off only past a few thousand weights: on a busy machine a parallel region for a tiny matrix
+  // (AWQ's and the sensitivity's many small calls) waits for a descheduled thread at its barrier.
+  const bool parallel = rows * cols >= (1 << 15);
   if (IsIntFormat(format.dtype)) {
     if (format.per_tensor) {
       QuantizeIntMatrix(format.dtype, src, rows, cols, 0, true, dst, importance);
@@ -84,7 +87,7 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
     }
     // Rows are independent: split them across threads in slices.
     const int64_t slice = 16;
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (parallel)
     for (int64_t r0 = 0; r0 < rows; r0 += slice) {
       const int64_t n = std::min(slice, rows - r0);
       QuantizeIntMatrix(format.dtype, src + r0 * cols, n, cols, format.group, false,
@@ -93,14 +96,14 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
     return;
   }
   if (HasFloatCodec(format.dtype)) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t r = 0; r < rows; ++r) {
       RowFromFloat(format.dtype, src + r * cols, dst + static_cast<size_t>(r) * *row_bytes, cols);
     }
     return;
   }
   MIXQ_CHECK(HasGgmlQuantizer(format.dtype));
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(dynamic, 4) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
     QuantizeRowGgml(format.dtype, src + r * cols, dst + static_cast<size_t>(r) * *row_bytes, cols, importance);
   }
