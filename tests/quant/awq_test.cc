@@ -549,14 +549,14 @@ TEST(AwqClipTest, ClippingNeverRaisesTheMeasuredError) {
   EXPECT_FALSE(AwqClipLinear(w, *ParseWeightFormat("f16"), in.samples[2].data(), in.n_sampled, options).clipped);
 }
 
-// The time of AwqLayer on a LLaMA-2-7B-shaped block (synthetic weights, 2 windows of 512 tokens: the
-// default max_tokens, int4-g128): a print, not an assertion. It times each step at reduced grids and
+// The time of AwqLayer on a LLaMA-2-7B-shaped block (synthetic weights, 4 windows of 512 tokens: the
+// default max_tokens, int4-g128; MIXQ_AWQ_QUANTIZER=minmax times AwqQuantizer::kMinMax): a print, not an assertion. It times each step at reduced grids and
 // prints the estimate for the defaults (n_grid points, the clip shrinks); the total is one AwqLayer call
 // away (MIXQ_AWQ_FULL=1 runs it). Disabled by default (~3 GiB); run it with
 // --gtest_also_run_disabled_tests --gtest_filter='*Llama2_7b*'.
 TEST(AwqTimingTest, DISABLED_Llama2_7bBlock) {
   const Model model = MakeSyntheticModel(FindSynthPreset("llama2-7b"), 1, DType::kF16, 3);
-  const Windows calib = BlockInputs(model, 0, RandomTokens(model.config.vocab_size, 2, 512, 4));
+  const Windows calib = BlockInputs(model, 0, RandomTokens(model.config.vocab_size, 4, 512, 4));
   LayerFloat lf = CopyLayerToFloat(model.weights.layers[0]);
   const Formats formats = AllFormats(model.config, "int4-g128");
   const AwqOptions defaults;

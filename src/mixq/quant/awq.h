@@ -42,8 +42,9 @@ std::span<const LinearKind> AwqGroupLinears(AwqGroup group);
 // their own quantizer).
 enum class AwqQuantizer {
   // AutoAWQ's pseudo-quantizer: per group, the scale spans [min(w, 0), max(w, 0)] (symmetric: max|w| onto
-  // code 2^(bits-1) - 1), FP16-rounded as stored, no scale search. About 40x cheaper than kFormat,
-  // which makes the 20-point grid and the clip search affordable on a CPU (docs/awq.md: cost and quality).
+  // code 2^(bits-1) - 1), FP16-rounded as stored, no scale search. About 40x cheaper than kFormat
+  // (mixq's INT quantizer searches 38 scales per group), but it measures a quantizer other than the one
+  // that stores the rows: measurably worse on stories260K (docs/awq.md: cost and quality).
   kMinMax,
   // The format's own quantizer (QuantizeMatrix: mixq's INT scale search), exactly what RTN stores.
   kFormat,
@@ -55,11 +56,11 @@ struct AwqOptions {
   AwqQuantizer quantizer = AwqQuantizer::kFormat;
   // Calibration tokens kept (sampled uniformly without replacement, seeded) for the error the scale search
   // minimises; the attention objective runs on the first whole windows holding at most this many tokens.
-  // Every search product is proportional to it (docs/awq.md: 1024 is the CPU trade-off; AutoAWQ runs
-  // 128 x 512 on a GPU). Memory: max_tokens * (2 * dim + q_dim + hidden_dim) floats, plus about
+  // Every search product is proportional to it (docs/awq.md: 2048 is the CPU trade-off measured on
+  // stories260K; AutoAWQ runs 128 x 512 on a GPU). Memory: max_tokens * (2 * dim + q_dim + hidden_dim) floats, plus about
   // 3 * max_tokens * dim for the attention windows and the references. The per-channel means |x| use
   // every token.
-  int64_t max_tokens = 1024;
+  int64_t max_tokens = 2048;
   int n_clip_grid = 20;      // clip shrink candidates are 1 - i / n_clip_grid ...
   double max_shrink = 0.5;   // ... for i < max_shrink * n_clip_grid (AutoAWQ: 1.00, 0.95, ..., 0.55)
   uint64_t seed = 0;         // token sampling
@@ -144,7 +145,8 @@ void AwqFoldScales(LayerFloat& lf, AwqGroup group, std::span<const float> s);
 // ([n_tokens, cols], already divided by the folded scales): per row and clipping group, the shrink of
 // max|w| whose clamped, fake-quantized weights give the least output error. The clipping group is the
 // format's group (INT -gN), the whole row (INT per-channel), the block (ggml types: 32, or 256 for the
-// K-quants and IQ4_XS); per-tensor INT and float formats are not clipped.
+// K-quants and IQ4_XS); per-tensor INT and float formats are not clipped. Each group's error goes through
+// its Gram matrix X_g^T X_g when narrower than n_tokens; groups run on the threads in parallel.
 AwqLinearResult AwqClipLinear(Tensor& w, const WeightFormat& format, const float* x, int64_t n_tokens,
                               const AwqOptions& options);
 
