@@ -4,6 +4,7 @@
 #include "mixq/quant/awq.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -13,6 +14,7 @@
 #include "mixq/base/error.h"
 #include "mixq/base/file.h"
 #include "mixq/base/timer.h"
+#include "mixq/formats/float16.h"
 #include "mixq/model/synth.h"
 #include "mixq/quant/quantize_model.h"
 #include "test_paths.h"
@@ -270,8 +272,11 @@ TEST(AwqFoldTest, FoldingEveryLayerKeepsTheModelsLogits) {
 }
 
 // n_grid = 1 searches alpha = 0 only: no scaling, so the block is bit-for-bit the input and quantizes
-// to exactly RTN's weights; the reported error is RTN's output error, measured independently here.
-TEST(AwqLayerTest, AlphaZeroIsExactlyRtn) {
+// to exactly RTN's weights; the reported error is the output error of the search's fake quantizer (the
+// format's own, or AutoAWQ's min-max), measured independently here.
+class AwqAlphaZero : public ::testing::TestWithParam<AwqQuantizer> {};
+
+TEST_P(AwqAlphaZero, IsExactlyRtn) {
   const Model& model = Stories();
   const int64_t layer = 2;
   const Windows calib = BlockInputs(model, layer, StoriesWindows().calib);
@@ -282,6 +287,7 @@ TEST(AwqLayerTest, AlphaZeroIsExactlyRtn) {
   options.n_grid = 1;
   options.clip = false;
   options.max_tokens = 300;
+  options.quantizer = GetParam();
   const AwqLayerResult r = AwqLayer(model.config, lf, layer, calib, formats, options);
   EXPECT_TRUE(BitEqual(lf, original));
   EXPECT_TRUE(BitEqual(QuantDequant(lf, formats), QuantDequant(original, formats)));
@@ -310,7 +316,11 @@ TEST(AwqLayerTest, AlphaZeroIsExactlyRtn) {
     }
     auto rtn = [&](LinearKind kind) {
       const Tensor& w = original.linear(kind);
-      return FakeQuantize(formats[static_cast<int>(kind)], w.view().as<float>(), w.shape[0], w.shape[1]);
+      const WeightFormat& f = formats[static_cast<int>(kind)];
+      if (GetParam() == AwqQuantizer::kFormat) return FakeQuantize(f, w.view().as<float>(), w.shape[0], w.shape[1]);
+      std::vector<float> q(static_cast<size_t>(w.shape[0] * w.shape[1]));
+      FakeQuantizeMinMax(f, w.view().as<float>(), w.shape[0], w.shape[1], q.data());
+      return q;
     };
     auto dot = [](const float* a, const float* b, int64_t n) {
       double s = 0.0;
@@ -345,6 +355,44 @@ TEST(AwqLayerTest, AlphaZeroIsExactlyRtn) {
       }
     }
     EXPECT_NEAR(gr.error_rtn, expected, 1e-3 * expected) << AwqGroupName(static_cast<AwqGroup>(g));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Quantizers, AwqAlphaZero, ::testing::Values(AwqQuantizer::kFormat, AwqQuantizer::kMinMax),
+                         [](const auto& info) { return info.param == AwqQuantizer::kFormat ? "Format" : "MinMax"; });
+
+// AutoAWQ's pseudo-quantizer, recomputed here in double from its definition (the FP16 rounding of the
+// scale through the project's converter): every value within 1e-6 of the group's range of the reference
+// (a code can only differ where x / scale falls within float rounding of a half).
+TEST(AwqMinMaxTest, MatchesAutoAwqsFormula) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t rows = 7, cols = 96;
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (float& v : w) v = normal(rng);
+  for (int64_t c = 0; c < cols; ++c) w[static_cast<size_t>(3 * cols + c)] = 0.25f + 0.01f * c;  // all positive
+  std::fill_n(w.begin() + 5 * cols, cols, 0.0f);                                                    // all zero
+  for (const char* name : {"int4-g32", "int3-g32", "int4-g32-sym", "int8-pc", "int4-pt", "int2-g32"}) {
+    const WeightFormat f = *ParseWeightFormat(name);
+    const DTypeTraits& traits = Traits(f.dtype);
+    std::vector<float> got(w.size());
+    FakeQuantizeMinMax(f, w.data(), rows, cols, got.data());
+    const int64_t group = f.per_tensor ? rows * cols : (f.group == 0 ? cols : f.group);
+    for (int64_t start = 0; start < rows * cols; start += group) {
+      double lo = 0.0, hi = 0.0;
+      for (int64_t i = start; i < start + group; ++i) lo = std::min<double>(lo, w[i]), hi = std::max<double>(hi, w[i]);
+      const int bits = traits.bits;
+      const double q_lo = traits.symmetric ? -std::ldexp(1.0, bits - 1) : 0.0;
+      const double q_hi = traits.symmetric ? std::ldexp(1.0, bits - 1) - 1.0 : std::ldexp(1.0, bits) - 1.0;
+      const double raw = traits.symmetric ? std::max(-lo, hi) / q_hi : (hi - lo) / q_hi;
+      const double scale = F16ToF32(F32ToF16(static_cast<float>(raw)));
+      const double zero = traits.symmetric || scale == 0.0 ? 0.0 : std::clamp(std::nearbyint(-lo / scale), q_lo, q_hi);
+      for (int64_t i = start; i < start + group; ++i) {
+        const double expected =
+            scale == 0.0 ? 0.0 : (std::clamp(std::nearbyint(w[i] / scale) + zero, q_lo, q_hi) - zero) * scale;
+        ASSERT_NEAR(got[i], expected, 1e-6 * (hi - lo) + 1e-12) << name << " value " << i;
+      }
+    }
   }
 }
 
@@ -501,18 +549,23 @@ TEST(AwqClipTest, ClippingNeverRaisesTheMeasuredError) {
   EXPECT_FALSE(AwqClipLinear(w, *ParseWeightFormat("f16"), in.samples[2].data(), in.n_sampled, options).clipped);
 }
 
-// The time of AwqLayer on a LLaMA-2-7B-shaped block (synthetic weights, 256 tokens, int4-g128): a print,
-// not an assertion. A whole AwqLayer takes many minutes on 2 cores, so this times each step at reduced
-// grids and prints the estimate for the defaults (n_grid 20, 10 clip shrinks). Disabled by default
-// (~3 GiB); run it with --gtest_also_run_disabled_tests --gtest_filter='*Llama2_7b*'.
+// The time of AwqLayer on a LLaMA-2-7B-shaped block (synthetic weights, 4 windows of 512 tokens: the
+// default max_tokens, int4-g128; MIXQ_AWQ_QUANTIZER=minmax times AwqQuantizer::kMinMax): a print, not an assertion. It times each step at reduced grids and
+// prints the estimate for the defaults (n_grid points, the clip shrinks); the total is one AwqLayer call
+// away (MIXQ_AWQ_FULL=1 runs it). Disabled by default (~3 GiB); run it with
+// --gtest_also_run_disabled_tests --gtest_filter='*Llama2_7b*'.
 TEST(AwqTimingTest, DISABLED_Llama2_7bBlock) {
   const Model model = MakeSyntheticModel(FindSynthPreset("llama2-7b"), 1, DType::kF16, 3);
-  const Windows calib = BlockInputs(model, 0, RandomTokens(model.config.vocab_size, 2, 128, 4));
+  const Windows calib = BlockInputs(model, 0, RandomTokens(model.config.vocab_size, 4, 512, 4));
   LayerFloat lf = CopyLayerToFloat(model.weights.layers[0]);
   const Formats formats = AllFormats(model.config, "int4-g128");
-  AwqOptions options;
+  const AwqOptions defaults;
+  AwqOptions options = defaults;
+  if (const char* q = std::getenv("MIXQ_AWQ_QUANTIZER")) {
+    options.quantizer = std::string(q) == "minmax" ? AwqQuantizer::kMinMax : AwqQuantizer::kFormat;
+  }
   Timer timer;
-  const AwqInputs in = CollectAwqInputs(model.config, lf, 0, calib, options);
+  AwqInputs in = CollectAwqInputs(model.config, lf, 0, calib, options);
   const double collect_s = timer.ElapsedSeconds();
   std::printf("llama2-7b block, %lld tokens, int4-g128: collect %.1f s\n", static_cast<long long>(in.n_sampled),
               collect_s);
@@ -523,22 +576,36 @@ TEST(AwqTimingTest, DISABLED_Llama2_7bBlock) {
     timer.Reset();
     AwqSearchGroupScale(model.config, lf, 0, static_cast<AwqGroup>(g), in, formats, options);
     const double per_point = timer.ElapsedSeconds() / 2.0;
-    estimate += 20.0 * per_point;
+    estimate += defaults.n_grid * per_point;
     std::printf("  search %s: %.2f s per grid point\n", AwqGroupName(static_cast<AwqGroup>(g)), per_point);
   }
-  // Two shrinks (1.00, 0.95) per linear; the default tries 10.
-  options.max_shrink = 0.1;
+  // Two shrinks (1.00, 0.95) per linear against one (1.00): the difference is a shrink's cost.
+  const double n_shrink = std::max(1, static_cast<int>(defaults.max_shrink * defaults.n_clip_grid));
   for (LinearKind kind : {LinearKind::kO, LinearKind::kDown}) {
-    Tensor& w = lf.linear(kind);
     const int g = kind == LinearKind::kO ? 1 : 3;
-    timer.Reset();
-    AwqClipLinear(w, formats[static_cast<int>(kind)], in.samples[g].data(), in.n_sampled, options);
-    const double per_shrink = timer.ElapsedSeconds() / 2.0;
+    double seconds[2];
+    for (int i = 0; i < 2; ++i) {
+      LayerFloat copy = CopyLayerToFloat(model.weights.layers[0]);
+      Tensor& w = copy.linear(kind);
+      options.max_shrink = i == 0 ? 0.0 : 0.1;
+      timer.Reset();
+      AwqClipLinear(w, formats[static_cast<int>(kind)], in.samples[g].data(), in.n_sampled, options);
+      seconds[i] = timer.ElapsedSeconds();
+    }
+    const double per_shrink = seconds[1] - seconds[0];
     // v and o are 4096 x 4096; gate, up and down 11008 x 4096 (or its transpose).
-    estimate += 10.0 * per_shrink * (kind == LinearKind::kO ? 2.0 : 3.0);
-    std::printf("  clip %s: %.2f s per shrink\n", LinearKindName(kind), per_shrink);
+    estimate += (seconds[0] + (n_shrink - 1.0) * per_shrink) * (kind == LinearKind::kO ? 2.0 : 3.0);
+    std::printf("  clip %s: %.2f s with one shrink, %.2f s per further shrink\n", LinearKindName(kind), seconds[0],
+                per_shrink);
   }
   std::printf("estimated AwqLayer with the defaults: %.0f s\n", estimate);
+  if (std::getenv("MIXQ_AWQ_FULL") != nullptr) {
+    LayerFloat full = CopyLayerToFloat(model.weights.layers[0]);
+    AwqOptions full_options = defaults;
+    full_options.quantizer = options.quantizer;
+    const AwqLayerResult r = AwqLayer(model.config, full, 0, calib, formats, full_options);
+    std::printf("AwqLayer with the defaults: %.0f s\n", r.seconds);
+  }
 }
 
 }  // namespace

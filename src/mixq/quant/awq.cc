@@ -12,6 +12,7 @@
 #include "mixq/base/error.h"
 #include "mixq/base/timer.h"
 #include "mixq/formats/convert.h"
+#include "mixq/formats/float16.h"
 #include "mixq/kernels/matmul.h"
 #include "mixq/kernels/ops.h"
 #include "mixq/quant/quantize_model.h"
@@ -239,6 +240,60 @@ double SquaredDistance(const std::vector<float>& a, const std::vector<float>& b)
   return e;
 }
 
+// AutoAWQ's min-max parameters of one set of values sharing a scale, as FakeQuantizeMinMax documents.
+struct MinMaxParams {
+  float scale = 0.0f;
+  float inv = 0.0f;  // 1 / scale, 0 when the scale is 0 (every value reads back as 0)
+  float zero = 0.0f;
+  float code_lo = 0.0f;
+  float code_hi = 0.0f;
+};
+
+MinMaxParams MinMaxFor(float lo, float hi, int bits, bool symmetric) {
+  MinMaxParams p;
+  float scale = 0.0f;
+  if (symmetric) {
+    const float nmax = static_cast<float>(1 << (bits - 1));
+    scale = std::max(-lo, hi) / (nmax - 1.0f);
+    p.code_lo = -nmax;
+    p.code_hi = nmax - 1.0f;
+  } else {
+    const float qmax = static_cast<float>((1 << bits) - 1);
+    scale = (hi - lo) / qmax;
+    p.code_lo = 0.0f;
+    p.code_hi = qmax;
+  }
+  // Stored as FP16, as mixq's INT rows hold it.
+  p.scale = F16ToF32(F32ToF16(std::min(scale, 65504.0f)));
+  if (!(p.scale > 0.0f)) return MinMaxParams{};
+  p.inv = 1.0f / p.scale;
+  if (!symmetric) p.zero = std::clamp(std::nearbyint(-lo * p.inv), p.code_lo, p.code_hi);
+  return p;
+}
+
+void ApplyMinMax(const MinMaxParams& p, const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float code = std::clamp(std::nearbyint(x[i] * p.inv) + p.zero, p.code_lo, p.code_hi);
+    out[i] = (code - p.zero) * p.scale;
+  }
+}
+
+// The search's fake quantizer for one matrix: AutoAWQ's min-max for INT formats when asked, otherwise the
+// format's own. `parallel` = false keeps it on the calling thread (inside a parallel loop).
+void SearchFakeQuantize(const WeightFormat& format, AwqQuantizer quantizer, const float* w, int64_t rows,
+                        int64_t cols, float* out, bool parallel) {
+  if (quantizer == AwqQuantizer::kMinMax && IsIntFormat(format.dtype)) {
+    FakeQuantizeMinMax(format, w, rows, cols, out, parallel);
+    return;
+  }
+  const std::vector<float> q = FakeQuantize(format, w, rows, cols);
+  std::copy(q.begin(), q.end(), out);
+}
+
+// Work (multiply-adds, weights) below which a loop here runs on one thread: on a busy 2-core machine a
+// parallel region on small work waits for descheduled threads longer than the work takes.
+constexpr int64_t kMinParallelWork = int64_t{1} << 18;
+
 }  // namespace
 
 const char* AwqGroupName(AwqGroup group) {
@@ -278,6 +333,29 @@ std::vector<float> FakeQuantize(const WeightFormat& format, const float* w, int6
                format.group);
   }
   return out;
+}
+
+void FakeQuantizeMinMax(const WeightFormat& format, const float* w, int64_t rows, int64_t cols, float* out,
+                        bool parallel) {
+  MIXQ_CHECK(IsIntFormat(format.dtype));
+  const DTypeTraits& traits = Traits(format.dtype);
+  if (format.per_tensor) {
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t i = 0; i < rows * cols; ++i) lo = std::min(lo, w[i]), hi = std::max(hi, w[i]);
+    ApplyMinMax(MinMaxFor(lo, hi, traits.bits, traits.symmetric), w, out, rows * cols);
+    return;
+  }
+  const int64_t group = format.group == 0 ? cols : std::min(format.group, cols);
+#pragma omp parallel for schedule(static) if (parallel && rows * cols > kMinParallelWork)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c0 = 0; c0 < cols; c0 += group) {
+      const int64_t len = std::min(group, cols - c0);
+      const float* x = w + r * cols + c0;
+      float lo = 0.0f, hi = 0.0f;
+      for (int64_t i = 0; i < len; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+      ApplyMinMax(MinMaxFor(lo, hi, traits.bits, traits.symmetric), x, out + r * cols + c0, len);
+    }
+  }
 }
 
 AwqInputs CollectAwqInputs(const LlamaConfig& config, const LayerFloat& lf, int64_t layer,
@@ -410,6 +488,7 @@ AwqGroupResult AwqSearchGroupScale(const LlamaConfig& config, const LayerFloat& 
   bool found = false;
   std::vector<float> s(static_cast<size_t>(d));
   std::array<std::vector<float>, kLinearKinds> candidate;  // Q(W s) / s of each quantized linear
+  std::vector<float> scaled;                              // W s
   for (int i = 0; i < options.n_grid; ++i) {
     const double alpha = static_cast<double>(i) / options.n_grid;
     // AutoAWQ: s = x_mean^alpha clamped to 1e-4, then divided by sqrt(max * min). pow(x, 0) is 1 for every
@@ -436,16 +515,21 @@ AwqGroupResult AwqSearchGroupScale(const LlamaConfig& config, const LayerFloat& 
       const float* wp = w.view().as<float>();
       std::vector<float>& cand = candidate[static_cast<size_t>(quantized[k])];
       cand.resize(static_cast<size_t>(rows * d));
+      scaled.resize(cand.size());
+      const float* sp = s.data();
+#pragma omp parallel for schedule(static) if (rows * d > kMinParallelWork)
       for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t c = 0; c < d; ++c) cand[r * d + c] = wp[r * d + c] * s[static_cast<size_t>(c)];
+        for (int64_t c = 0; c < d; ++c) scaled[r * d + c] = wp[r * d + c] * sp[c];
       }
-      if (!AllFinite(cand.data(), rows * d)) {
+      if (!AllFinite(scaled.data(), rows * d)) {
         finite = false;
         break;
       }
-      cand = FakeQuantize(formats[static_cast<size_t>(quantized[k])], cand.data(), rows, d);
+      SearchFakeQuantize(formats[static_cast<size_t>(quantized[k])], options.quantizer, scaled.data(), rows, d,
+                         cand.data(), true);
+#pragma omp parallel for schedule(static) if (rows * d > kMinParallelWork)
       for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t c = 0; c < d; ++c) cand[r * d + c] /= s[static_cast<size_t>(c)];
+        for (int64_t c = 0; c < d; ++c) cand[r * d + c] /= sp[c];
       }
     }
     double error = 0.0;
@@ -479,7 +563,10 @@ AwqGroupResult AwqSearchGroupScale(const LlamaConfig& config, const LayerFloat& 
             const Tensor& w = lf.linear(kind);
             const float* wp = w.view().as<float>();
             std::vector<float> delta(static_cast<size_t>(w.shape[0] * d));
-            for (size_t j = 0; j < delta.size(); ++j) delta[j] = wp[j] - candidate[static_cast<size_t>(kind)][j];
+            const float* cp = candidate[static_cast<size_t>(kind)].data();
+            const auto size = static_cast<int64_t>(delta.size());
+#pragma omp parallel for schedule(static) if (size > kMinParallelWork)
+            for (int64_t j = 0; j < size; ++j) delta[j] = wp[j] - cp[j];
             error += meter->Total(delta.data(), w.shape[0]);
           }
           break;
@@ -558,34 +645,30 @@ AwqLinearResult AwqClipLinear(Tensor& w, const WeightFormat& format, const float
   if (!AllFinite(w.as<float>(), rows * cols)) Fail("AWQ clip of '{}': non-finite weight", w.name);
   result.clipped = true;
 
-  const RowErrorMeter whole(x, n_tokens, cols);
-  auto whole_error = [&] {
-    std::vector<float> delta = FakeQuantize(format, w.as<float>(), rows, cols);
-    const float* p = w.as<float>();
-    for (int64_t i = 0; i < rows * cols; ++i) delta[i] = p[i] - delta[i];
-    return whole.Total(delta.data(), rows);
-  };
-  result.error_before = whole_error();
-
   // AutoAWQ: shrink = 1 - i / n_grid for i < int(max_shrink * n_grid); i = 0 (no clipping) always included.
   const int n_shrink = std::max(1, static_cast<int>(options.max_shrink * options.n_clip_grid));
   const int64_t group = result.clip_group;
+  const int64_t n_groups = (cols + group - 1) / group;
   // A slice of whole clipping groups quantizes exactly as they do inside the full row.
   const WeightFormat slice_format =
       IsIntFormat(format.dtype) ? WeightFormat{format.dtype, format.group == 0 ? 0 : group, false} : format;
   float* p = w.as<float>();
-  double clip_sum = 0.0;
-  int64_t clip_count = 0;
-  std::vector<float> xg, wg, cg;
-  std::vector<double> err(static_cast<size_t>(rows)), best_err(static_cast<size_t>(rows));
-  std::vector<float> max_abs(static_cast<size_t>(rows)), best_shrink(static_cast<size_t>(rows));
-  for (int64_t c0 = 0; c0 < cols; c0 += group) {
+  // Per clipping group: the sum of the chosen shrinks, and of the rows' errors at shrink 1 and at their best.
+  std::vector<double> shrink_sum(static_cast<size_t>(n_groups), 0.0);
+  std::vector<double> error_before(static_cast<size_t>(n_groups), 0.0), error_after(error_before.size());
+
+  // One clipping group: its own [n_tokens, len] inputs (through their Gram matrix when narrower than the
+  // token count, so every sampled token costs nothing per shrink), every shrink quantized on the group's
+  // [rows, len] slice.
+  auto clip_group = [&](int64_t k, bool parallel) {
+    const int64_t c0 = k * group;
     const int64_t len = std::min(group, cols - c0);
-    xg.resize(static_cast<size_t>(n_tokens * len));
+    std::vector<float> xg(static_cast<size_t>(n_tokens * len));
     for (int64_t t = 0; t < n_tokens; ++t) std::copy_n(x + t * cols + c0, len, xg.data() + t * len);
     const RowErrorMeter meter(xg.data(), n_tokens, len);
-    wg.resize(static_cast<size_t>(rows * len));
-    cg.resize(wg.size());
+    std::vector<float> wg(static_cast<size_t>(rows * len)), cg(wg.size()), q(wg.size());
+    std::vector<double> err(static_cast<size_t>(rows)), best_err(static_cast<size_t>(rows));
+    std::vector<float> max_abs(static_cast<size_t>(rows)), best_shrink(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) {
       std::copy_n(p + r * cols + c0, len, wg.data() + r * len);
       float m = 0.0f;
@@ -600,23 +683,33 @@ AwqLinearResult AwqClipLinear(Tensor& w, const WeightFormat& format, const float
         const float lim = max_abs[r] * shrink;
         for (int64_t c = 0; c < len; ++c) cg[r * len + c] = std::clamp(wg[r * len + c], -lim, lim);
       }
-      std::vector<float> q = FakeQuantize(slice_format, cg.data(), rows, len);
+      SearchFakeQuantize(slice_format, options.quantizer, cg.data(), rows, len, q.data(), parallel);
       // Error against the unclipped weights, as AutoAWQ's org_out.
-      for (size_t k = 0; k < q.size(); ++k) q[k] = wg[k] - q[k];
+      for (size_t j = 0; j < q.size(); ++j) q[j] = wg[j] - q[j];
       meter.RowErrors(q.data(), rows, err.data());
       for (int64_t r = 0; r < rows; ++r) {
+        if (i == 0) error_before[static_cast<size_t>(k)] += err[r];
         if (err[r] < best_err[r]) best_err[r] = err[r], best_shrink[r] = shrink;
       }
     }
     for (int64_t r = 0; r < rows; ++r) {
       const float lim = max_abs[r] * best_shrink[r];
       for (int64_t c = 0; c < len; ++c) p[r * cols + c0 + c] = std::clamp(p[r * cols + c0 + c], -lim, lim);
-      clip_sum += best_shrink[r];
-      ++clip_count;
+      shrink_sum[static_cast<size_t>(k)] += best_shrink[r];
+      error_after[static_cast<size_t>(k)] += best_err[r];
     }
+  };
+  // Groups write disjoint columns: run them on the threads, each single-threaded inside, when there are
+  // enough of them; a few wide groups (per-channel INT) use the threads inside instead.
+  if (n_groups >= 8) {
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t k = 0; k < n_groups; ++k) clip_group(k, false);
+  } else {
+    for (int64_t k = 0; k < n_groups; ++k) clip_group(k, true);
   }
-  result.mean_clip = clip_count == 0 ? 1.0 : clip_sum / static_cast<double>(clip_count);
-  result.error_after = whole_error();
+  result.error_before = std::accumulate(error_before.begin(), error_before.end(), 0.0);
+  result.error_after = std::accumulate(error_after.begin(), error_after.end(), 0.0);
+  result.mean_clip = std::accumulate(shrink_sum.begin(), shrink_sum.end(), 0.0) / static_cast<double>(rows * n_groups);
   return result;
 }
 

@@ -38,14 +38,29 @@ const char* AwqGroupName(AwqGroup group);  // "attn_norm->attn_q,attn_k,attn_v",
 // The linears whose input columns share the group's scales.
 std::span<const LinearKind> AwqGroupLinears(AwqGroup group);
 
+// The fake quantizer the searches measure with, for mixq's INT formats (ggml and float formats always use
+// their own quantizer).
+enum class AwqQuantizer {
+  // AutoAWQ's pseudo-quantizer: per group, the scale spans [min(w, 0), max(w, 0)] (symmetric: max|w| onto
+  // code 2^(bits-1) - 1), FP16-rounded as stored, no scale search. About 40x cheaper than kFormat
+  // (mixq's INT quantizer searches 38 scales per group), but it measures a quantizer other than the one
+  // that stores the rows: measurably worse on stories260K (docs/awq.md: cost and quality).
+  kMinMax,
+  // The format's own quantizer (QuantizeMatrix: mixq's INT scale search), exactly what RTN stores.
+  kFormat,
+};
+
 struct AwqOptions {
   int n_grid = 20;           // alpha in {0, 1/n_grid, ..., (n_grid-1)/n_grid}; 1 searches alpha = 0 only
   bool clip = true;          // run the clipping search after folding
-  // Calibration tokens kept (sampled uniformly without replacement, seeded) for the error the searches
-  // minimise. Memory: max_tokens * (2 * dim + q_dim + hidden_dim) floats, plus about 3 * max_tokens * dim
-  // for the attention windows and the references (4096 tokens of a LLaMA-2-7B block: about 0.5 GiB).
-  // The per-channel means |x| use every token.
-  int64_t max_tokens = 4096;
+  AwqQuantizer quantizer = AwqQuantizer::kFormat;
+  // Calibration tokens kept (sampled uniformly without replacement, seeded) for the error the scale search
+  // minimises; the attention objective runs on the first whole windows holding at most this many tokens.
+  // Every search product is proportional to it (docs/awq.md: 2048 is the CPU trade-off measured on
+  // stories260K; AutoAWQ runs 128 x 512 on a GPU). Memory: max_tokens * (2 * dim + q_dim + hidden_dim) floats, plus about
+  // 3 * max_tokens * dim for the attention windows and the references. The per-channel means |x| use
+  // every token.
+  int64_t max_tokens = 2048;
   int n_clip_grid = 20;      // clip shrink candidates are 1 - i / n_clip_grid ...
   double max_shrink = 0.5;   // ... for i < max_shrink * n_clip_grid (AutoAWQ: 1.00, 0.95, ..., 0.55)
   uint64_t seed = 0;         // token sampling
@@ -84,7 +99,11 @@ struct AwqLinearResult {
   bool clipped = false;        // false: float format, attn_q/attn_k (AutoAWQ skips them), per-tensor INT
   int64_t clip_group = 0;      // input columns per clipping group
   double mean_clip = 1.0;      // mean chosen shrink (max_val / max|w|) over rows and groups
-  double error_before = 0.0;   // sum ||X (W - Q(W))^T||^2 on the sampled inputs, before / after clipping
+  // The clip search's objective: the sum over rows r and clipping groups g of ||X_g (w_rg - Q(w'_rg))||^2
+  // on the sampled inputs, w the unclipped weights and w' = w before clipping / the chosen clip after, Q
+  // the search's fake quantizer (options.quantizer). Cross-group terms are left out, as in AutoAWQ's
+  // per-group search, so after <= before always (shrink 1 is a candidate).
+  double error_before = 0.0;
   double error_after = 0.0;
 };
 
@@ -126,7 +145,8 @@ void AwqFoldScales(LayerFloat& lf, AwqGroup group, std::span<const float> s);
 // ([n_tokens, cols], already divided by the folded scales): per row and clipping group, the shrink of
 // max|w| whose clamped, fake-quantized weights give the least output error. The clipping group is the
 // format's group (INT -gN), the whole row (INT per-channel), the block (ggml types: 32, or 256 for the
-// K-quants and IQ4_XS); per-tensor INT and float formats are not clipped.
+// K-quants and IQ4_XS); per-tensor INT and float formats are not clipped. Each group's error goes through
+// its Gram matrix X_g^T X_g when narrower than n_tokens; groups run on the threads in parallel.
 AwqLinearResult AwqClipLinear(Tensor& w, const WeightFormat& format, const float* x, int64_t n_tokens,
                               const AwqOptions& options);
 
@@ -138,8 +158,16 @@ AwqLayerResult AwqLayer(const LlamaConfig& config, LayerFloat& lf, int64_t layer
                         std::span<const std::vector<float>> windows,
                         const std::array<WeightFormat, kLinearKinds>& formats, const AwqOptions& options = {});
 
-// Quantizes w ([rows, cols] FP32) into `format` and reads it back: what the searches measure, and what
-// tests compare against. Float formats round through their type.
+// Quantizes w ([rows, cols] FP32) into `format` and reads it back: what RTN stores, what the searches
+// measure with AwqQuantizer::kFormat, and what tests compare against. Float formats round through their type.
 std::vector<float> FakeQuantize(const WeightFormat& format, const float* w, int64_t rows, int64_t cols);
+
+// AutoAWQ's pseudo-quantizer (AwqQuantizer::kMinMax) in an INT format's bits, group and symmetry, read
+// back: per group (row, or tensor when per_tensor) lo = min(w, 0), hi = max(w, 0); asymmetric: scale =
+// (hi - lo) / (2^bits - 1) rounded to FP16, zero = round(-lo / scale); symmetric: scale = max|w| /
+// (2^(bits-1) - 1); codes clamped to the format's range. Writes rows * cols values to out; rows run in
+// parallel when `parallel`. Checks (MIXQ_CHECK) that the format is INT.
+void FakeQuantizeMinMax(const WeightFormat& format, const float* w, int64_t rows, int64_t cols, float* out,
+                        bool parallel = true);
 
 }  // namespace mixq
