@@ -64,9 +64,17 @@ uint8_t FloatToFp8E4M3(float x);
 // Bytes of one weight row of `cols` values: the float32 scale and one code per value.
 constexpr size_t Fp8RowBytes(int64_t cols) { return sizeof(float) + static_cast<size_t>(cols); }
 
-// The shrink factors the scale search tries (1 first: scale = absmax / 448 maps the largest weight to 448).
-inline constexpr std::array<float, 11> kFp8ScaleFactors = {1.0f,  0.975f, 0.95f,  0.925f, 0.9f, 0.875f,
-                                                           0.85f, 0.825f, 0.8f,   0.775f, 0.75f};
+// The factors the scale search tries: scale = absmax / 448 * f for f = 1, 1 + 1/16, ..., 1 + 15/16. A float
+// grid is the same, up to subnormals and saturation, under a scale change of 2, so these cover every
+// alignment of the weights to the code grid within one octave without clipping the largest weight (f >= 1
+// maps it to 448 / f <= 448). Shrinking (f < 1, as the INT search does) saturates the largest weights
+// instead and measured worse: docs/fp8.md.
+constexpr std::array<float, 16> MakeFp8ScaleFactors() {
+  std::array<float, 16> f{};
+  for (size_t k = 0; k < f.size(); ++k) f[k] = 1.0f + static_cast<float>(k) / 16.0f;
+  return f;
+}
+inline constexpr std::array<float, 16> kFp8ScaleFactors = MakeFp8ScaleFactors();
 
 // Quantizes a row-major [rows, cols] float matrix into kFp8E4M3 rows (Fp8RowBytes(cols) bytes each at
 // dst). per_tensor: one scale for the whole matrix, stored in every row. importance: optional [cols]
