@@ -17,25 +17,24 @@ namespace {
 
 constexpr int64_t kStep = 32;  // codes per loop step: four vectors of eight floats
 
-// 16 codes -> 16 FP16 bit patterns, each worth exactly decode(code) * 2^-8 (NaN for the NaN codes).
-MIXQ_AVX2 inline __m256i HalfBits(__m128i codes) {
-  const __m256i v = _mm256_cvtepu8_epi16(codes);
-  const __m256i magnitude = _mm256_and_si256(v, _mm256_set1_epi16(0x7F));
-  const __m256i sign = _mm256_and_si256(_mm256_slli_epi16(v, 8), _mm256_set1_epi16(static_cast<int16_t>(0x8000)));
-  const __m256i nan = _mm256_cmpeq_epi16(magnitude, _mm256_set1_epi16(0x7F));
-  return _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi16(magnitude, 7), sign),
-                         _mm256_and_si256(nan, _mm256_set1_epi16(0x7C00)));
-}
-
-// 32 codes at p -> f[0..4), eight consecutive values each, scaled by 2^-8.
+// 32 codes at p -> f[0..4), eight consecutive values each, scaled by 2^-8. The FP16 word of code c is built
+// bytewise: high byte = sign | magnitude >> 1 (| 0x40 for the NaN codes: FP16's all-ones exponent), low byte
+// = (c & 1) << 7; 16-bit shifts stand in for the missing 8-bit ones, their spill masked off. unpacklo/hi
+// interleave within 128-bit lanes, so the four conversions take codes 0-7, 8-15, 16-23, 24-31 in order.
 MIXQ_AVX2 inline void Decode32(const uint8_t* p, __m256* f) {
   const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  const __m256i lo = HalfBits(_mm256_castsi256_si128(c));
-  const __m256i hi = HalfBits(_mm256_extracti128_si256(c, 1));
-  f[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(lo));
-  f[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(lo, 1));
-  f[2] = _mm256_cvtph_ps(_mm256_castsi256_si128(hi));
-  f[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(hi, 1));
+  const __m256i m7f = _mm256_set1_epi8(0x7F);
+  const __m256i m80 = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i nan = _mm256_cmpeq_epi8(_mm256_and_si256(c, m7f), m7f);
+  __m256i high = _mm256_or_si256(_mm256_and_si256(c, m80), _mm256_and_si256(_mm256_srli_epi16(c, 1), _mm256_set1_epi8(0x3F)));
+  high = _mm256_or_si256(high, _mm256_and_si256(nan, _mm256_set1_epi8(0x40)));
+  const __m256i low = _mm256_and_si256(_mm256_slli_epi16(c, 7), m80);
+  const __m256i words_lo = _mm256_unpacklo_epi8(low, high);  // codes 0-7 | 16-23
+  const __m256i words_hi = _mm256_unpackhi_epi8(low, high);  // codes 8-15 | 24-31
+  f[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(words_lo));
+  f[1] = _mm256_cvtph_ps(_mm256_castsi256_si128(words_hi));
+  f[2] = _mm256_cvtph_ps(_mm256_extracti128_si256(words_lo, 1));
+  f[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(words_hi, 1));
 }
 
 MIXQ_AVX2 inline void Accumulate(const __m256* w, const float* a, __m256* acc) {
@@ -117,8 +116,35 @@ MIXQ_AVX2 void DotRows(const void* w, size_t row_bytes, int64_t n_rows, const vo
     }
     scales[static_cast<size_t>(r)] = Fp8RowScale(row);
   }
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const auto* a = reinterpret_cast<const float*>(acts + static_cast<size_t>(t) * activation_bytes);
+  // Two tokens per pass over a decoded row share its loads; each (row, token) keeps its own four
+  // accumulators in Dot's order, so pairing changes no result.
+  const auto token = [&](int64_t t) { return reinterpret_cast<const float*>(acts + static_cast<size_t>(t) * activation_bytes); };
+  int64_t t = 0;
+  for (; t + 2 <= n_tokens; t += 2) {
+    const float* a0 = token(t);
+    const float* a1 = token(t + 1);
+    const TailActivations tail0(a0 + full, n - full), tail1(a1 + full, n - full);
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const float* wr = decoded.data() + r * padded;
+      __m256 acc0[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      __m256 acc1[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      __m256 wv[4];
+      for (int64_t i = 0; i < full; i += kStep) {
+        for (int k = 0; k < 4; ++k) wv[k] = _mm256_loadu_ps(wr + i + 8 * k);
+        Accumulate(wv, a0 + i, acc0);
+        Accumulate(wv, a1 + i, acc1);
+      }
+      if (full < n) {
+        for (int k = 0; k < 4; ++k) wv[k] = _mm256_loadu_ps(wr + full + 8 * k);
+        Accumulate(wv, tail0.a, acc0);
+        Accumulate(wv, tail1.a, acc1);
+      }
+      out[t * out_stride + r] = Finish(acc0, scales[static_cast<size_t>(r)]);
+      out[(t + 1) * out_stride + r] = Finish(acc1, scales[static_cast<size_t>(r)]);
+    }
+  }
+  for (; t < n_tokens; ++t) {
+    const float* a = token(t);
     const TailActivations tail_a(a + full, n - full);
     for (int64_t r = 0; r < n_rows; ++r) {
       const float* wr = decoded.data() + r * padded;
