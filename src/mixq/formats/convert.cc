@@ -8,6 +8,7 @@
 
 #include "mixq/base/check.h"
 #include "mixq/formats/float16.h"
+#include "mixq/formats/fp8.h"
 #include "mixq/formats/ggml_dequant.h"
 #include "mixq/formats/int_dequant.h"
 
@@ -17,7 +18,9 @@ bool HasFloatCodec(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
 }
 
-bool CanReadAsFloat(DType dtype) { return HasFloatCodec(dtype) || HasDequantizer(dtype) || IsIntFormat(dtype); }
+bool CanReadAsFloat(DType dtype) {
+  return HasFloatCodec(dtype) || HasDequantizer(dtype) || IsIntFormat(dtype) || dtype == DType::kFp8E4M3;
+}
 
 void RowToFloat(DType dtype, const void* src, float* dst, int64_t n, int64_t group) {
   if (IsIntFormat(dtype)) {
@@ -27,6 +30,9 @@ void RowToFloat(DType dtype, const void* src, float* dst, int64_t n, int64_t gro
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kFp8E4M3:
+      DequantizeFp8Row(src, dst, n);
       return;
     case DType::kF16: {
       const auto* h = static_cast<const uint16_t*>(src);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "mixq/formats/fp8.h"
 #include "mixq/formats/ggml_blocks.h"
 #include "mixq/tensor/int_layout.h"
 
@@ -71,6 +72,14 @@ int64_t CountNonFinite(const TensorView& t) {
       return CountInBlocks(t, sizeof(BlockIQ4_NL), {offsetof(BlockIQ4_NL, d)});
     case DType::kIQ4_XS:
       return CountInBlocks(t, sizeof(BlockIQ4_XS), {offsetof(BlockIQ4_XS, d)});
+    case DType::kFp8E4M3:
+      // Each row's float32 scale, and its codes: FP8's NaN codes (0x7F, 0xFF) are values, not just scales.
+      for (int64_t r = 0; r < t.rows(); ++r) {
+        const auto* row = reinterpret_cast<const uint8_t*>(t.row(r));
+        bad += std::isfinite(Fp8RowScale(row)) ? 0 : 1;
+        for (int64_t c = 0; c < t.cols(); ++c) bad += (row[sizeof(float) + c] & 0x7Fu) == kFp8E4M3NaN ? 1 : 0;
+      }
+      return bad;
     default:
       break;
   }

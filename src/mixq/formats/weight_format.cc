@@ -62,10 +62,14 @@ std::optional<WeightFormat> ParseWeightFormat(std::string_view name) {
   for (DType t : kNamedTypes) {
     if (lower == Lower(DTypeName(t))) return WeightFormat{t, 0, false};
   }
+  // FP8 E4M3 (formats/fp8.h): a scale per row ("fp8", "fp8-pc") or per tensor ("fp8-pt"), never grouped.
+  if (lower == "fp8" || lower == "fp8-pc") return WeightFormat{DType::kFp8E4M3, 0, false};
+  if (lower == "fp8-pt") return WeightFormat{DType::kFp8E4M3, 0, true};
   return ParseIntFormat(lower);
 }
 
 std::string WeightFormatName(const WeightFormat& f) {
+  if (f.dtype == DType::kFp8E4M3) return f.per_tensor ? "fp8-pt" : "fp8";
   const DTypeTraits& t = Traits(f.dtype);
   if (t.bits == 0) return Lower(t.name);
   const std::string grouping = f.per_tensor ? "pt" : f.group == 0 ? "pc" : fmt::format("g{}", f.group);
@@ -75,10 +79,10 @@ std::string WeightFormatName(const WeightFormat& f) {
 std::string WeightFormatNames() {
   std::string names;
   for (DType t : kNamedTypes) names += Lower(DTypeName(t)) + ", ";
-  return names + "int<2..8>-g<group>, int<2..8>-pc, int<2..8>-pt (each with an optional -sym)";
+  return names + "int<2..8>-g<group>, int<2..8>-pc, int<2..8>-pt (each with an optional -sym), fp8, fp8-pt";
 }
 
-bool IsLlamaCppCompatible(const WeightFormat& f) { return !IsIntFormat(f.dtype); }
+bool IsLlamaCppCompatible(const WeightFormat& f) { return !IsIntFormat(f.dtype) && f.dtype != DType::kFp8E4M3; }
 
 std::string WhyCannotStore(const WeightFormat& f, int64_t cols) {
   const DTypeTraits& t = Traits(f.dtype);

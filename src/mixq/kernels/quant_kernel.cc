@@ -1,4 +1,5 @@
-// The table of quantized weight kernels: ggml's types (ggml_dot.cc) and mixq's INT types (int_dot.cc).
+// The table of quantized weight kernels: ggml's types (ggml_dot.cc), mixq's INT types (int_dot.cc) and
+// FP8 E4M3 (fp8_dot.cc).
 #include "mixq/kernels/quant_kernel.h"
 
 #include <vector>
@@ -6,6 +7,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "mixq/kernels/fp8_dot.h"
 #include "mixq/kernels/ggml_dot.h"
 #include "mixq/kernels/int_dot.h"
 
@@ -13,6 +15,7 @@ namespace mixq {
 
 const QuantKernel* FindQuantKernel(DType dtype) {
   if (const QuantKernel* k = GgmlQuantKernel(dtype)) return k;
+  if (const QuantKernel* k = Fp8QuantKernel(dtype)) return k;
   return IntQuantKernel(dtype);
 }
 
@@ -23,6 +26,7 @@ std::string QuantKernelTypeNames() {
     if (dtype && GgmlQuantKernel(*dtype) != nullptr) names.push_back(DTypeName(*dtype));
   }
   names.push_back("mixq INT2..INT8");
+  names.push_back(DTypeName(DType::kFp8E4M3));
   return fmt::format("{}", fmt::join(names, ", "));
 }
 

@@ -12,6 +12,7 @@
 #include "mixq/base/progress.h"
 #include "mixq/base/timer.h"
 #include "mixq/formats/convert.h"
+#include "mixq/formats/fp8.h"
 #include "mixq/formats/ggml_quant.h"
 #include "mixq/formats/int_quant.h"
 #include "mixq/model/save_gguf.h"
@@ -80,6 +81,11 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
   // Threads pay off only past a few thousand weights: on a busy machine a parallel region for a tiny matrix
   // (AWQ's and the sensitivity's many small calls) waits for a descheduled thread at its barrier.
   const bool parallel = rows * cols >= (1 << 15);
+  // FP8 E4M3 (formats/fp8.h): a scale per row or per tensor; the quantizer splits rows across threads.
+  if (format.dtype == DType::kFp8E4M3) {
+    QuantizeFp8Matrix(src, rows, cols, format.per_tensor, dst, importance);
+    return;
+  }
   if (IsIntFormat(format.dtype)) {
     if (format.per_tensor) {
       QuantizeIntMatrix(format.dtype, src, rows, cols, 0, true, dst, importance);

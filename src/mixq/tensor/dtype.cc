@@ -58,6 +58,8 @@ constexpr std::array kTraits = {
     DTypeTraits{DType::kInt6Sym, "INT6_SYM", 1, 0, false, 6, true},
     DTypeTraits{DType::kInt7Sym, "INT7_SYM", 1, 0, false, 7, true},
     DTypeTraits{DType::kInt8Sym, "INT8_SYM", 1, 0, false, 8, true},
+    // Sized per row (a float32 scale heads each row): block_bytes 0, RowBytes special-cases it.
+    DTypeTraits{DType::kFp8E4M3, "FP8_E4M3", 1, 0, false},
 };
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
@@ -71,7 +73,7 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 // Index of each id's row, built once: kernels ask for traits per row, so the lookup must not scan.
-constexpr uint32_t kMaxId = 1048;
+constexpr uint32_t kMaxId = 1056;
 const std::array<int16_t, kMaxId + 1>& RowOfId() {
   static const std::array<int16_t, kMaxId + 1> rows = [] {
     std::array<int16_t, kMaxId + 1> r;
@@ -115,7 +117,7 @@ std::optional<DType> IntDType(int bits, bool symmetric) {
 
 std::optional<size_t> StorageBytes(DType dtype, int64_t n_elements) {
   const DTypeTraits& t = Traits(dtype);
-  if (t.bits != 0) return std::nullopt;
+  if (t.bits != 0 || dtype == DType::kFp8E4M3) return std::nullopt;
   if (n_elements < 0 || n_elements % t.block_size != 0) return std::nullopt;
   const uint64_t blocks = static_cast<uint64_t>(n_elements / t.block_size);
   if (blocks > std::numeric_limits<uint64_t>::max() / t.block_bytes) return std::nullopt;
@@ -127,6 +129,11 @@ std::optional<size_t> StorageBytes(DType dtype, int64_t n_elements) {
 namespace mixq {
 
 std::optional<size_t> RowBytes(DType dtype, int64_t cols, int64_t group) {
+  if (dtype == DType::kFp8E4M3) {
+    // formats/fp8.h's layout: float32 scale, then one byte per weight.
+    if (cols < 0 || cols > (int64_t{1} << 40)) return std::nullopt;
+    return sizeof(float) + static_cast<size_t>(cols);
+  }
   if (!IsIntFormat(dtype)) return StorageBytes(dtype, cols);
   // A row this long could not be held in memory anyway; the bound keeps the layout arithmetic exact.
   if (cols < 0 || cols > (int64_t{1} << 40) || group < 0) return std::nullopt;

@@ -63,6 +63,9 @@ enum class DType : uint32_t {
   kInt6Sym = 1046,
   kInt7Sym = 1047,
   kInt8Sym = 1048,
+
+  // mixq's scaled FP8 E4M3 weights (formats/fp8.h): a float32 scale, then one E4M3 code per weight, per row.
+  kFp8E4M3 = 1056,
 };
 
 struct DTypeTraits {
@@ -89,11 +92,12 @@ inline bool IsIntFormat(DType dtype) { return Traits(dtype).bits != 0; }
 std::optional<DType> IntDType(int bits, bool symmetric);
 
 // Bytes of `n_elements` consecutive elements; nullopt if n is not a whole number of blocks, overflows, or
-// `dtype` is a mixq INT type (whose size depends on its rows and group: use RowBytes).
+// `dtype` is a mixq INT or FP8 type (whose size depends on its rows, and group: use RowBytes).
 std::optional<size_t> StorageBytes(DType dtype, int64_t n_elements);
 
 // Bytes of one row of `cols` elements. For mixq INT types `group` consecutive elements share a scale
-// (0 or >= cols: the whole row); other types ignore `group`. nullopt where StorageBytes would refuse.
+// (0 or >= cols: the whole row); other types ignore `group`. kFp8E4M3 rows are 4 + cols bytes. nullopt
+// where StorageBytes would refuse.
 std::optional<size_t> RowBytes(DType dtype, int64_t cols, int64_t group = 0);
 
 }  // namespace mixq
