@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,8 @@ void SaveCalibrationStats(const CalibrationStats& stats, const std::string& path
 // imatrix (.dat). Throws mixq::Error naming the file and entry for a bad file (truncated, non-finite or
 // negative sums, zero counts, a length that disagrees with its counterpart).
 CalibrationStats LoadCalibrationStats(const std::string& path);
+// The same from bytes in memory (`name` labels errors): what the fuzz target drives.
+CalibrationStats ParseCalibrationStats(std::span<const std::byte> bytes, const std::string& name);
 
 // Checks the statistics against a model: each entry that names a linear weight of the model must have that
 // weight's input size; entries for other tensors are ignored. Throws mixq::Error naming file and tensor.
