@@ -95,6 +95,7 @@ struct PassArgs {
   float zlo;     // -zero: the smallest l
   float zhi;     // qmax - zero: the largest l
   float limit;   // ErrorBody: |x * inv| is clamped to this first (qmax + 1), as CodeOf does
+  float scale_hi;  // CandidateBody: scale with its low 9 mantissa bits cleared (scale - scale_hi is exact)
 };
 
 // What the search needs to know of a span before its candidates: the weighted sums (double lanes) and the
@@ -194,7 +195,8 @@ struct Search {
   bool Pass(float scale, int zero, bool affine, CandidateSums* sums) const {
     const float inv = 1.0f / scale;
     if (!(amax * std::fabs(inv) < 2097152.0f)) return false;
-    const PassArgs a{inv, scale, static_cast<float>(-zero), static_cast<float>(qmax - zero), 0.0f};
+    const PassArgs a{inv, scale, static_cast<float>(-zero), static_cast<float>(qmax - zero), 0.0f,
+                     BitsFloat(FloatBits(scale) & ~0x1ffu)};
     *sums = k.candidate[weighted][affine](span, a);
     if (affine && !weighted) sums->e = stats.wx - static_cast<double>(scale) * sums->l;  // l-sum exact here
     return true;
@@ -203,7 +205,7 @@ struct Search {
   // Weighted squared error of storing the span with (scale, zero); the scale must be FP16-exact.
   double Error(float scale, int zero) const {
     const PassArgs a{scale == 0.0f ? 0.0f : 1.0f / scale, scale, static_cast<float>(-zero),
-                     static_cast<float>(qmax - zero), static_cast<float>(qmax + 1)};
+                     static_cast<float>(qmax - zero), static_cast<float>(qmax + 1), 0.0f};
     return k.error[weighted](span, a);
   }
 
