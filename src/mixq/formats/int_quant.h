@@ -42,4 +42,14 @@ IntGroupParams SearchIntGroupParams(const float* x, int64_t n, const float* impo
 // here uses, so an error measured in the search is the error stored.
 int IntCode(float x, const IntGroupParams& params, int bits);
 
+// The instruction set the search's passes run on. Every path does the same float operations in the same
+// order (16 lanes, sums reduced every 256 values, no fused multiply-adds), so all give identical bytes;
+// the choice only changes the speed. kAuto: the widest this CPU runs (AVX when present).
+enum class IntQuantIsa { kAuto, kBaseline, kAvx };
+// Selects the path for the whole process (tests and benchmarks compare them); returns false, changing
+// nothing, when this CPU cannot run it.
+bool SetIntQuantIsa(IntQuantIsa isa);
+// The path in use: "avx" or "baseline".
+const char* IntQuantIsaName();
+
 }  // namespace mixq
