@@ -242,7 +242,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     }
     const WeightFormat format = *plan.format;
     const int64_t stored_group = IsIntFormat(format.dtype) ? format.group : 0;
-    return TensorEncoding{format.dtype, stored_group, [&, src, format](std::byte* dst) {
+    return TensorEncoding{format.dtype, stored_group, [&, src, format, stored_group](std::byte* dst) {
                             const int64_t rows = src.rows();
                             const int64_t cols = src.cols();
                             AlignedBuffer floats(static_cast<size_t>(rows * cols) * sizeof(float));
