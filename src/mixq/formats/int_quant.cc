@@ -118,14 +118,23 @@ namespace baseline {
 }  // namespace baseline
 
 #if defined(__x86_64__)
+// The same passes compiled for AVX (chosen at run time); clang spells the per-function target differently.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx")
+#endif
 #define MIXQ_INT_QUANT_AVX 1
 namespace avx {
 #include "mixq/formats/int_quant_passes.inc"
 }  // namespace avx
 #undef MIXQ_INT_QUANT_AVX
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif
 
 bool CpuHasAvx() {
