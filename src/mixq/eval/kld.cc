@@ -32,19 +32,6 @@ int64_t ArgMax(std::span<const float> values) {
   return best;
 }
 
-double LogNormalizer(std::span<const float> logits) {
-  const double max_logit = logits[static_cast<size_t>(ArgMax(logits))];
-  // exp in double, not llama.cpp's expf: a normalizer off by e shifts every position's KLD by about e,
-  // and expf's 1e-7 would drown the KLD of a near-lossless conversion (F16 vs F32 is ~1e-6).
-  double sum_exp = 0.0;
-  for (float v : logits) sum_exp += std::exp(static_cast<double>(v) - max_logit);
-  if (!std::isfinite(max_logit) || !std::isfinite(sum_exp)) {
-    Fail("the model produced non-finite logits (max {}, sum of exp {}); it cannot be compared", max_logit,
-         sum_exp);
-  }
-  return max_logit + std::log(sum_exp);
-}
-
 RowComparison CompareRows(const LogProbRow& base, const LogProbRow& quant) {
   MIXQ_CHECK_EQ(base.logits.size(), quant.logits.size());
   RowComparison r;

@@ -10,17 +10,15 @@
 #include <vector>
 
 #include "mixq/eval/perplexity.h"
+#include "mixq/kernels/ops.h"
 #include "mixq/model/model.h"
 
 namespace mixq {
 
 // ---- Per-position measures -------------------------------------------------------------------
 
-// log sum_i exp(logits_i), shifted by the max and summed in double: log p_i is then
-// logits_i - LogNormalizer(logits), taken in double, so the float logits are never rounded again and
-// identical logits give identical distributions (a KL divergence of exactly 0). Throws mixq::Error if
-// the logits are not finite (a broken model).
-double LogNormalizer(std::span<const float> logits);
+// log sum_i exp(logits_i): kernels/ops.h's LogSumExp, under the name llama.cpp's KLD code gives it.
+inline double LogNormalizer(std::span<const float> logits) { return LogSumExp(logits); }
 
 // Index of the first largest value.
 int64_t ArgMax(std::span<const float> values);

@@ -11,6 +11,7 @@
 #include "mixq/formats/fp8.h"
 #include "mixq/formats/ggml_dequant.h"
 #include "mixq/formats/int_dequant.h"
+#include "mixq/tensor/tensor.h"
 
 namespace mixq {
 
@@ -69,6 +70,13 @@ void RowFromFloat(DType dtype, const float* src, void* dst, int64_t n) {
     default:
       MIXQ_CHECK(false && "RowFromFloat: no codec for this dtype");
   }
+}
+
+void TensorToFloat(const TensorView& t, float* dst) {
+  const int64_t rows = t.rows();
+  const int64_t cols = t.cols();
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) RowToFloat(t.dtype, t.row(r), dst + r * cols, cols, t.group);
 }
 
 }  // namespace mixq

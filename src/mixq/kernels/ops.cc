@@ -1,8 +1,11 @@
-// RMSNorm, softmax and SwiGLU.
+// RMSNorm, softmax, log-sum-exp and SwiGLU.
 #include "mixq/kernels/ops.h"
 
 #include <algorithm>
 #include <cmath>
+
+#include "mixq/base/check.h"
+#include "mixq/base/error.h"
 
 namespace mixq {
 
@@ -30,6 +33,21 @@ void SwiGlu(float* gate, const float* up, int64_t n) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
   }
+}
+
+double LogSumExp(std::span<const float> logits) {
+  MIXQ_CHECK(!logits.empty());
+  float max_logit = logits[0];
+  for (float v : logits) max_logit = v > max_logit ? v : max_logit;
+  // exp in double, not llama.cpp's expf: a normalizer off by e shifts every position's KLD by about e,
+  // and expf's 1e-7 would drown the KLD of a near-lossless conversion (F16 vs F32 is ~1e-6).
+  double sum_exp = 0.0;
+  for (float v : logits) sum_exp += std::exp(static_cast<double>(v) - max_logit);
+  if (!std::isfinite(max_logit) || !std::isfinite(sum_exp)) {
+    Fail("the model produced non-finite logits (max {}, sum of exp {}); it cannot be compared", max_logit,
+         sum_exp);
+  }
+  return max_logit + std::log(sum_exp);
 }
 
 }  // namespace mixq

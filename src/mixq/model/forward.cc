@@ -133,6 +133,25 @@ const char* LinearKindName(LinearKind kind) {
   return kNames[static_cast<int>(kind)];
 }
 
+TensorView& LinearWeight(LayerWeights& layer, LinearKind kind) {
+  return const_cast<TensorView&>(LinearWeight(static_cast<const LayerWeights&>(layer), kind));
+}
+
+const TensorView& LinearWeight(const LayerWeights& layer, LinearKind kind) {
+  switch (kind) {
+    case LinearKind::kQ: return layer.wq;
+    case LinearKind::kK: return layer.wk;
+    case LinearKind::kV: return layer.wv;
+    case LinearKind::kO: return layer.wo;
+    case LinearKind::kGate: return layer.w_gate;
+    case LinearKind::kUp: return layer.w_up;
+    case LinearKind::kDown: return layer.w_down;
+    case LinearKind::kOutput: break;  // the head is not part of a block
+  }
+  MIXQ_CHECK(false);
+  return layer.wq;
+}
+
 std::string LinearWeightName(int64_t layer, LinearKind kind) {
   if (kind == LinearKind::kOutput) return "output.weight";
   return fmt::format("blk.{}.{}.weight", layer, LinearKindName(kind));

@@ -18,6 +18,9 @@ namespace mixq {
 enum class LinearKind { kQ, kK, kV, kO, kGate, kUp, kDown, kOutput };
 inline constexpr int kLinearKinds = 7;  // per block
 const char* LinearKindName(LinearKind kind);  // llama.cpp's tensor suffix: "attn_q", "ffn_down", "output"
+// The block's view of one linear's weight (kOutput is not a block's).
+TensorView& LinearWeight(LayerWeights& layer, LinearKind kind);
+const TensorView& LinearWeight(const LayerWeights& layer, LinearKind kind);
 // The GGUF name of the weight: "blk.3.attn_q.weight", or "output.weight" for the head.
 std::string LinearWeightName(int64_t layer, LinearKind kind);
 

@@ -326,12 +326,7 @@ std::vector<float> FakeQuantize(const WeightFormat& format, const float* w, int6
   std::vector<std::byte> packed(*bytes);
   QuantizeMatrix(format, w, rows, cols, packed.data());
   std::vector<float> out(static_cast<size_t>(rows * cols));
-  const size_t row_bytes = rows == 0 ? 0 : *bytes / static_cast<size_t>(rows);
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 16))
-  for (int64_t r = 0; r < rows; ++r) {
-    RowToFloat(format.dtype, packed.data() + static_cast<size_t>(r) * row_bytes, out.data() + r * cols, cols,
-               format.group);
-  }
+  TensorToFloat(TensorView{"", format.dtype, {rows, cols}, packed.data(), *bytes, format.group}, out.data());
   return out;
 }
 

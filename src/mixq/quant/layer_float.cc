@@ -44,9 +44,7 @@ namespace {
 Tensor ToFloat(const TensorView& v) {
   MIXQ_CHECK(CanReadAsFloat(v.dtype));
   Tensor t = Tensor::Zeros(v.name, DType::kF32, v.shape);
-  float* out = t.as<float>();
-  const int64_t cols = v.cols();
-  for (int64_t r = 0; r < v.rows(); ++r) RowToFloat(v.dtype, v.row(r), out + r * cols, cols, v.group);
+  TensorToFloat(v, t.as<float>());
   return t;
 }
 

@@ -17,31 +17,6 @@
 namespace mixq {
 namespace {
 
-// AutoGPTQ's true-sequential groups: the linears that share an input, in the order the block runs them.
-const std::vector<std::vector<LinearKind>>& SequentialGroups() {
-  static const std::vector<std::vector<LinearKind>> groups = {
-      {LinearKind::kQ, LinearKind::kK, LinearKind::kV},
-      {LinearKind::kO},
-      {LinearKind::kGate, LinearKind::kUp},
-      {LinearKind::kDown},
-  };
-  return groups;
-}
-
-void SetView(LayerWeights& w, LinearKind kind, const TensorView& view) {
-  switch (kind) {
-    case LinearKind::kQ: w.wq = view; return;
-    case LinearKind::kK: w.wk = view; return;
-    case LinearKind::kV: w.wv = view; return;
-    case LinearKind::kO: w.wo = view; return;
-    case LinearKind::kGate: w.w_gate = view; return;
-    case LinearKind::kUp: w.w_up = view; return;
-    case LinearKind::kDown: w.w_down = view; return;
-    case LinearKind::kOutput: break;
-  }
-  MIXQ_CHECK(false);
-}
-
 // Runs the block over every window's residual stream; `advance` writes the outputs back (the next block's
 // inputs), otherwise the streams are left as they were (a pass only for the observer).
 // Runs the block over every window's residual stream. With `stop_after` (an observation pass) the block
@@ -116,19 +91,20 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
       };
       reproduce(lf.attn_norm, stored.attn_norm, fmt::format("blk.{}.attn_norm.weight", l));
       reproduce(lf.ffn_norm, stored.ffn_norm, fmt::format("blk.{}.ffn_norm.weight", l));
-      const TensorView* original[kLinearKinds] = {&stored.wq,     &stored.wk,   &stored.wv,    &stored.wo,
-                                                  &stored.w_gate, &stored.w_up, &stored.w_down};
       for (int k = 0; k < kLinearKinds; ++k) {
         const LinearKind kind = static_cast<LinearKind>(k);
         const auto it = formats.find(LinearWeightName(l, kind));
         if (it != formats.end() && it->second) continue;
-        reproduce(lf.linear(kind), *original[k], LinearWeightName(l, kind));
+        reproduce(lf.linear(kind), LinearWeight(stored, kind), LinearWeightName(l, kind));
       }
     }
     LayerWeights current = lf.views();
     std::vector<Tensor> quantized;  // storage behind `current`'s replaced views
     quantized.reserve(kLinearKinds);
-    for (const std::vector<LinearKind>& kinds : SequentialGroups()) {
+    // AutoGPTQ's true-sequential order: the groups of linears that share an input (AWQ's scale groups),
+    // in the order the block runs them.
+    for (int g = 0; g < kAwqGroups; ++g) {
+      const std::span<const LinearKind> kinds = AwqGroupLinears(static_cast<AwqGroup>(g));
       bool any = false;
       for (LinearKind k : kinds) {
         const auto it = formats.find(LinearWeightName(l, k));
@@ -192,12 +168,8 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
         // Later passes run the block with this linear's rounded weights, dequantized to float as GPTQ and
         // AWQ do (a float GEMM, and no int8 rounding of the activations the stored model would add).
         Tensor& q = quantized.emplace_back(Tensor::Zeros(name, DType::kF32, w.shape));
-        const size_t row_bytes = produced.bytes.size() / static_cast<size_t>(rows);
-        for (int64_t r = 0; r < rows; ++r) {
-          RowToFloat(format.dtype, produced.bytes.data() + static_cast<size_t>(r) * row_bytes,
-                     q.as<float>() + r * cols, cols, format.group);
-        }
-        SetView(current, k, q.view());
+        TensorToFloat(stored, q.as<float>());
+        LinearWeight(current, k) = q.view();
         result.tensors.emplace(name, std::move(produced));
       }
     }

@@ -247,10 +247,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
                             const int64_t cols = src.cols();
                             AlignedBuffer floats(static_cast<size_t>(rows * cols) * sizeof(float));
                             float* x = floats.as<float>();
-#pragma omp parallel for schedule(static)
-                            for (int64_t row = 0; row < rows; ++row) {
-                              RowToFloat(src.dtype, src.row(row), x + row * cols, cols, src.group);
-                            }
+                            TensorToFloat(src, x);
                             QuantizeMatrix(format, x, rows, cols, dst,
                                            plan.importance.empty() ? nullptr : plan.importance.data());
                             const TensorView stored{r.name, format.dtype, src.shape, dst,

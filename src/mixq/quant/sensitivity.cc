@@ -40,11 +40,8 @@ std::vector<float> ReadAsFloat(const TensorView& src, const std::string& name) {
   if (!CanReadAsFloat(src.dtype)) {
     Fail("tensor '{}' is stored as {}, which mixq cannot read to requantize", name, DTypeName(src.dtype));
   }
-  const int64_t rows = src.rows();
-  const int64_t cols = src.cols();
-  std::vector<float> x(static_cast<size_t>(rows * cols));
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) RowToFloat(src.dtype, src.row(r), x.data() + r * cols, cols, src.group);
+  std::vector<float> x(static_cast<size_t>(src.elements()));
+  TensorToFloat(src, x.data());
   return x;
 }
 
@@ -134,17 +131,6 @@ std::vector<std::vector<int32_t>> TokenWindows(std::span<const int32_t> tokens, 
     if (bos >= 0) windows.back()[0] = bos;
   }
   return windows;
-}
-
-double LogSumExp(std::span<const float> logits) {
-  float max = -INFINITY;
-  for (const float v : logits) {
-    if (!std::isfinite(v)) Fail("the model produced a non-finite logit ({}): its weights are broken", v);
-    max = std::max(max, v);
-  }
-  double sum = 0.0;
-  for (const float v : logits) sum += std::exp(static_cast<double>(v) - max);
-  return max + std::log(sum);
 }
 
 double KlFromLogits(std::span<const float> base, double base_log_normalizer, std::span<const float> other) {

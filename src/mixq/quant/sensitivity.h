@@ -13,6 +13,7 @@
 
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/formats/weight_format.h"
+#include "mixq/kernels/ops.h"
 #include "mixq/model/forward.h"
 #include "mixq/model/model.h"
 
@@ -96,8 +97,6 @@ SensitivityTable MeasureSensitivity(const Model& model, const SensitivityOptions
 std::vector<std::vector<int32_t>> TokenWindows(std::span<const int32_t> tokens, int64_t window_tokens,
                                                int64_t first, int64_t count, int32_t bos);
 
-// log sum_i exp(logits_i) in double, shifted by the max; throws mixq::Error for non-finite logits.
-double LogSumExp(std::span<const float> logits);
 // KL(p || q) = sum_i p_i (log p_i - log q_i) of two logit rows, in double (0 for identical rows).
 double KlFromLogits(std::span<const float> base, double base_log_normalizer, std::span<const float> other);
 
