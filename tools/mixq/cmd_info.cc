@@ -27,8 +27,14 @@ void RunInfo(const InfoArgs& args) {
   ForEachTensor(c, model.weights, [&](const TensorSlot& slot) {
     const TensorView& t = *slot.view;
     // mixq INT tensors show their grouping too ("int4-g128"), which their type id alone does not say.
-    const std::string dtype = IsIntFormat(t.dtype) ? WeightFormatName(WeightFormat{t.dtype, t.group}) : DTypeName(t.dtype);
-    tensors.push_back({{"name", slot.name}, {"dtype", dtype}, {"shape", t.shape}, {"bytes", t.bytes}});
+    std::string dtype = IsIntFormat(t.dtype) ? WeightFormatName(WeightFormat{t.dtype, t.group}) : DTypeName(t.dtype);
+    // A salient part shows as "+N" FP16 weights; its bytes count with the tensor's.
+    if (!t.salient.empty()) dtype += fmt::format(" +{}", t.salient.nnz);
+    tensors.push_back({{"name", slot.name},
+                       {"dtype", dtype},
+                       {"shape", t.shape},
+                       {"bytes", t.bytes + t.salient.bytes(t.rows())},
+                       {"salient", t.salient.nnz}});
   });
   const std::string tokenizer =
       model.tokenizer.loaded() ? fmt::format("{} ({} tokens)", model.tokenizer.vocab().model, model.tokenizer.vocab().size())
@@ -70,9 +76,9 @@ void RunInfo(const InfoArgs& args) {
              c.context_length, c.rms_eps, c.rope_theta, RopeStyleName(c.rope_style),
              c.rope_freq_factors.empty() ? "" : " + llama3 scaling", c.tied_embeddings ? "yes" : "no");
   fmt::print("tokenizer:    {}\n\n", tokenizer);
-  fmt::print("{:<32} {:<6} {:>18} {:>14}\n", "tensor", "type", "shape", "bytes");
+  fmt::print("{:<32} {:<14} {:>18} {:>14}\n", "tensor", "type", "shape", "bytes");
   for (const auto& t : tensors) {
-    fmt::print("{:<32} {:<6} {:>18} {:>14}\n", t["name"].get<std::string>(), t["dtype"].get<std::string>(),
+    fmt::print("{:<32} {:<14} {:>18} {:>14}\n", t["name"].get<std::string>(), t["dtype"].get<std::string>(),
                ShapeString(t["shape"].get<Shape>()), t["bytes"].get<int64_t>());
   }
   fmt::print("\nparameters:   {} ({:.3f} M)\n", size.parameters, size.parameters / 1e6);
