@@ -75,7 +75,8 @@ double RelativeSquaredError(const TensorView& q, const float* w, const float* im
 }
 
 void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
-                    const float* importance) {
+                    const float* importance, const uint8_t* salient) {
+  MIXQ_CHECK(salient == nullptr || IsIntFormat(format.dtype));
   const std::optional<size_t> row_bytes = RowBytes(format.dtype, cols, format.group);
   MIXQ_CHECK(row_bytes.has_value());
   // Threads pay off only past a few thousand weights: on a busy machine a parallel region for a tiny matrix
@@ -88,7 +89,7 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
   }
   if (IsIntFormat(format.dtype)) {
     if (format.per_tensor) {
-      QuantizeIntMatrix(format.dtype, src, rows, cols, 0, true, dst, importance);
+      QuantizeIntMatrix(format.dtype, src, rows, cols, 0, true, dst, importance, salient);
       return;
     }
     // Rows are independent: split them across threads in slices.
@@ -97,7 +98,8 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
     for (int64_t r0 = 0; r0 < rows; r0 += slice) {
       const int64_t n = std::min(slice, rows - r0);
       QuantizeIntMatrix(format.dtype, src + r0 * cols, n, cols, format.group, false,
-                        dst + static_cast<size_t>(r0) * *row_bytes, importance);
+                        dst + static_cast<size_t>(r0) * *row_bytes, importance,
+                        salient == nullptr ? nullptr : salient + r0 * cols);
     }
     return;
   }

@@ -19,8 +19,10 @@ namespace mixq {
 // Quantizes a [rows, cols] float matrix into `format` at dst (TensorBytes(format.dtype, {rows, cols},
 // format.group) bytes), rows in parallel. `importance` (cols values, may be null) weights the error each
 // format's scale search minimises (imatrix). The one dispatch over ggml's, mixq's INT and the float types.
+// salient: optional [rows, cols] mask of weights kept in a sparse FP16 part (quant/salient.h); mixq INT
+// formats only (QuantizeIntMatrix's exclude: stored as exact zeros, left out of the scale search).
 void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
-                    const float* importance = nullptr);
+                    const float* importance = nullptr, const uint8_t* salient = nullptr);
 
 // sum_ij imp_j (W_ij - Q_ij)^2 / sum_ij imp_j W_ij^2 (imp_j = 1 without importance; the plain sum when W is
 // all zero), with Q read back from the stored tensor `q` through the reference dequantizers, so it
