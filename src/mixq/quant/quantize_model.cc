@@ -74,6 +74,16 @@ double RelativeSquaredError(const TensorView& q, const float* w, const float* im
   return ref > 0.0 ? err / ref : err;
 }
 
+double RelativeSquaredErrorFloat(const float* q, const float* w, int64_t n) {
+  double err = 0.0, ref = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(w[i]) - q[i];
+    err += d * d;
+    ref += static_cast<double>(w[i]) * w[i];
+  }
+  return ref > 0.0 ? err / ref : err;
+}
+
 void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
                     const float* importance, const uint8_t* salient) {
   MIXQ_CHECK(salient == nullptr || IsIntFormat(format.dtype));

@@ -8,6 +8,7 @@
 
 #include "mixq/base/check.h"
 #include "mixq/base/error.h"
+#include "mixq/formats/float16.h"
 
 namespace mixq {
 namespace {
@@ -164,6 +165,27 @@ SalientSelection SelectSalient(const SalientScoreInputs& in, const SalientOption
     }
   }
   return SelectTopScores(scores.data(), in.rows, in.cols, options.fraction, options.scope, name);
+}
+
+std::vector<uint16_t> SalientValuesF16(const SalientSelection& s, const float* w) {
+  std::vector<uint16_t> values;
+  values.reserve(s.col.size());
+  for (int64_t r = 0; r < s.rows; ++r) {
+    for (uint32_t i = s.row_ptr[r]; i < s.row_ptr[r + 1]; ++i) {
+      values.push_back(F32ToF16(std::clamp(w[r * s.cols + s.col[i]], -65504.0f, 65504.0f)));
+    }
+  }
+  return values;
+}
+
+void AddSalientValues(const SalientSelection& s, const uint16_t* values, float* dense) {
+  for (int64_t r = 0; r < s.rows; ++r) {
+    for (uint32_t i = s.row_ptr[r]; i < s.row_ptr[r + 1]; ++i) dense[r * s.cols + s.col[i]] += F16ToF32(values[i]);
+  }
+}
+
+size_t SalientBytes(int64_t rows, int64_t nnz) {
+  return nnz == 0 ? 0 : static_cast<size_t>(rows + 1) * 4 + static_cast<size_t>(nnz) * 4;
 }
 
 std::vector<float> ChannelNorms(std::span<const double> in_sum2) {

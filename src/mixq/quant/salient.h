@@ -93,6 +93,16 @@ SalientSelection SelectTopScores(const float* scores, int64_t rows, int64_t cols
 // is missing or a score is not finite.
 SalientSelection SelectSalient(const SalientScoreInputs& in, const SalientOptions& options, const std::string& name);
 
+// The FP16 bits of w at the selected positions, in CSR order (the values of the stored sparse part); values
+// beyond FP16's range are held at its largest finite value.
+std::vector<uint16_t> SalientValuesF16(const SalientSelection& s, const float* w);
+// Writes the sparse values into the dense [rows, cols] float matrix at their positions (where the dense part
+// reads exactly 0, so this is dense + sparse).
+void AddSalientValues(const SalientSelection& s, const uint16_t* values, float* dense);
+// Bytes of the stored sparse part: (rows + 1) row pointers of 4 bytes and 4 bytes per value (column + FP16),
+// as SparseRowsView::bytes counts them (0 when nothing is salient: no sparse part is stored).
+size_t SalientBytes(int64_t rows, int64_t nnz);
+
 // ||x_j|| from a calibration file's per-channel sums of squares.
 std::vector<float> ChannelNorms(std::span<const double> in_sum2);
 
