@@ -11,6 +11,7 @@
 #include "mixq/formats/fp8.h"
 #include "mixq/formats/ggml_dequant.h"
 #include "mixq/formats/int_dequant.h"
+#include "mixq/tensor/sparse_rows.h"
 #include "mixq/tensor/tensor.h"
 
 namespace mixq {
@@ -72,11 +73,16 @@ void RowFromFloat(DType dtype, const float* src, void* dst, int64_t n) {
   }
 }
 
+void TensorRowToFloat(const TensorView& t, int64_t r, float* dst) {
+  RowToFloat(t.dtype, t.row(r), dst, t.cols(), t.group);
+  AddSparseRow(t.salient, r, dst);
+}
+
 void TensorToFloat(const TensorView& t, float* dst) {
   const int64_t rows = t.rows();
   const int64_t cols = t.cols();
 #pragma omp parallel for schedule(static) if (rows * cols > (1 << 16))
-  for (int64_t r = 0; r < rows; ++r) RowToFloat(t.dtype, t.row(r), dst + r * cols, cols, t.group);
+  for (int64_t r = 0; r < rows; ++r) TensorRowToFloat(t, r, dst + r * cols);
 }
 
 }  // namespace mixq

@@ -19,9 +19,11 @@ bool CanReadAsFloat(DType dtype);
 // dst[0..n) = the n values of one row stored at src in `dtype`; n must be whole blocks. `group` is the
 // group size of a mixq INT row (TensorView::group), ignored for other types.
 void RowToFloat(DType dtype, const void* src, float* dst, int64_t n, int64_t group = 0);
+// Row r of `tensor` as float, its sparse salient part (TensorView::salient) added: the weights it stands for.
+void TensorRowToFloat(const TensorView& tensor, int64_t r, float* dst);
 // Every row of `tensor` (any type CanReadAsFloat reads) into dst, [rows, cols] row-major; rows in parallel
 // for matrices large enough to pay for the threads.
-void TensorToFloat(const TensorView& tensor, float* dst);
+void TensorToFloat(const TensorView& tensor, float* dst);  // salient part included
 
 // Stores n floats into `dtype` at dst (rounding to nearest even for F16/BF16).
 void RowFromFloat(DType dtype, const float* src, void* dst, int64_t n);

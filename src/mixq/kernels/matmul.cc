@@ -8,6 +8,7 @@
 // widens a block of kGemmRowBlock rows x kGemmColBlock columns into a per-thread float scratch once
 // and reuses it for every token; F32 rows are used in place. See docs/kernels.md for the numbers.
 #include "mixq/kernels/matmul.h"
+#include "mixq/kernels/sparse_dot.h"
 
 #include <algorithm>
 #include <cstddef>
@@ -261,6 +262,8 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y) {
   MIXQ_CHECK_EQ(w.bytes, static_cast<size_t>(rows * cols) * element_bytes);
   const int dtype_id = w.dtype == DType::kF32 ? 0 : w.dtype == DType::kF16 ? 1 : 2;
   HWY_DYNAMIC_DISPATCH(MatMulImpl)(dtype_id, w.data, w.row_bytes(), rows, cols, x, n_tokens, y);
+  // Float weights rarely carry a salient part (it exists to rescue quantized ones): a plain second pass.
+  AddSparseProducts(w.salient, 0, rows, x, cols, n_tokens, y, rows);
 }
 
 }  // namespace mixq

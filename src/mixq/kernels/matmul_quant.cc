@@ -5,12 +5,13 @@
 // every token per call (sharing each activation block among rows, and each weight block among tokens).
 // Decode streams every weight row once. In prefill a block's weights (16 rows of a 4096-wide Q4_0 matrix: 36 KiB)
 // stay in L2 while every token's activation row passes by, so the weights are read from memory once per
-// call, not once a token.
+// call, not once a token. A salient (sparse FP16) part is added block by block in the same walk.
 #include <algorithm>
 
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/base/check.h"
 #include "mixq/kernels/quant_kernel.h"
+#include "mixq/kernels/sparse_dot.h"
 #include "mixq/tensor/tensor.h"
 
 namespace mixq {
@@ -49,13 +50,15 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
     const int64_t r1 = std::min(rows, r0 + kRowBlock);
     if (kernel.dot_rows != nullptr) {
       kernel.dot_rows(row(r0), row_bytes, r1 - r0, act, act_bytes, n_tokens, cols, w.group, y + r0, rows);
-      continue;
+    } else {
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const std::byte* a = act + static_cast<size_t>(t) * act_bytes;
+        float* yt = y + t * rows;
+        for (int64_t r = r0; r < r1; ++r) yt[r] = kernel.dot(row(r), a, cols, w.group);
+      }
     }
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const std::byte* a = act + static_cast<size_t>(t) * act_bytes;
-      float* yt = y + t * rows;
-      for (int64_t r = r0; r < r1; ++r) yt[r] = kernel.dot(row(r), a, cols, w.group);
-    }
+    // Salient weights: the block's sparse FP16 part, added while its outputs are in cache.
+    AddSparseProducts(w.salient, r0, r1, x, cols, n_tokens, y, rows);
   }
 }
 

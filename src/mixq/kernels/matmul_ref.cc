@@ -11,7 +11,7 @@ void MatMulRef(const TensorView& w, const float* x, int64_t n_tokens, float* y) 
   const int64_t cols = w.cols();
   std::vector<float> row(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
-    RowToFloat(w.dtype, w.row(r), row.data(), cols, w.group);
+    TensorRowToFloat(w, r, row.data());
     for (int64_t t = 0; t < n_tokens; ++t) {
       const float* xt = x + t * cols;
       double sum = 0.0;

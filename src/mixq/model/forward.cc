@@ -163,7 +163,7 @@ void EmbedTokens(const LlamaConfig& c, const LlamaWeights& w, InferenceState& s,
   float* x = s.x.as<float>();
   for (int64_t t = 0; t < n; ++t) {
     MIXQ_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab_size);
-    RowToFloat(w.token_embd.dtype, w.token_embd.row(tokens[t]), x + t * c.dim, c.dim, w.token_embd.group);
+    TensorRowToFloat(w.token_embd, tokens[t], x + t * c.dim);
   }
 }
 

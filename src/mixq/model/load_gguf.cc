@@ -11,6 +11,7 @@
 #include "mixq/io/gguf.h"
 #include "mixq/model/model.h"
 #include "mixq/model/vocab_gguf.h"
+#include "mixq/tensor/sparse_rows.h"
 
 namespace mixq {
 namespace {
@@ -101,6 +102,55 @@ Tokenizer LoadTokenizerFile(const std::string& path, int64_t vocab_size) {
   return Tokenizer::FromLlama2cFile(path, static_cast<int32_t>(vocab_size));
 }
 
+// Kernels read rows as float/uint16 arrays; a tensor misaligned in a caller's buffer gets an aligned copy.
+TensorView AlignedCopy(const TensorView& view, Model& model) {
+  auto copy = std::make_unique<Tensor>(Tensor::Zeros(view.name, view.dtype, view.shape, view.group));
+  std::memcpy(copy->storage.data(), view.data, view.bytes);
+  TensorView aligned = copy->view();
+  model.owned_tensors.push_back(std::move(copy));
+  return aligned;
+}
+
+// The salient (sparse FP16) part stored beside `weight`, if any: all three companion tensors or none, with
+// the types and shapes tensor/sparse_rows.h names, and a valid CSR.
+SparseRowsView ReadSalientPart(const GgufFile& file, const TensorView& weight, Model& model,
+                               std::set<std::string>& used) {
+  const std::string names[3] = {SalientRowsName(weight.name), SalientColsName(weight.name),
+                                SalientValuesName(weight.name)};
+  const GgufTensorInfo* infos[3];
+  int present = 0;
+  for (int i = 0; i < 3; ++i) present += (infos[i] = file.FindTensor(names[i])) != nullptr;
+  if (present == 0) return {};
+  for (int i = 0; i < 3; ++i) {
+    if (infos[i] == nullptr) Fail("'{}': tensor '{}' has a salient part without '{}'", file.path, weight.name, names[i]);
+    used.insert(names[i]);
+  }
+  const int64_t rows = weight.rows();
+  const DType expected_type[3] = {DType::kI32, DType::kI16, DType::kF16};
+  for (int i = 0; i < 3; ++i) {
+    if (infos[i]->dtype != expected_type[i] || infos[i]->shape.size() != 1) {
+      Fail("'{}': '{}' is {} {} (expected a vector of {})", file.path, names[i], DTypeName(infos[i]->dtype),
+           ShapeString(infos[i]->shape), DTypeName(expected_type[i]));
+    }
+  }
+  if (infos[0]->shape[0] != rows + 1) {
+    Fail("'{}': '{}' has {} row pointers for {} rows (expected {})", file.path, names[0], infos[0]->shape[0], rows,
+         rows + 1);
+  }
+  const int64_t nnz = infos[1]->shape[0];
+  if (infos[2]->shape[0] != nnz) {
+    Fail("'{}': '{}' has {} values for {} columns in '{}'", file.path, names[2], infos[2]->shape[0], nnz, names[1]);
+  }
+  TensorView parts[3];
+  for (int i = 0; i < 3; ++i) {
+    parts[i] = file.View(*infos[i]);
+    if (reinterpret_cast<uintptr_t>(parts[i].data) % 4 != 0) parts[i] = AlignedCopy(parts[i], model);
+  }
+  const SparseRowsView sparse{parts[0].as<uint32_t>(), parts[1].as<uint16_t>(), parts[2].as<uint16_t>(), nnz};
+  ValidateSparseRows(sparse, rows, weight.cols(), file.path, weight.name);
+  return sparse;
+}
+
 }  // namespace
 
 Model LoadGgufModel(const std::string& path, const LoadOptions& options) {
@@ -120,13 +170,8 @@ Model LoadGgufModel(const std::string& path, const LoadOptions& options) {
     if (info == nullptr) return;  // ValidateModelWeights names it as missing
     used.insert(slot.name);
     TensorView view = file.View(*info);
-    // Kernels read rows as float/uint16 arrays; a tensor misaligned in a caller's buffer gets an aligned copy.
-    if (reinterpret_cast<uintptr_t>(view.data) % 4 != 0) {
-      auto copy = std::make_unique<Tensor>(Tensor::Zeros(view.name, view.dtype, view.shape));
-      std::memcpy(copy->storage.data(), view.data, view.bytes);
-      view = copy->view();
-      model.owned_tensors.push_back(std::move(copy));
-    }
+    if (reinterpret_cast<uintptr_t>(view.data) % 4 != 0) view = AlignedCopy(view, model);
+    view.salient = ReadSalientPart(file, view, model, used);
     *slot.view = view;
   });
   if (c.tied_embeddings) model.weights.output = model.weights.token_embd;

@@ -66,7 +66,8 @@ ModelSize ComputeModelSize(const Model& model) {
   ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) {
     if (!seen.insert(slot.view->data).second) return;
     size.parameters += slot.view->elements();
-    size.bytes += static_cast<int64_t>(slot.view->bytes);
+    // Bits per weight count a salient part's row pointers, columns and values with its dense part.
+    size.bytes += static_cast<int64_t>(slot.view->bytes + slot.view->salient.bytes(slot.view->rows()));
   });
   return size;
 }

@@ -34,7 +34,7 @@ void ConvertRows(const TensorView& src, DType dst_type, std::byte* dst, const st
   const size_t dst_row_bytes = *StorageBytes(dst_type, cols);
   std::vector<float> row(static_cast<size_t>(cols));
   for (int64_t r = 0; r < src.rows(); ++r) {
-    RowToFloat(src.dtype, src.row(r), row.data(), cols, src.group);
+    TensorRowToFloat(src, r, row.data());
     RowFromFloat(dst_type, row.data(), dst + static_cast<size_t>(r) * dst_row_bytes, cols);
   }
 }
@@ -56,6 +56,27 @@ void PermuteRowsForInterleavedRope(std::byte* data, size_t row_bytes, int64_t n_
       }
     }
   }
+}
+
+// The same permutation as a row order: new row i is old row order[i].
+std::vector<int64_t> InterleavedRopeRowOrder(int64_t rows, int64_t n_heads, int64_t head_dim) {
+  std::vector<int64_t> order(static_cast<size_t>(rows));
+  const int64_t half = head_dim / 2;
+  for (int64_t r = 0; r < rows; ++r) order[static_cast<size_t>(r)] = r;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    for (int64_t j = 0; j < half; ++j) {
+      for (int64_t t = 0; t < 2; ++t) order[static_cast<size_t>(h * head_dim + 2 * j + t)] = h * head_dim + t * half + j;
+    }
+  }
+  return order;
+}
+
+SparseRows CopySparseRows(const SparseRowsView& s, int64_t rows) {
+  SparseRows out;
+  out.row_ptr.assign(s.row_ptr, s.row_ptr + rows + 1);
+  out.cols.assign(s.cols, s.cols + s.nnz);
+  out.values.assign(s.values, s.values + s.nnz);
+  return out;
 }
 
 }  // namespace
@@ -151,30 +172,67 @@ void WriteGgufModel(const Model& model, const std::string& path, std::optional<u
     const bool is_q = slot.name.ends_with(".attn_q.weight");
     const bool is_k = slot.name.ends_with(".attn_k.weight");
     const bool permute = c.rope_style == RopeStyle::kHalf && (is_q || is_k);
+    const int64_t n_heads = is_q ? c.n_heads : c.n_kv_heads;
     if (!encoding.produce) {
       MIXQ_CHECK(encoding.dtype == src.dtype && encoding.group == src.group);
-      if (!permute) {
+      if (!src.salient.empty()) {
+        encoding.salient_nnz = src.salient.nnz;
+        encoding.salient = std::make_shared<SparseRows>();
+      }
+      if (!permute && src.salient.empty()) {
         w.AddTensor(slot.name, src.dtype, src.shape, src.data, src.bytes, src.group);
         return;
       }
-      encoding.produce = [src](std::byte* dst) { std::memcpy(dst, src.data, src.bytes); };
+      encoding.produce = [src, salient = encoding.salient](std::byte* dst) {
+        std::memcpy(dst, src.data, src.bytes);
+        if (salient) *salient = CopySparseRows(src.salient, src.rows());
+      };
     }
     const std::optional<size_t> bytes = TensorBytes(encoding.dtype, src.shape, encoding.group);
     if (!bytes) {
       Fail("cannot write '{}': tensor '{}' {} cannot be stored as {}", path, slot.name, ShapeString(src.shape),
            DTypeName(encoding.dtype));
     }
+    const int64_t rows = src.rows();
+    const int64_t nnz = encoding.salient_nnz;
+    if (nnz > 0) {
+      MIXQ_CHECK(encoding.salient != nullptr);
+      if (src.cols() > kMaxSalientCols) {
+        Fail("cannot write '{}': tensor '{}' has {} columns; a salient part indexes at most {}", path, slot.name,
+             src.cols(), kMaxSalientCols);
+      }
+      if (nnz >= (int64_t{1} << 31)) Fail("cannot write '{}': tensor '{}' has {} salient weights", path, slot.name, nnz);
+    }
     // Encoded tensors are produced one at a time while the file is written, so memory stays at one
-    // tensor beyond the mmapped input whatever the model's size.
-    const int64_t n_heads = is_q ? c.n_heads : c.n_kv_heads;
-    const size_t row_bytes = *bytes / static_cast<size_t>(src.rows());
+    // tensor beyond the mmapped input whatever the model's size. The salient arrays come right after
+    // their tensor in the file, from what its `produce` left in encoding.salient.
+    const size_t row_bytes = *bytes / static_cast<size_t>(rows);
     w.AddTensor(
         slot.name, encoding.dtype, src.shape, *bytes,
-        [produce = std::move(encoding.produce), permute, row_bytes, n_heads, &c](std::byte* dst) {
+        [produce = std::move(encoding.produce), salient = encoding.salient, nnz, rows, permute, row_bytes, n_heads,
+         &c, name = slot.name](std::byte* dst) {
           produce(dst);
-          if (permute) PermuteRowsForInterleavedRope(dst, row_bytes, n_heads, c.head_dim);
+          if (nnz > 0) {
+            MIXQ_CHECK_EQ(salient->nnz(), nnz);
+            MIXQ_CHECK_EQ(static_cast<int64_t>(salient->row_ptr.size()), rows + 1);
+            MIXQ_CHECK_EQ(salient->values.size(), salient->cols.size());
+          }
+          if (!permute) return;
+          PermuteRowsForInterleavedRope(dst, row_bytes, n_heads, c.head_dim);
+          if (nnz > 0) *salient = PermuteSparseRows(salient->view(), InterleavedRopeRowOrder(rows, n_heads, c.head_dim));
         },
         encoding.group);
+    if (nnz == 0) return;
+    const std::shared_ptr<SparseRows> salient = encoding.salient;
+    w.AddTensor(SalientRowsName(slot.name), DType::kI32, {rows + 1}, static_cast<size_t>(rows + 1) * 4,
+                [salient](std::byte* dst) { std::memcpy(dst, salient->row_ptr.data(), salient->row_ptr.size() * 4); });
+    w.AddTensor(SalientColsName(slot.name), DType::kI16, {nnz}, static_cast<size_t>(nnz) * 2,
+                [salient](std::byte* dst) { std::memcpy(dst, salient->cols.data(), salient->cols.size() * 2); });
+    w.AddTensor(SalientValuesName(slot.name), DType::kF16, {nnz}, static_cast<size_t>(nnz) * 2,
+                [salient](std::byte* dst) {
+                  std::memcpy(dst, salient->values.data(), salient->values.size() * 2);
+                  *salient = SparseRows{};  // written: free it
+                });
   });
   w.Write(path);
 }

@@ -3,11 +3,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "mixq/model/model.h"
 #include "mixq/tensor/dtype.h"
+#include "mixq/tensor/sparse_rows.h"
 
 namespace mixq {
 
@@ -15,10 +17,16 @@ namespace mixq {
 // own order; the writer applies GGUF's q/k permutation afterwards) when the writer reaches it, so a
 // converter or quantizer holds one tensor at a time; a null `produce` copies the source bytes as they are
 // (dtype and group must then be the source's).
+// A salient (sparse FP16) part: when salient_nnz > 0, `produce` also fills *salient with exactly that many
+// entries (rows in the model's own order, like the dense bytes), and the writer stores it as the three
+// companion tensors of tensor/sparse_rows.h. The count is declared up front because GGUF's header lists
+// every tensor's size before any data. A null `produce` copies the source's own salient part as it is.
 struct TensorEncoding {
   DType dtype = DType::kF32;
   int64_t group = 0;
   std::function<void(std::byte* dst)> produce;
+  int64_t salient_nnz = 0;
+  std::shared_ptr<SparseRows> salient;
 };
 using TensorEncoder = std::function<TensorEncoding(const TensorSlot& slot)>;
 

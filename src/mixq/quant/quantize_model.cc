@@ -61,7 +61,7 @@ double RelativeSquaredError(const TensorView& q, const float* w, const float* im
     std::vector<float> row(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      RowToFloat(q.dtype, q.row(r), row.data(), cols, q.group);
+      TensorRowToFloat(q, r, row.data());
       const float* x = w + r * cols;
       for (int64_t c = 0; c < cols; ++c) {
         const double imp = importance != nullptr ? importance[c] : 1.0;
