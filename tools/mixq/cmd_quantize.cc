@@ -10,6 +10,7 @@
 #include "mixq/quant/budget.h"
 #include "mixq/quant/calibration.h"
 #include "mixq/quant/quantize_model.h"
+#include "mixq/quant/salient.h"
 #include "tools/mixq/commands.h"
 #include "tools/mixq/common.h"
 
@@ -33,7 +34,35 @@ struct QuantizeArgs {
   std::string candidates = "q2_k,q3_k,q4_k,q5_k,q6_k,q8_0";
   std::string sensitivity = "kl";
   std::string save_policy;
+  // Salient weights (docs/salient.md); empty: none.
+  std::string salient;
+  std::string salient_by;
+  std::string salient_scope;
 };
+
+// --salient / --salient-by / --salient-scope into options.salient. --salient-by defaults to magnitude (the
+// one criterion that needs no statistics); scope to tensor (docs/salient.md says why).
+SalientOptions ParseSalientArgs(const QuantizeArgs& args) {
+  SalientOptions s;
+  if (args.salient.empty()) {
+    if (!args.salient_by.empty()) Fail("--salient-by {} needs --salient FRACTION (e.g. 0.5%)", args.salient_by);
+    if (!args.salient_scope.empty()) Fail("--salient-scope {} needs --salient FRACTION (e.g. 0.5%)", args.salient_scope);
+    return s;
+  }
+  s.fraction = ParseSalientFraction(args.salient, "--salient");
+  const std::string by = args.salient_by.empty() ? "magnitude" : args.salient_by;
+  s.criterion = FindSalientCriterion(by);
+  if (s.criterion == nullptr) Fail("--salient-by '{}' is not a criterion; expected one of: {}", by, SalientCriterionNames());
+  if (!args.salient_scope.empty()) {
+    const std::optional<SalientScope> scope = ParseSalientScope(args.salient_scope);
+    if (!scope) Fail("--salient-scope '{}' is not a scope; expected row or tensor", args.salient_scope);
+    s.scope = *scope;
+  }
+  if (args.target_bpw != 0.0 && s.enabled()) {
+    Fail("--salient with --target-bpw: the allocation does not count a sparse part yet; give --type or --policy");
+  }
+  return s;
+}
 
 std::vector<WeightFormat> ParseCandidates(const std::string& list) {
   std::vector<WeightFormat> formats;
@@ -83,12 +112,25 @@ QuantPolicy AllocateForTarget(const QuantizeArgs& args, const Model& model, cons
 }
 
 void PrintTable(const QuantizeReport& r) {
-  fmt::print("{:<28} {:<16} {:<6} {:<12} {:<8} {:>12} {:>7} {:>10}  {}\n", "tensor", "shape", "from", "to", "method",
-             "bytes", "bpw", "rel.rmse", "chosen by");
+  int64_t salient = 0;
+  for (const TensorQuantReport& t : r.tensors) salient += t.salient_nnz;
+  // The salient column only when a sparse part was asked for; bytes and bpw include it.
+  const std::string salient_head = salient > 0 ? fmt::format(" {:>8}", "salient") : "";
+  fmt::print("{:<28} {:<16} {:<6} {:<12} {:<22}{} {:>12} {:>7} {:>10}  {}\n", "tensor", "shape", "from", "to",
+             "method", salient_head, "bytes", "bpw", "rel.rmse", "chosen by");
   for (const TensorQuantReport& t : r.tensors) {
-    fmt::print("{:<28} {:<16} {:<6} {:<12} {:<8} {:>12} {:>7.3f} {:>10.3e}  {}\n", t.name, ShapeString(t.shape),
-               DTypeName(t.from), t.format, t.method.empty() ? "-" : t.method, t.bytes, t.bits_per_weight,
-               t.relative_rmse, t.reason);
+    const std::string salient_cell = salient > 0 ? fmt::format(" {:>8}", t.salient_nnz) : "";
+    fmt::print("{:<28} {:<16} {:<6} {:<12} {:<22}{} {:>12} {:>7.3f} {:>10.3e}  {}\n", t.name, ShapeString(t.shape),
+               DTypeName(t.from), t.format, t.method.empty() ? "-" : t.method, salient_cell, t.bytes,
+               t.bits_per_weight, t.relative_rmse, t.reason);
+  }
+  if (salient > 0) {
+    size_t salient_bytes = 0;
+    for (const TensorQuantReport& t : r.tensors) salient_bytes += t.salient_bytes;
+    fmt::print("salient: {} weights kept in FP16 ({:.3f}% of all parameters), sparse part {} bytes ({:.3f} bits per "
+               "weight of the model, included below)\n",
+               salient, 100.0 * static_cast<double>(salient) / static_cast<double>(r.output.parameters),
+               salient_bytes, 8.0 * static_cast<double>(salient_bytes) / static_cast<double>(r.output.parameters));
   }
   fmt::print("size: {:.2f} MiB ({:.3f} bits per weight) -> {:.2f} MiB ({:.3f} bits per weight), {} parameters, "
              "{:.1f} s\n",
@@ -106,6 +148,8 @@ void PrintJson(const QuantizeReport& r, const std::string& output) {
                        {"method", t.method},
                        {"bytes", t.bytes},
                        {"bits_per_weight", t.bits_per_weight},
+                       {"salient_nnz", t.salient_nnz},
+                       {"salient_bytes", t.salient_bytes},
                        {"relative_rmse", t.relative_rmse},
                        {"chosen_by", t.reason}});
   }
@@ -149,12 +193,17 @@ void RunQuantize(const QuantizeArgs& args) {
   if (args.damp < 0.0 || args.damp > 1.0) Fail("--damp {} is out of range (0 .. 1)", args.damp);
   options.gptq.act_order = args.act_order;
   options.gptq.damp = args.damp;
+  options.salient = ParseSalientArgs(args);
   const Model model = LoadModelFromArgs(args.model, /*require_tokenizer=*/!args.dump_policy);
   const bool layerwise = options.method != QuantMethod::kRtn && options.method != QuantMethod::kImatrix;
-  if (!args.data.data_path.empty() && !layerwise && args.target_bpw == 0.0) {
-    Fail("--data is calibration text for --method awq, gptq, awq+gptq or --target-bpw (imatrix reads --calib)");
+  const bool salient_impact = options.salient.enabled() && options.salient.criterion->need == SalientNeed::kHessian;
+  if (!args.data.data_path.empty() && !layerwise && !salient_impact && args.target_bpw == 0.0) {
+    Fail("--data is calibration text for --method awq, gptq, awq+gptq, --salient-by impact or --target-bpw "
+         "(imatrix reads --calib)");
   }
-  if (layerwise && !args.data.data_path.empty()) options.windows = SampleCalibrationWindows(model, args.data);
+  if ((layerwise || salient_impact) && !args.data.data_path.empty()) {
+    options.windows = SampleCalibrationWindows(model, args.data);
+  }
   if (args.target_bpw != 0.0) options.policy = AllocateForTarget(args, model, options);
   if (!args.policy.empty()) {
     options.policy = LoadPolicy(args.policy, model.config.n_layers, model.weights.output.empty());
@@ -208,6 +257,14 @@ void RegisterQuantize(CLI::App& app) {
                   "kl (default: model KL with one tensor quantized, on --data) or output (weighted weight "
                   "error, cheap; uses --calib)");
   cmd->add_option("--save-policy", args->save_policy, "write --target-bpw's allocation as a policy file");
+  cmd->add_option("--salient", args->salient,
+                  "keep this fraction of every block linear's weights in FP16 beside a mixq INT format, e.g. "
+                  "0.5% or 0.005 (docs/salient.md)");
+  cmd->add_option("--salient-by", args->salient_by,
+                  "how salient weights are chosen: magnitude (default, |w|), activation (|w| * ||x||; --calib, or "
+                  "the awq/gptq pass) or impact (w^2 / [H^-1]_jj; needs --data)");
+  cmd->add_option("--salient-scope", args->salient_scope,
+                  "tensor (default: the top fraction of the whole matrix) or row (the same count in every row)");
   cmd->add_flag("--dump-policy", args->dump_policy, "print the policy as rules (e.g. a preset) and exit");
   cmd->add_flag("--json", args->json, "print the report as JSON");
   cmd->add_option("--tokenizer", args->model.tokenizer,

@@ -359,6 +359,32 @@ struct Search {
   }
 };
 
+IntGroupParams SearchSpan(Span span, int bits, bool symmetric);
+
+// A span of one run with some values excluded (the salient weights): searched on a copy where they read 0
+// with weight 0, which adds exactly nothing to any candidate's sums and keeps the range [min(x,0), max(x,0)]
+// that of the kept values. The kept values keep their importance (1 without one); when that sums to 0 (dead
+// channels), they weigh 1 each and the excluded still 0, so the search stays over the kept values.
+// No value excluded: the plain search, so such a group is stored exactly as without a mask.
+IntGroupParams SearchExcluding(const float* x, int64_t n, const float* importance, const uint8_t* exclude, int bits,
+                               bool symmetric) {
+  bool any = false;
+  for (int64_t i = 0; i < n && !any; ++i) any = exclude[i] != 0;
+  if (!any) return SearchSpan(Span{x, n, 1, n, importance}, bits, symmetric);
+  std::vector<float> xs(static_cast<size_t>(n)), ws(static_cast<size_t>(n));
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool keep = exclude[i] == 0;
+    xs[static_cast<size_t>(i)] = keep ? x[i] : 0.0f;
+    ws[static_cast<size_t>(i)] = keep ? (importance != nullptr ? importance[i] : 1.0f) : 0.0f;
+    total += ws[static_cast<size_t>(i)];
+  }
+  if (total == 0.0) {
+    for (int64_t i = 0; i < n; ++i) ws[static_cast<size_t>(i)] = exclude[i] == 0 ? 1.0f : 0.0f;
+  }
+  return SearchSpan(Span{xs.data(), n, 1, n, ws.data()}, bits, symmetric);
+}
+
 IntGroupParams SearchSpan(Span span, int bits, bool symmetric) {
   if (span.importance != nullptr) {
     double total = 0.0;
@@ -369,8 +395,9 @@ IntGroupParams SearchSpan(Span span, int bits, bool symmetric) {
   return symmetric ? search.RunSymmetric() : search.RunAsymmetric();
 }
 
+// `exclude` (null, or the row's [n] mask): an excluded weight is stored as its group's zero-point code.
 void WriteRow(const IntRowLayout& layout, const float* x, const IntGroupParams* params, int64_t params_stride,
-              uint8_t* row) {
+              uint8_t* row, const uint8_t* exclude = nullptr) {
   std::memset(row, 0, layout.row_bytes);
   const int qmax = (1 << layout.bits) - 1;
   for (int64_t k = 0; k < layout.n_groups; ++k) {
@@ -381,8 +408,10 @@ void WriteRow(const IntRowLayout& layout, const float* x, const IntGroupParams* 
     uint8_t* codes = row + layout.GroupCodesOffset(k);
     const float* gx = x + layout.GroupStart(k);
     const float inv = p.scale == 0.0f ? 0.0f : 1.0f / p.scale;
+    const uint8_t* gex = exclude == nullptr ? nullptr : exclude + layout.GroupStart(k);
     for (int64_t i = 0; i < layout.GroupLength(k); ++i) {
-      WritePackedCode(codes, i, layout.bits, static_cast<uint32_t>(CodeOf(gx[i], inv, p.zero, qmax)));
+      const int code = gex != nullptr && gex[i] != 0 ? p.zero : CodeOf(gx[i], inv, p.zero, qmax);
+      WritePackedCode(codes, i, layout.bits, static_cast<uint32_t>(code));
     }
   }
 }
@@ -415,13 +444,15 @@ bool SetIntQuantIsa(IntQuantIsa isa) {
 
 const char* IntQuantIsaName() { return &Kernels() == &baseline::kKernels ? "baseline" : "avx"; }
 
-IntGroupParams SearchIntGroupParams(const float* x, int64_t n, const float* importance, int bits, bool symmetric) {
+IntGroupParams SearchIntGroupParams(const float* x, int64_t n, const float* importance, int bits, bool symmetric,
+                                    const uint8_t* exclude) {
   MIXQ_CHECK(bits >= 2 && bits <= 8);
+  if (exclude != nullptr) return SearchExcluding(x, n, importance, exclude, bits, symmetric);
   return SearchSpan(Span{x, n, 1, n, importance}, bits, symmetric);
 }
 
 void QuantizeIntMatrix(DType dtype, const float* src, int64_t rows, int64_t cols, int64_t group, bool per_tensor,
-                       std::byte* dst, const float* importance) {
+                       std::byte* dst, const float* importance, const uint8_t* exclude) {
   if (!IsIntFormat(dtype)) Fail("QuantizeIntMatrix: type {} is not a mixq INT type", DTypeName(dtype));
   if (rows < 0 || cols < 0 || group < 0) {
     Fail("QuantizeIntMatrix: shape [{}, {}] with group {}: expected sizes >= 0", rows, cols, group);
@@ -448,11 +479,24 @@ void QuantizeIntMatrix(DType dtype, const float* src, int64_t rows, int64_t cols
   const IntRowLayout layout(dtype, cols, group);
   auto* out = reinterpret_cast<uint8_t*>(dst);
 
+  auto row_exclude = [&](int64_t r) { return exclude == nullptr ? nullptr : exclude + r * cols; };
   if (per_tensor) {
-    const IntGroupParams p = SearchSpan(Span{src, cols, rows, cols, importance}, traits.bits, traits.symmetric);
+    IntGroupParams p;
+    if (exclude == nullptr) {
+      p = SearchSpan(Span{src, cols, rows, cols, importance}, traits.bits, traits.symmetric);
+    } else {
+      // One run over the whole tensor, with the per-channel importance repeated for every row.
+      std::vector<float> all_importance;
+      if (importance != nullptr) {
+        all_importance.resize(static_cast<size_t>(rows * cols));
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(&all_importance[r * cols], importance, cols * sizeof(float));
+      }
+      p = SearchExcluding(src, rows * cols, importance == nullptr ? nullptr : all_importance.data(), exclude,
+                          traits.bits, traits.symmetric);
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      WriteRow(layout, src + r * cols, &p, 0, out + static_cast<size_t>(r) * layout.row_bytes);
+      WriteRow(layout, src + r * cols, &p, 0, out + static_cast<size_t>(r) * layout.row_bytes, row_exclude(r));
     }
     return;
   }
@@ -462,11 +506,15 @@ void QuantizeIntMatrix(DType dtype, const float* src, int64_t rows, int64_t cols
     const float* x = src + r * cols;
     for (int64_t k = 0; k < layout.n_groups; ++k) {
       const int64_t start = layout.GroupStart(k);
+      const float* group_importance = importance == nullptr ? nullptr : importance + start;
       params[static_cast<size_t>(k)] =
-          SearchSpan(Span{x + start, layout.GroupLength(k), 1, 0, importance == nullptr ? nullptr : importance + start},
-                     traits.bits, traits.symmetric);
+          exclude == nullptr
+              ? SearchSpan(Span{x + start, layout.GroupLength(k), 1, 0, group_importance}, traits.bits,
+                           traits.symmetric)
+              : SearchExcluding(x + start, layout.GroupLength(k), group_importance, row_exclude(r) + start,
+                                traits.bits, traits.symmetric);
     }
-    WriteRow(layout, x, params.data(), 1, out + static_cast<size_t>(r) * layout.row_bytes);
+    WriteRow(layout, x, params.data(), 1, out + static_cast<size_t>(r) * layout.row_bytes, row_exclude(r));
   }
 }
 

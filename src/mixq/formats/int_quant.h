@@ -22,10 +22,15 @@ namespace mixq {
 // must be 0 then).
 // importance: optional [cols] per-input-channel importance (e.g. an imatrix's mean squared activations):
 // the scale search minimises sum_i importance[i] * (x_i - deq_i)^2 instead of the plain squared error.
+// exclude: optional [rows, cols] mask (nonzero = excluded), the salient weights a dense-and-sparse tensor
+// keeps in FP16 (docs/salient.md): an excluded weight takes no part in its group's scale search (weight 0
+// and value 0, so it moves neither the sums nor the range) and is stored as its group's zero-point code,
+// which dequantizes to exactly 0 (symmetric or asymmetric), so dense + sparse is exactly the sparse value
+// there. A group with nothing excluded is searched and written exactly as without a mask.
 // Throws mixq::Error for a non-INT dtype, negative sizes, a group with per_tensor, a non-finite weight, or a
-// negative or non-finite importance.
+// negative or non-finite importance (excluded weights must be finite too: the sparse part stores them).
 void QuantizeIntMatrix(DType dtype, const float* src, int64_t rows, int64_t cols, int64_t group, bool per_tensor,
-                       std::byte* dst, const float* importance = nullptr);
+                       std::byte* dst, const float* importance = nullptr, const uint8_t* exclude = nullptr);
 
 // The parameters one group was stored with: weight = scale * (code - zero), with scale already FP16-exact.
 struct IntGroupParams {
@@ -36,7 +41,9 @@ struct IntGroupParams {
 // The scale search for one set of values sharing a scale, exposed for tests: `x[0..n)`, optional
 // per-value weights `importance[0..n)` (null: all 1), codes of `bits` bits, symmetric (zero fixed at
 // 2^(bits-1)) or asymmetric (integer zero in [0, 2^bits-1]). Finite inputs are an invariant.
-IntGroupParams SearchIntGroupParams(const float* x, int64_t n, const float* importance, int bits, bool symmetric);
+// exclude: optional [n] mask; excluded values are left out of the search as QuantizeIntMatrix leaves them.
+IntGroupParams SearchIntGroupParams(const float* x, int64_t n, const float* importance, int bits, bool symmetric,
+                                    const uint8_t* exclude = nullptr);
 
 // The code RTN stores for x under `params` (clamped to [0, 2^bits-1]); the rounding every INT quantizer
 // here uses, so an error measured in the search is the error stored.

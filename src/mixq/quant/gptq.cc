@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 
 #include "mixq/base/check.h"
@@ -76,29 +77,41 @@ bool UpperCholeskyOfInverse(MatrixD& h, MatrixF* u) {
 // weight is then rounded with them. A format with other group parameters (ggml's blocks) would be another
 // struct with the same three members; the column loop below only calls these.
 struct IntColumnQuantizer {
-  IntColumnQuantizer(const WeightFormat& format, int64_t rows_, int64_t cols_)
-      : layout(format.dtype, cols_, format.group), rows(rows_), cols(cols_) {
+  IntColumnQuantizer(const WeightFormat& format, int64_t rows_, int64_t cols_, const uint8_t* salient_)
+      : layout(format.dtype, cols_, format.group), rows(rows_), cols(cols_), salient(salient_) {
     params.resize(static_cast<size_t>(rows * layout.n_groups));
     codes.resize(static_cast<size_t>(rows * cols));
+    if (salient != nullptr) sparse.resize(static_cast<size_t>(rows * cols));
   }
 
   IntRowLayout layout;
   int64_t rows, cols;
+  const uint8_t* salient;              // [rows, cols] or null
   std::vector<IntGroupParams> params;  // [rows, n_groups]
   std::vector<uint8_t> codes;          // [rows, cols], original column order
+  std::vector<float> sparse;           // [rows, cols] the FP16 values kept at salient positions
 
   int64_t group() const { return layout.group; }
 
   // The (scale, zero) of group k of `row` from the group's current values x[0..n) (the group's columns in
   // original order), each value's squared error weighed by importance (null: 1).
+  // Salient weights of the group take no part.
   void ChooseParams(int64_t row, int64_t k, const float* x, int64_t n, const float* importance) {
+    const uint8_t* exclude = salient == nullptr ? nullptr : salient + row * cols + layout.GroupStart(k);
     params[static_cast<size_t>(row * layout.n_groups + k)] =
-        SearchIntGroupParams(x, n, importance, layout.bits, layout.symmetric);
+        SearchIntGroupParams(x, n, importance, layout.bits, layout.symmetric, exclude);
   }
 
-  // Rounds weight `w` of (row, original column `col`) with its group's parameters; returns the value stored.
+  // Rounds weight `w` of (row, original column `col`) with its group's parameters; returns the value stored
+  // (dense + sparse: for a salient weight, w rounded to FP16 over a dense zero).
   float Quantize(int64_t row, int64_t col, float w) {
     const IntGroupParams& p = params[static_cast<size_t>(row * layout.n_groups + col / layout.group)];
+    if (salient != nullptr && salient[row * cols + col] != 0) {
+      codes[static_cast<size_t>(row * cols + col)] = static_cast<uint8_t>(p.zero);
+      const float kept = F16ToF32(F32ToF16(std::clamp(w, -65504.0f, 65504.0f)));  // FP16's finite range
+      sparse[static_cast<size_t>(row * cols + col)] = kept;
+      return kept;
+    }
     const int code = IntCode(w, p, layout.bits);
     codes[static_cast<size_t>(row * cols + col)] = static_cast<uint8_t>(code);
     return p.scale * static_cast<float>(code - p.zero);
@@ -167,6 +180,50 @@ void Validate(const float* w, int64_t rows, int64_t cols, const float* hessian, 
   }
 }
 
+// U with H^-1 = U^T U for the damped H with columns in the order `perm` (dead inputs' diagonal set to 1),
+// raising the damping until H is positive definite (each raise logged). `hess(i, j)` reads H.
+template <typename Hess>
+MatrixF DampedInverseFactor(const Hess& hess, const std::vector<char>& dead, const std::vector<int64_t>& perm,
+                            const GptqOptions& options, const std::string& label, double* damp_used,
+                            double* lambda_used, int* retries) {
+  const int64_t cols = static_cast<int64_t>(perm.size());
+  auto diag_fixed = [&](int64_t j) { return dead[j] ? 1.0 : static_cast<double>(hess(j, j)); };
+  double mean_diag = 0.0;
+  for (int64_t j = 0; j < cols; ++j) mean_diag += diag_fixed(j);
+  mean_diag /= static_cast<double>(cols);
+  MatrixF u;
+  double damp = options.damp;
+  for (int attempt = 0;; ++attempt) {
+    // The permuted H in reverse order: entry (a, b) is H[perm[n-1-a], perm[n-1-b]].
+    MatrixD hr(cols, cols);
+    for (int64_t b = 0; b < cols; ++b) {
+      const int64_t pb = perm[cols - 1 - b];
+      for (int64_t a = 0; a < cols; ++a) {
+        const int64_t pa = perm[cols - 1 - a];
+        hr(a, b) = a == b ? diag_fixed(pa) : hess(pa, pb);
+      }
+    }
+    const double lambda = damp * mean_diag;
+    hr.diagonal().array() += lambda;
+    if (UpperCholeskyOfInverse(hr, &u)) {
+      *damp_used = damp;
+      *lambda_used = lambda;
+      *retries = attempt;
+      return u;
+    }
+    if (attempt == options.max_damp_retries) {
+      Fail(
+          "GPTQ of {}: the Hessian plus damping {} * mean(diag H) is not positive definite after {} raises of the "
+          "damping; calibrate on more tokens or start from a larger damp",
+          label, damp, attempt);
+    }
+    const double next = damp > 0.0 ? damp * 10.0 : 1e-4;
+    Warn("GPTQ of {}: the Hessian plus damping {} * mean(diag H) is not positive definite; retrying with damp {}",
+         label, damp, next);
+    damp = next;
+  }
+}
+
 }  // namespace
 
 HessianAccumulator::HessianAccumulator(int64_t cols, std::string name) : cols_(cols), name_(std::move(name)) {
@@ -221,15 +278,40 @@ std::vector<float> HessianAccumulator::Matrix() const {
 }
 
 GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const HessianAccumulator& hessian,
-                              const WeightFormat& format, const GptqOptions& options, const std::string& name) {
+                              const WeightFormat& format, const GptqOptions& options, const std::string& name,
+                              const uint8_t* salient) {
   if (hessian.cols() != cols) {
     Fail("GPTQ of {}: the Hessian is for {} input columns; the weight has {}", Label(name), hessian.cols(), cols);
   }
-  return GptqQuantizeMatrix(w, rows, cols, hessian.data(), format, options, name);
+  return GptqQuantizeMatrix(w, rows, cols, hessian.data(), format, options, name, salient);
+}
+
+std::vector<double> HessianInverseDiagonal(const float* hessian, int64_t cols, const GptqOptions& options,
+                                           const std::string& name) {
+  const std::string label = Label(name);
+  if (cols < 1) Fail("Hessian of {}: {} columns; expected >= 1", label, cols);
+  // Validate's checks of the Hessian and options, with a dummy format and no weights.
+  Validate(nullptr, 0, cols, hessian, WeightFormat{DType::kInt4, 0, false}, options, label);
+  auto hess = [&](int64_t i, int64_t j) { return i >= j ? hessian[j * cols + i] : hessian[i * cols + j]; };
+  std::vector<char> dead(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) dead[j] = hess(j, j) == 0.0f;
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  double damp = 0.0, lambda = 0.0;
+  int retries = 0;
+  const MatrixF u = DampedInverseFactor(hess, dead, perm, options, label, &damp, &lambda, &retries);
+  // H^-1 = U^T U: its diagonal is the squared norm of each column of U.
+  std::vector<double> diag(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) {
+    diag[static_cast<size_t>(j)] =
+        dead[j] ? std::numeric_limits<double>::infinity() : u.col(j).head(j + 1).cast<double>().squaredNorm();
+  }
+  return diag;
 }
 
 GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const float* hessian,
-                              const WeightFormat& format, const GptqOptions& options, const std::string& name) {
+                              const WeightFormat& format, const GptqOptions& options, const std::string& name,
+                              const uint8_t* salient) {
   const std::string label = Label(name);
   Validate(w, rows, cols, hessian, format, options, label);
 
@@ -266,44 +348,10 @@ GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const 
     for (int64_t a = 0; a < cols; ++a) wp(r, a) = dead[perm[a]] ? 0.0f : w[r * cols + perm[a]];
   }
 
-  double mean_diag = 0.0;
-  for (int64_t j = 0; j < cols; ++j) mean_diag += diag_fixed(j);
-  mean_diag /= static_cast<double>(cols);
+  const MatrixF u = DampedInverseFactor(hess, dead, perm, options, label, &result.damp, &result.lambda,
+                                        &result.retries);
 
-  // U with H^-1 = U^T U for the damped, permuted H, raising the damping until H is positive definite.
-  MatrixF u;
-  double damp = options.damp;
-  for (int attempt = 0;; ++attempt) {
-    // The permuted H in reverse order: entry (a, b) is H[perm[n-1-a], perm[n-1-b]].
-    MatrixD hr(cols, cols);
-    for (int64_t b = 0; b < cols; ++b) {
-      const int64_t pb = perm[cols - 1 - b];
-      for (int64_t a = 0; a < cols; ++a) {
-        const int64_t pa = perm[cols - 1 - a];
-        hr(a, b) = a == b ? diag_fixed(pa) : hess(pa, pb);
-      }
-    }
-    const double lambda = damp * mean_diag;
-    hr.diagonal().array() += lambda;
-    if (UpperCholeskyOfInverse(hr, &u)) {
-      result.damp = damp;
-      result.lambda = lambda;
-      result.retries = attempt;
-      break;
-    }
-    if (attempt == options.max_damp_retries) {
-      Fail(
-          "GPTQ of {}: the Hessian plus damping {} * mean(diag H) is not positive definite after {} raises of the "
-          "damping; calibrate on more tokens or start from a larger damp",
-          label, damp, attempt);
-    }
-    const double next = damp > 0.0 ? damp * 10.0 : 1e-4;
-    Warn("GPTQ of {}: the Hessian plus damping {} * mean(diag H) is not positive definite; retrying with damp {}",
-         label, damp, next);
-    damp = next;
-  }
-
-  IntColumnQuantizer quantizer(format, rows, cols);
+  IntColumnQuantizer quantizer(format, rows, cols, salient);
   const IntRowLayout& layout = quantizer.layout;
   const int64_t group = layout.group;
   // Group parameters fixed before the loop, from the (dead-zeroed) original weights: per-tensor (one set for
@@ -322,7 +370,7 @@ GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const 
     }
     const IntGroupParams p =
         SearchIntGroupParams(all.data(), rows * cols, group_importance == nullptr ? nullptr : all_importance.data(),
-                             layout.bits, layout.symmetric);
+                             layout.bits, layout.symmetric, salient);
     std::fill(quantizer.params.begin(), quantizer.params.end(), p);
   } else if (static_params) {
 #pragma omp parallel for schedule(dynamic, 4)
@@ -384,6 +432,11 @@ GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const 
   }
   result.proxy_loss = loss / 2.0;
   quantizer.Pack(result.data.data());
+  if (salient != nullptr) {
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      if (salient[i] != 0) result.salient_values.push_back(quantizer.sparse[static_cast<size_t>(i)]);
+    }
+  }
   return result;
 }
 

@@ -74,7 +74,10 @@ struct GptqResult {
   // the error-updated weight): equals 1/2 sum_rows (w - q)^T H_damped (w - q) for the original rows w, i.e.
   // the mean over calibration tokens of ||x (W - Q)^T||^2 under the damped H.
   double proxy_loss = 0.0;
-  std::vector<float> dequantized;  // [rows, cols] row-major when options.keep_dequantized
+  std::vector<float> dequantized;  // [rows, cols] row-major when options.keep_dequantized (dense + sparse)
+  // With a salient mask: the FP16 value (as float) each salient weight is kept at, in row-major order of the
+  // mask's positions (the order of a CSR sparse part); the dense codes there are the zero-point.
+  std::vector<float> salient_values;
 };
 
 // Quantizes the row-major [rows, cols] float matrix `w` (a linear layer's weight, one output channel per
@@ -84,10 +87,23 @@ struct GptqResult {
 // Throws mixq::Error naming the tensor for a non-INT format, a bad option, non-finite weights or Hessian,
 // or a Hessian still not positive definite after options.max_damp_retries raises of the damping (each
 // raise is logged as a warning).
+// salient: optional [rows, cols] mask of weights kept in FP16 (quant/salient.h, SpQR's outliers): when the
+// column loop reaches one, its "quantized" value is its current (error-updated) weight rounded to FP16, so
+// its error is only that rounding, which is fed forward as any other; the dense part stores the zero-point
+// code there, and the group parameters are searched without it (formats/int_quant.h's exclude).
 GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const float* hessian,
-                              const WeightFormat& format, const GptqOptions& options, const std::string& name);
+                              const WeightFormat& format, const GptqOptions& options, const std::string& name,
+                              const uint8_t* salient = nullptr);
 // The same with the accumulated Hessian (its cols must equal `cols`).
 GptqResult GptqQuantizeMatrix(const float* w, int64_t rows, int64_t cols, const HessianAccumulator& hessian,
-                              const WeightFormat& format, const GptqOptions& options, const std::string& name);
+                              const WeightFormat& format, const GptqOptions& options, const std::string& name,
+                              const uint8_t* salient = nullptr);
+
+// [H^-1]_jj for every input j of the Hessian GPTQ would factor (dead inputs fixed, damped as
+// options.damp, raised as GPTQ raises it): the denominator of the OBS saliency w^2 / [H^-1]_jj that
+// --salient-by impact ranks by. +inf for a dead input (H_jj = 0: its weight never meets a nonzero input).
+// Throws mixq::Error as GptqQuantizeMatrix does for a bad Hessian.
+std::vector<double> HessianInverseDiagonal(const float* hessian, int64_t cols, const GptqOptions& options,
+                                           const std::string& name);
 
 }  // namespace mixq

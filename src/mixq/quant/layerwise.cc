@@ -9,6 +9,7 @@
 #include "mixq/base/error.h"
 #include "mixq/base/progress.h"
 #include "mixq/base/timer.h"
+#include "mixq/formats/float16.h"
 #include "mixq/formats/convert.h"
 #include "mixq/model/forward.h"
 #include "mixq/quant/layer_float.h"
@@ -52,6 +53,11 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
     streams.emplace_back(state.x.as<float>(), state.x.as<float>() + ctx * c.dim);
   }
 
+  const bool salient = options.salient.enabled();
+  const bool salient_impact = salient && options.salient.criterion->need == SalientNeed::kHessian;
+  AwqOptions awq_options = options.awq_options;
+  if (salient) awq_options.clip = false;
+
   LayerwiseResult result;
   ProgressBar progress("quantizing blocks", c.n_layers);
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -66,7 +72,7 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
         awq_formats[static_cast<size_t>(k)] =
             it != formats.end() && it->second ? *it->second : WeightFormat{DType::kF32, 0, false};
       }
-      const AwqLayerResult awq = AwqLayer(c, lf, l, streams, awq_formats, options.awq_options);
+      const AwqLayerResult awq = AwqLayer(c, lf, l, streams, awq_formats, awq_options);
       for (int g = 0; g < kAwqGroups; ++g) {
         const AwqGroupResult& gr = awq.groups[static_cast<size_t>(g)];
         const std::string note = gr.searched ? fmt::format("awq alpha {:.2f}", gr.alpha) : "awq: " + gr.skip_reason;
@@ -116,7 +122,7 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
       std::vector<double> sum2;
       int64_t tokens = 0;
       const int64_t cols = lf.linear(kinds[0]).shape[1];
-      if (options.gptq) hessian.emplace(cols, LinearWeightName(l, kinds[0]));
+      if (options.gptq || salient_impact) hessian.emplace(cols, LinearWeightName(l, kinds[0]));
       sum2.assign(static_cast<size_t>(cols), 0.0);
       state.observer = [&](const LinearCall& call) {
         if (call.kind != kinds[0]) return;
@@ -133,6 +139,16 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
       state.observer = nullptr;
       std::vector<float> importance(static_cast<size_t>(cols));
       for (int64_t j = 0; j < cols; ++j) importance[static_cast<size_t>(j)] = static_cast<float>(sum2[j] / tokens);
+      // What the salient criteria read, shared by the group's linears (they share the input).
+      std::vector<float> channel_norm;
+      std::vector<double> hessian_inverse_diagonal;
+      if (salient) {
+        channel_norm = ChannelNorms(sum2);
+        if (salient_impact) {
+          hessian_inverse_diagonal =
+              HessianInverseDiagonal(hessian->data(), cols, options.gptq_options, LinearWeightName(l, kinds[0]));
+        }
+      }
 
       for (LinearKind k : kinds) {
         const std::string name = LinearWeightName(l, k);
@@ -145,30 +161,61 @@ LayerwiseResult QuantizeLayerwise(const Model& model, const std::map<std::string
         const WeightFormat& format = *it->second;
         ProducedTensor produced;
         produced.format = format;
+        std::vector<uint8_t> mask;  // [rows, cols] the salient positions, when any
+        if (salient) {
+          if (!IsIntFormat(format.dtype)) {
+            Fail("--salient keeps weights beside a mixq INT format (int2..int8); tensor '{}' is {}", name,
+                 WeightFormatName(format));
+          }
+          const SalientScoreInputs in{w.storage.as<float>(), rows, cols, channel_norm.data(),
+                                      salient_impact ? hessian_inverse_diagonal.data() : nullptr};
+          produced.salient = SelectSalient(in, options.salient, name);
+          if (produced.salient.nnz() > 0) mask = produced.salient.Mask();
+        }
+        const uint8_t* exclude = mask.empty() ? nullptr : mask.data();
         if (options.gptq && IsIntFormat(format.dtype)) {
           GptqResult g = GptqQuantizeMatrix(w.storage.as<float>(), rows, cols, *hessian, format,
-                                            options.gptq_options, name);
+                                            options.gptq_options, name, exclude);
           produced.bytes = std::move(g.data);
           produced.method = options.awq ? "awq+gptq" : "gptq";
           if (g.retries > 0) produced.note = fmt::format("damping raised to {}", g.damp);
+          for (const float v : g.salient_values) produced.salient_values.push_back(F32ToF16(v));
         } else {
           produced.bytes.resize(*TensorBytes(format.dtype, w.shape, format.group));
           // GPTQ writes mixq's INT formats only: ggml's types get the imatrix search on the same inputs.
           const bool weighted = options.gptq && !Traits(format.dtype).is_float;
-          QuantizeMatrix(format, w.storage.as<float>(), rows, cols, produced.bytes.data(),
-                         weighted ? importance.data() : nullptr);
-          produced.method = options.awq ? (weighted ? "awq+imatrix" : "awq") : (weighted ? "imatrix" : "rtn");
+          const auto given = options.rtn_importance.find(name);
+          const float* rtn_importance = weighted ? importance.data()
+                                        : given != options.rtn_importance.end() ? given->second.data()
+                                                                                : nullptr;
+          QuantizeMatrix(format, w.storage.as<float>(), rows, cols, produced.bytes.data(), rtn_importance, exclude);
+          produced.method = options.awq ? (weighted ? "awq+imatrix" : "awq")
+                                        : (rtn_importance != nullptr ? "imatrix" : "rtn");
+          if (exclude != nullptr) produced.salient_values = SalientValuesF16(produced.salient, w.storage.as<float>());
+        }
+        if (salient) {
+          produced.method += fmt::format("+salient-{}", options.salient.criterion->name);
         }
         if (!awq_notes[static_cast<size_t>(k)].empty()) {
           produced.note += (produced.note.empty() ? "" : "; ") + awq_notes[static_cast<size_t>(k)];
         }
-        const TensorView stored{name, format.dtype, w.shape, produced.bytes.data(), produced.bytes.size(),
-                                IsIntFormat(format.dtype) ? format.group : 0};
-        produced.relative_rmse = std::sqrt(RelativeSquaredError(stored, w.storage.as<float>()));
+        TensorView stored;
+        stored.name = name;
+        stored.dtype = format.dtype;
+        stored.shape = w.shape;
+        stored.data = produced.bytes.data();
+        stored.bytes = produced.bytes.size();
+        stored.group = IsIntFormat(format.dtype) ? format.group : 0;
         // Later passes run the block with this linear's rounded weights, dequantized to float as GPTQ and
-        // AWQ do (a float GEMM, and no int8 rounding of the activations the stored model would add).
+        // AWQ do (a float GEMM, and no int8 rounding of the activations the stored model would add), the
+        // sparse part added where the dense part is 0.
         Tensor& q = quantized.emplace_back(Tensor::Zeros(name, DType::kF32, w.shape));
         TensorToFloat(stored, q.as<float>());
+        if (!produced.salient_values.empty()) {
+          AddSalientValues(produced.salient, produced.salient_values.data(), q.as<float>());
+        }
+        produced.relative_rmse = std::sqrt(RelativeSquaredErrorFloat(q.as<float>(), w.storage.as<float>(),
+                                                                     rows * cols));
         LinearWeight(current, k) = q.view();
         result.tensors.emplace(name, std::move(produced));
       }

@@ -19,6 +19,7 @@
 #include "mixq/model/model.h"
 #include "mixq/quant/awq.h"
 #include "mixq/quant/gptq.h"
+#include "mixq/quant/salient.h"
 
 namespace mixq {
 
@@ -29,6 +30,15 @@ struct LayerwiseOptions {
   GptqOptions gptq_options;
   AwqOptions awq_options;
   bool progress = true;
+
+  // Salient weights (quant/salient.h) of every INT-quantized linear, selected on the weights the dense part
+  // quantizes (after AWQ's scaling) with the statistics of this pass: activation from the group's observed
+  // inputs, impact from the group's Hessian (accumulated for it even without GPTQ). AWQ's clip search is
+  // skipped then: it would shrink the very weights the sparse part keeps. docs/salient.md.
+  SalientOptions salient;
+  // Without GPTQ, the RTN of a tensor named here is weighted by this per-input-channel importance (the
+  // imatrix of --calib), as --method imatrix does outside the layer-by-layer pass.
+  std::map<std::string, std::vector<float>> rtn_importance;
 };
 
 // A tensor a layer-by-layer method produced, ready for the GGUF writer.
@@ -38,6 +48,9 @@ struct ProducedTensor {
   std::string method;           // "gptq", "awq", "awq+gptq", "imatrix", "awq+imatrix", "rtn"
   double relative_rmse = 0.0;   // ||W' - Q(W')|| / ||W'|| of the weights actually rounded (W' = W after AWQ)
   std::string note;             // e.g. GPTQ's raised damping, AWQ's chosen alpha
+  // The sparse FP16 part when options.salient is on (empty selection otherwise): relative_rmse counts it.
+  SalientSelection salient;
+  std::vector<uint16_t> salient_values;  // [salient.nnz()] FP16 bits, CSR order
 };
 
 struct LayerwiseResult {

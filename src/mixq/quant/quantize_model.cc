@@ -3,7 +3,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <memory>
 
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/base/check.h"
@@ -17,6 +19,7 @@
 #include "mixq/formats/int_quant.h"
 #include "mixq/model/save_gguf.h"
 #include "mixq/quant/layerwise.h"
+#include "mixq/tensor/sparse_rows.h"
 
 namespace mixq {
 namespace {
@@ -28,6 +31,70 @@ const std::map<DType, DType>& GgmlFallbacks() {
       {DType::kQ4_K, DType::kQ5_0},   {DType::kQ5_K, DType::kQ5_1},   {DType::kQ6_K, DType::kQ8_0},
   };
   return fallbacks;
+}
+
+// --salient's requirements that do not depend on a tensor: the criterion's statistics must be at hand.
+void CheckSalientRequest(const QuantizeOptions& options, bool layerwise) {
+  const SalientOptions& s = options.salient;
+  if (!s.enabled()) return;
+  MIXQ_CHECK(s.criterion != nullptr);
+  if (s.criterion->need == SalientNeed::kChannelNorms && !layerwise && options.calib == nullptr) {
+    Fail("--salient-by {} weighs each weight by its input channel's activation norm: give --calib STATS (from "
+         "`mixq calibrate`), or --method awq/gptq with --data FILE",
+         s.criterion->name);
+  }
+  if (s.criterion->need == SalientNeed::kHessian && options.windows.empty()) {
+    Fail("--salient-by {} ranks weights by the layer Hessian: give calibration text with --data FILE",
+         s.criterion->name);
+  }
+}
+
+// The sparse part a tensor's encoding carries: CSR arrays and FP16 values from a selection.
+std::shared_ptr<SparseRows> ToSparseRows(const SalientSelection& s, const std::vector<uint16_t>& values) {
+  MIXQ_CHECK_EQ(static_cast<int64_t>(values.size()), s.nnz());
+  auto rows = std::make_shared<SparseRows>();
+  rows->row_ptr = s.row_ptr;
+  rows->cols = s.col;
+  rows->values = values;
+  return rows;
+}
+
+// RTN / imatrix with a sparse part (magnitude or activation: criteria that need no layer-by-layer pass): the
+// selection from the float weights, the dense part quantized around it, the FP16 values, and the error of
+// dense + sparse. The sparse part's size is known before `produce` runs, as the writer needs.
+TensorEncoding EncodeWithSalient(const TensorView& src, const WeightFormat& format, const std::vector<float>& importance,
+                                 const std::vector<float>& channel_norm, int64_t nnz, const SalientOptions& salient,
+                                 TensorQuantReport& r, std::function<void()> done) {
+  TensorEncoding e{format.dtype, IsIntFormat(format.dtype) ? format.group : 0, nullptr};
+  e.salient_nnz = nnz;
+  e.salient = std::make_shared<SparseRows>();
+  e.produce = [&src, format, &importance, &channel_norm, &salient, &r, sparse = e.salient,
+               done = std::move(done)](std::byte* dst) {
+    const int64_t rows = src.rows();
+    const int64_t cols = src.cols();
+    std::vector<float> x(static_cast<size_t>(rows * cols));
+    TensorToFloat(src, x.data());
+    const SalientScoreInputs in{x.data(), rows, cols, channel_norm.empty() ? nullptr : channel_norm.data(), nullptr};
+    const SalientSelection selection = SelectSalient(in, salient, r.name);
+    const std::vector<uint8_t> mask = selection.Mask();
+    QuantizeMatrix(format, x.data(), rows, cols, dst, importance.empty() ? nullptr : importance.data(), mask.data());
+    const std::vector<uint16_t> values = SalientValuesF16(selection, x.data());
+    TensorView stored;
+    stored.name = r.name;
+    stored.dtype = format.dtype;
+    stored.shape = src.shape;
+    stored.data = dst;
+    stored.bytes = *TensorBytes(format.dtype, src.shape, format.group);
+    stored.group = format.group;
+    std::vector<float> q(static_cast<size_t>(rows * cols));
+    TensorToFloat(stored, q.data());
+    AddSalientValues(selection, values.data(), q.data());
+    r.relative_rmse = std::sqrt(RelativeSquaredErrorFloat(q.data(), x.data(), rows * cols));
+    r.method += fmt::format("+salient-{}", salient.criterion->name);
+    *sparse = std::move(*ToSparseRows(selection, values));
+    done();
+  };
+  return e;
 }
 
 }  // namespace
@@ -74,8 +141,19 @@ double RelativeSquaredError(const TensorView& q, const float* w, const float* im
   return ref > 0.0 ? err / ref : err;
 }
 
+double RelativeSquaredErrorFloat(const float* q, const float* w, int64_t n) {
+  double err = 0.0, ref = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(w[i]) - q[i];
+    err += d * d;
+    ref += static_cast<double>(w[i]) * w[i];
+  }
+  return ref > 0.0 ? err / ref : err;
+}
+
 void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
-                    const float* importance) {
+                    const float* importance, const uint8_t* salient) {
+  MIXQ_CHECK(salient == nullptr || IsIntFormat(format.dtype));
   const std::optional<size_t> row_bytes = RowBytes(format.dtype, cols, format.group);
   MIXQ_CHECK(row_bytes.has_value());
   // Threads pay off only past a few thousand weights: on a busy machine a parallel region for a tiny matrix
@@ -88,7 +166,7 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
   }
   if (IsIntFormat(format.dtype)) {
     if (format.per_tensor) {
-      QuantizeIntMatrix(format.dtype, src, rows, cols, 0, true, dst, importance);
+      QuantizeIntMatrix(format.dtype, src, rows, cols, 0, true, dst, importance, salient);
       return;
     }
     // Rows are independent: split them across threads in slices.
@@ -97,7 +175,8 @@ void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, 
     for (int64_t r0 = 0; r0 < rows; r0 += slice) {
       const int64_t n = std::min(slice, rows - r0);
       QuantizeIntMatrix(format.dtype, src + r0 * cols, n, cols, format.group, false,
-                        dst + static_cast<size_t>(r0) * *row_bytes, importance);
+                        dst + static_cast<size_t>(r0) * *row_bytes, importance,
+                        salient == nullptr ? nullptr : salient + r0 * cols);
     }
     return;
   }
@@ -134,6 +213,11 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     Fail("--method {} runs the model layer by layer on calibration text: give --data FILE",
          QuantMethodName(options.method));
   }
+  CheckSalientRequest(options, layerwise);
+  // Impact needs each block's Hessian, taken layer by layer: rtn and imatrix then run in that pass too.
+  const bool salient = options.salient.enabled();
+  const bool run_layerwise =
+      layerwise || (salient && options.salient.criterion->need == SalientNeed::kHessian);
   if (options.method == QuantMethod::kImatrix) {
     if (options.calib == nullptr) Fail("--method imatrix needs --calib STATS (from `mixq calibrate` or llama.cpp)");
     if (CheckCalibrationStats(*options.calib, model) == 0) {
@@ -147,6 +231,8 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     std::optional<WeightFormat> format;  // nullopt: keep
     size_t report_index;
     std::vector<float> importance;  // per input channel; empty: plain squared error
+    int64_t salient_nnz = 0;        // the sparse FP16 part's size, fixed by fraction and shape
+    std::vector<float> channel_norm;  // --salient-by activation outside the layer-by-layer pass
   };
   std::map<std::string, Plan> plans;
   std::map<DType, int64_t> linear_bytes;
@@ -156,7 +242,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     r.name = slot.name;
     r.shape = src.shape;
     r.from = src.dtype;
-    Plan plan{src, std::nullopt, report.tensors.size(), {}};
+    Plan plan{src, std::nullopt, report.tensors.size(), {}, 0, {}};
     if (slot.role == TensorRole::kNorm) {
       r.reason = "norm";
     } else {
@@ -194,8 +280,27 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
              options.calib->source, slot.name);
       }
     }
+    if (salient && plan.format && slot.role == TensorRole::kLinear) {
+      if (!IsIntFormat(plan.format->dtype)) {
+        Fail("--salient keeps weights beside a mixq INT format (int2..int8, e.g. int4-g128); tensor '{}' is {} "
+             "({})",
+             slot.name, WeightFormatName(*plan.format), r.reason);
+      }
+      plan.salient_nnz = SalientCount(options.salient.fraction, src.rows(), src.cols(), options.salient.scope);
+      if (options.salient.criterion->need == SalientNeed::kChannelNorms && !layerwise) {
+        const LinearStats* stats = options.calib->Find(slot.name);
+        if (stats == nullptr) {
+          Fail("--salient-by {}: {} has no statistics for tensor '{}'", options.salient.criterion->name,
+               options.calib->source, slot.name);
+        }
+        plan.channel_norm = ChannelNorms(stats->in_sum2);
+      }
+      r.salient_nnz = plan.salient_nnz;
+      r.salient_bytes = SalientBytes(src.rows(), plan.salient_nnz);
+    }
     r.format = plan.format ? WeightFormatName(*plan.format) : fmt::format("{} (kept)", DTypeName(src.dtype));
     r.bytes = plan.format ? *TensorBytes(plan.format->dtype, src.shape, plan.format->group) : src.bytes;
+    r.bytes += r.salient_bytes;
     r.bits_per_weight = 8.0 * static_cast<double>(r.bytes) / static_cast<double>(src.elements());
     if (slot.role == TensorRole::kLinear) {
       linear_bytes[plan.format ? plan.format->dtype : src.dtype] += static_cast<int64_t>(r.bytes);
@@ -205,17 +310,23 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
   });
 
   LayerwiseResult produced;
-  if (layerwise) {
+  if (run_layerwise) {
     std::map<std::string, std::optional<WeightFormat>> block_formats;
     for (const auto& [name, plan] : plans) {
       if (name.starts_with("blk.") && !name.ends_with("_norm.weight")) block_formats.emplace(name, plan.format);
     }
     LayerwiseOptions lo;
-    lo.awq = options.method != QuantMethod::kGptq;
-    lo.gptq = options.method != QuantMethod::kAwq;
+    lo.awq = options.method == QuantMethod::kAwq || options.method == QuantMethod::kAwqGptq;
+    lo.gptq = options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;
     lo.windows = options.windows;
     lo.gptq_options = options.gptq;
     lo.awq_options = options.awq;
+    lo.salient = options.salient;
+    if (!layerwise) {  // rtn or imatrix run layer by layer for --salient-by impact
+      for (const auto& [name, plan] : plans) {
+        if (!plan.importance.empty()) lo.rtn_importance.emplace(name, plan.importance);
+      }
+    }
     produced = QuantizeLayerwise(model, block_formats, lo);
   }
 
@@ -231,10 +342,18 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
       r.relative_rmse = p.relative_rmse;
       if (!p.note.empty()) r.reason += "; " + p.note;
       const int64_t stored_group = IsIntFormat(p.format.dtype) ? p.format.group : 0;
-      return TensorEncoding{p.format.dtype, stored_group, [&, &p = p](std::byte* dst) {
-                              std::memcpy(dst, p.bytes.data(), p.bytes.size());
-                              progress.Update(++done);
-                            }};
+      MIXQ_CHECK_EQ(p.salient.nnz(), plan.salient_nnz);
+      TensorEncoding e{p.format.dtype, stored_group, nullptr};
+      if (plan.salient_nnz > 0) {
+        e.salient_nnz = plan.salient_nnz;
+        e.salient = std::make_shared<SparseRows>();
+      }
+      e.produce = [&, &p = p, sparse = e.salient](std::byte* dst) {
+        std::memcpy(dst, p.bytes.data(), p.bytes.size());
+        if (sparse) *sparse = std::move(*ToSparseRows(p.salient, p.salient_values));
+        progress.Update(++done);
+      };
+      return e;
     }
     if (!plan.format) {
       progress.Update(++done);
@@ -242,6 +361,10 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     }
     const WeightFormat format = *plan.format;
     const int64_t stored_group = IsIntFormat(format.dtype) ? format.group : 0;
+    if (plan.salient_nnz > 0) return EncodeWithSalient(plan.src, format, plan.importance, plan.channel_norm,
+                                                         plan.salient_nnz, options.salient, r, [&] {
+                                                           progress.Update(++done);
+                                                         });
     return TensorEncoding{format.dtype, stored_group, [&, src, format, stored_group](std::byte* dst) {
                             const int64_t rows = src.rows();
                             const int64_t cols = src.cols();
@@ -250,9 +373,13 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
                             TensorToFloat(src, x);
                             QuantizeMatrix(format, x, rows, cols, dst,
                                            plan.importance.empty() ? nullptr : plan.importance.data());
-                            const TensorView stored{r.name, format.dtype, src.shape, dst,
-                                                    *TensorBytes(format.dtype, src.shape, format.group),
-                                                    stored_group};
+                            TensorView stored;
+                            stored.name = r.name;
+                            stored.dtype = format.dtype;
+                            stored.shape = src.shape;
+                            stored.data = dst;
+                            stored.bytes = *TensorBytes(format.dtype, src.shape, format.group);
+                            stored.group = stored_group;
                             r.relative_rmse = std::sqrt(RelativeSquaredError(stored, x));
                             progress.Update(++done);
                           }};

@@ -13,19 +13,26 @@
 #include "mixq/quant/awq.h"
 #include "mixq/quant/gptq.h"
 #include "mixq/quant/policy.h"
+#include "mixq/quant/salient.h"
 
 namespace mixq {
 
 // Quantizes a [rows, cols] float matrix into `format` at dst (TensorBytes(format.dtype, {rows, cols},
 // format.group) bytes), rows in parallel. `importance` (cols values, may be null) weights the error each
 // format's scale search minimises (imatrix). The one dispatch over ggml's, mixq's INT and the float types.
+// salient: optional [rows, cols] mask of weights kept in a sparse FP16 part (quant/salient.h); mixq INT
+// formats only (QuantizeIntMatrix's exclude: stored as exact zeros, left out of the scale search).
 void QuantizeMatrix(const WeightFormat& format, const float* src, int64_t rows, int64_t cols, std::byte* dst,
-                    const float* importance = nullptr);
+                    const float* importance = nullptr, const uint8_t* salient = nullptr);
 
 // sum_ij imp_j (W_ij - Q_ij)^2 / sum_ij imp_j W_ij^2 (imp_j = 1 without importance; the plain sum when W is
 // all zero), with Q read back from the stored tensor `q` through the reference dequantizers, so it
 // measures what a file holds. `w` is the float original, [q.rows(), q.cols()].
 double RelativeSquaredError(const TensorView& q, const float* w, const float* importance = nullptr);
+
+// sum (W - Q)^2 / sum W^2 over n floats (the plain sum when W is all zero): the same measure from a float
+// reconstruction, e.g. dense + sparse.
+double RelativeSquaredErrorFloat(const float* q, const float* w, int64_t n);
 
 // The format actually used for rows of `cols` weights when `wanted` cannot hold them: llama.cpp's
 // fallbacks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/IQ4_XS -> IQ4_NL), then F16.
@@ -49,6 +56,12 @@ struct QuantizeOptions {
   std::vector<std::vector<int32_t>> windows;
   GptqOptions gptq;
   AwqOptions awq;
+  // --salient / --salient-by / --salient-scope: a sparse FP16 part beside every block linear quantized into
+  // a mixq INT format (docs/salient.md). magnitude works with any method; activation reads --calib (rtn,
+  // imatrix) or the layer-by-layer pass's own inputs (awq, gptq); impact needs `windows` (with rtn or
+  // imatrix, the blocks are then quantized layer by layer too, so each layer's Hessian is taken on
+  // inputs from the blocks before it as stored).
+  SalientOptions salient;
 };
 
 struct TensorQuantReport {
@@ -60,7 +73,9 @@ struct TensorQuantReport {
   std::string method;     // how it was rounded: "rtn", "imatrix", ...; empty for kept tensors
   size_t bytes = 0;
   double bits_per_weight = 0.0;
-  double relative_rmse = 0.0;  // ||W - Q(W)|| / ||W|| over the tensor; 0 for kept tensors
+  double relative_rmse = 0.0;  // ||W - Q(W)|| / ||W|| over the tensor (dense + sparse); 0 for kept tensors
+  int64_t salient_nnz = 0;     // weights kept in the sparse FP16 part
+  size_t salient_bytes = 0;    // its bytes, included in `bytes` and `bits_per_weight`
 };
 
 struct QuantizeReport {
