@@ -15,10 +15,15 @@ namespace mixq {
 // own order; the writer applies GGUF's q/k permutation afterwards) when the writer reaches it, so a
 // converter or quantizer holds one tensor at a time; a null `produce` copies the source bytes as they are
 // (dtype and group must then be the source's).
+// `activation` / `activation_scale` (W8A8, docs/w8a8.md; only with dtype kInt8Sym and group 0) are written
+// as the keys GgufActivationKey / GgufActivationScaleKey; a copied tensor (null `produce`) keeps the
+// source's own mode.
 struct TensorEncoding {
   DType dtype = DType::kF32;
   int64_t group = 0;
   std::function<void(std::byte* dst)> produce;
+  ActivationQuant activation = ActivationQuant::kFormat;
+  float activation_scale = 0.0f;  // kInt8Tensor: the static scale (max|x| / 127)
 };
 using TensorEncoder = std::function<TensorEncoding(const TensorSlot& slot)>;
 

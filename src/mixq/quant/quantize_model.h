@@ -61,6 +61,10 @@ struct TensorQuantReport {
   size_t bytes = 0;
   double bits_per_weight = 0.0;
   double relative_rmse = 0.0;  // ||W - Q(W)|| / ||W|| over the tensor; 0 for kept tensors
+  // W8A8 (docs/w8a8.md): how MatMul quantizes the tensor's input ("int8-tensor", "int8-token"; empty:
+  // as the weight format's kernel does) and the static scale of int8-tensor.
+  std::string activation;
+  float activation_scale = 0.0f;
 };
 
 struct QuantizeReport {
