@@ -91,5 +91,16 @@ TEST(SpikePolicy, RefusesBadOptionsAndStatistics) {
   EXPECT_THROW(MakeSpikePolicy(CalibrationStats(), SpikePolicyOptions()), Error);
 }
 
+TEST(SpikePolicy, EmbeddingTableIsNeverASpike) {
+  // A tied head's statistics are stored under token_embd.weight; the table takes no activation quantization.
+  CalibrationStats stats = SpikyStats();
+  stats.linears["token_embd.weight"] = StatsWithMaxInput(500);
+  const SpikePolicy p = MakeSpikePolicy(stats, SpikePolicyOptions());
+  ASSERT_EQ(p.spikes.size(), 1u);
+  EXPECT_EQ(p.spikes[0].name, "blk.1.ffn_down.weight");
+  EXPECT_EQ(Decide(p.policy, "token_embd.weight"), "w8a8");
+  EXPECT_NE(p.text.find("# token_embd.weight ("), std::string::npos) << p.text;
+}
+
 }  // namespace
 }  // namespace mixq

@@ -75,8 +75,8 @@ TEST(W8A8Quantize, StaticPerTensorRunsWithCalibratedScales) {
 }
 
 TEST(W8A8Quantize, SpikeAwareKeepsSpikesAndRuns) {
-  // stories260K has no spikes at the default threshold (its largest input ratio is ~3.5, docs/w8a8.md);
-  // K = 2 keeps its two largest (the tied head/embedding and blk.4.ffn_down) so the mixed path is exercised.
+  // stories260K has no spikes at the default threshold (its largest input ratio is ~3.5, the tied head's,
+  // docs/w8a8.md); K = 2 keeps blk.4.ffn_down (2.0x) so the mixed path is exercised.
   SpikePolicyOptions spike;
   spike.threshold = 2.0;
   const SpikePolicy p = MakeSpikePolicy(StoriesCalibrationStats(), spike);

@@ -41,8 +41,12 @@ SpikePolicy MakeSpikePolicy(const CalibrationStats& stats, const SpikePolicyOpti
     }
   }
   SpikePolicy result;
+  std::vector<SpikeRank> lookup;  // token_embd.weight over the threshold (statistics of a tied head)
   for (const SpikeRank& r : RankSpikes(stats)) {
-    if (r.input_ratio > options.threshold) result.spikes.push_back(r);
+    if (!(r.input_ratio > options.threshold)) continue;
+    // The embedding table never takes activation quantization (a lookup; as a tied head it runs weight-only
+    // int8, docs/w8a8.md), so keeping it at spike precision would buy nothing against W8A8.
+    (r.name == "token_embd.weight" ? lookup : result.spikes).push_back(r);
   }
   std::sort(result.spikes.begin(), result.spikes.end(),
             [](const SpikeRank& a, const SpikeRank& b) { return a.input_ratio > b.input_ratio; });
@@ -51,6 +55,10 @@ SpikePolicy MakeSpikePolicy(const CalibrationStats& stats, const SpikePolicyOpti
   t += fmt::format("# spike-aware mixed precision (docs/w8a8.md), from {}\n", stats.source);
   t += fmt::format("# projections whose max|input| exceeds {:g} x the median layer's stay {}; the rest are {}\n",
                    options.threshold, options.spike_type, WeightFormatName(options.base));
+  for (const SpikeRank& r : lookup) {
+    t += fmt::format("# token_embd.weight ({:.2f} x median, the tied head's input) is not W8A8: left to the "
+                     "default\n", r.input_ratio);
+  }
   if (result.spikes.empty()) t += "# no projection exceeds the threshold\n";
   for (const SpikeRank& r : result.spikes) {
     t += fmt::format("{} = {}  # max|input| {:.4g}, {:.2f} x median\n", AnchoredPattern(r.name), options.spike_type,

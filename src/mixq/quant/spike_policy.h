@@ -31,7 +31,9 @@ struct SpikePolicyOptions {
 };
 
 struct SpikePolicy {
-  std::vector<SpikeRank> spikes;  // the projections kept at spike precision, largest ratio first
+  // The projections kept at spike precision, largest ratio first. token_embd.weight (whose statistics are
+  // a tied head's) is never one: the embedding table takes no activation quantization.
+  std::vector<SpikeRank> spikes;
   std::string text;               // the policy as a file (ParsePolicy reads it back)
   QuantPolicy policy;             // ParsePolicy(text)
 };
