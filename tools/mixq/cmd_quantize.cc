@@ -11,6 +11,7 @@
 #include "mixq/quant/calibration.h"
 #include "mixq/quant/quantize_model.h"
 #include "mixq/quant/salient.h"
+#include "mixq/quant/spike_policy.h"
 #include "tools/mixq/commands.h"
 #include "tools/mixq/common.h"
 
@@ -38,6 +39,10 @@ struct QuantizeArgs {
   std::string salient;
   std::string salient_by;
   std::string salient_scope;
+  // --spike-aware (docs/w8a8.md)
+  bool spike_aware = false;
+  std::optional<double> spike_threshold;
+  std::optional<std::string> spike_type;
 };
 
 // --salient / --salient-by / --salient-scope into options.salient. --salient-by defaults to magnitude (the
@@ -111,18 +116,53 @@ QuantPolicy AllocateForTarget(const QuantizeArgs& args, const Model& model, cons
   return r.policy;
 }
 
+void SavePolicyText(const std::string& path, const std::string& text) {
+  AtomicFile file(path);
+  file.Write(text.data(), text.size());
+  file.Commit();
+}
+
+// --spike-aware: the policy that keeps the calibrated spike projections at --spike-type and quantizes the
+// rest as --type (default w8a8); printed, and saved with --save-policy.
+QuantPolicy SpikeAwarePolicy(const QuantizeArgs& args, const QuantizeOptions& options) {
+  if (options.calib == nullptr) {
+    Fail("--spike-aware ranks projections by their calibrated max|input|: give --calib STATS (from `mixq calibrate`)");
+  }
+  if (!args.policy.empty() || args.target_bpw != 0.0) {
+    Fail("--spike-aware makes the policy: give it, --policy or --target-bpw, not several");
+  }
+  SpikePolicyOptions spike;
+  if (args.spike_threshold) spike.threshold = *args.spike_threshold;
+  if (args.spike_type) spike.spike_type = *args.spike_type;
+  if (options.type) spike.base = *options.type;
+  const SpikePolicy p = MakeSpikePolicy(*options.calib, spike);
+  fmt::print(stderr, "spike-aware: {} projection(s) above {:g} x the median max|input| stay {}:\n{}",
+             p.spikes.size(), spike.threshold, spike.spike_type, p.text);
+  if (!args.save_policy.empty()) {
+    SavePolicyText(args.save_policy, p.text);
+    fmt::print(stderr, "wrote the spike-aware recipe as a policy to {}\n", args.save_policy);
+  }
+  return p.policy;
+}
+
+std::string ActivationColumn(const TensorQuantReport& t) {
+  if (t.activation.empty()) return "-";
+  if (t.activation_scale > 0.0f) return fmt::format("{} {:.4g}", t.activation, t.activation_scale);
+  return t.activation;
+}
+
 void PrintTable(const QuantizeReport& r) {
   int64_t salient = 0;
   for (const TensorQuantReport& t : r.tensors) salient += t.salient_nnz;
   // The salient column only when a sparse part was asked for; bytes and bpw include it.
   const std::string salient_head = salient > 0 ? fmt::format(" {:>8}", "salient") : "";
-  fmt::print("{:<28} {:<16} {:<6} {:<12} {:<22}{} {:>12} {:>7} {:>10}  {}\n", "tensor", "shape", "from", "to",
-             "method", salient_head, "bytes", "bpw", "rel.rmse", "chosen by");
+  fmt::print("{:<28} {:<16} {:<6} {:<12} {:<22} {:<20}{} {:>12} {:>7} {:>10}  {}\n", "tensor", "shape", "from", "to",
+             "method", "activations", salient_head, "bytes", "bpw", "rel.rmse", "chosen by");
   for (const TensorQuantReport& t : r.tensors) {
     const std::string salient_cell = salient > 0 ? fmt::format(" {:>8}", t.salient_nnz) : "";
-    fmt::print("{:<28} {:<16} {:<6} {:<12} {:<22}{} {:>12} {:>7.3f} {:>10.3e}  {}\n", t.name, ShapeString(t.shape),
-               DTypeName(t.from), t.format, t.method.empty() ? "-" : t.method, salient_cell, t.bytes,
-               t.bits_per_weight, t.relative_rmse, t.reason);
+    fmt::print("{:<28} {:<16} {:<6} {:<12} {:<22} {:<20}{} {:>12} {:>7.3f} {:>10.3e}  {}\n", t.name,
+               ShapeString(t.shape), DTypeName(t.from), t.format, t.method.empty() ? "-" : t.method,
+               ActivationColumn(t), salient_cell, t.bytes, t.bits_per_weight, t.relative_rmse, t.reason);
   }
   if (salient > 0) {
     size_t salient_bytes = 0;
@@ -146,6 +186,8 @@ void PrintJson(const QuantizeReport& r, const std::string& output) {
                        {"from", DTypeName(t.from)},
                        {"to", t.format},
                        {"method", t.method},
+                       {"activation", t.activation},
+                       {"activation_scale", t.activation_scale},
                        {"bytes", t.bytes},
                        {"bits_per_weight", t.bits_per_weight},
                        {"salient_nnz", t.salient_nnz},
@@ -168,8 +210,11 @@ void RunQuantize(const QuantizeArgs& args) {
   if (!args.dump_policy && !args.output.ends_with(".gguf")) {
     Fail("output '{}' must end in .gguf (quantize writes GGUF)", args.output);
   }
-  if (args.type.empty() && args.policy.empty() && args.target_bpw == 0.0) {
-    Fail("give --type (e.g. q4_k, int4-g128), --policy or --target-bpw");
+  if (args.type.empty() && args.policy.empty() && args.target_bpw == 0.0 && !args.spike_aware) {
+    Fail("give --type (e.g. q4_k, int4-g128, w8a8), --policy, --target-bpw or --spike-aware");
+  }
+  if (!args.spike_aware && (args.spike_threshold || args.spike_type)) {
+    Fail("--spike-threshold and --spike-type choose how --spike-aware works: add --spike-aware");
   }
   if (args.target_bpw != 0.0 && !args.policy.empty()) Fail("--target-bpw makes the policy: give it or --policy");
   if (args.target_bpw < 0.0 || args.target_bpw > 32.0) Fail("--target-bpw {} is out of range (0 .. 32)", args.target_bpw);
@@ -204,6 +249,7 @@ void RunQuantize(const QuantizeArgs& args) {
   if ((layerwise || salient_impact) && !args.data.data_path.empty()) {
     options.windows = SampleCalibrationWindows(model, args.data);
   }
+  if (args.spike_aware) options.policy = SpikeAwarePolicy(args, options);
   if (args.target_bpw != 0.0) options.policy = AllocateForTarget(args, model, options);
   if (!args.policy.empty()) {
     options.policy = LoadPolicy(args.policy, model.config.n_layers, model.weights.output.empty());
@@ -230,7 +276,8 @@ void RegisterQuantize(CLI::App& app) {
   cmd->add_option("output", args->output, "the GGUF file to write (never the input)");
   cmd->add_option("--type", args->type,
                   "format of every weight matrix no policy rule names: q4_k, q8_0, ..., int4-g128, int8-pc, "
-                  "int4-pt, with -sym for symmetric (norms stay f32)");
+                  "int4-pt, with -sym for symmetric, fp8, w8a8 (int8 activations, static scales: needs --calib), "
+                  "w8a8-token (dynamic per-token); norms stay f32");
   cmd->add_option("--policy", args->policy,
                   "per-tensor formats: a preset (q3_k_m, q4_k_s, q4_k_m, q5_k_m) or a file of "
                   "'REGEX = FORMAT|keep' lines, first match wins (docs/quantize.md)");
@@ -256,7 +303,16 @@ void RegisterQuantize(CLI::App& app) {
   cmd->add_option("--sensitivity", args->sensitivity,
                   "kl (default: model KL with one tensor quantized, on --data) or output (weighted weight "
                   "error, cheap; uses --calib)");
-  cmd->add_option("--save-policy", args->save_policy, "write --target-bpw's allocation as a policy file");
+  cmd->add_option("--save-policy", args->save_policy,
+                  "write --target-bpw's allocation or the --spike-aware recipe as a policy file");
+  cmd->add_flag("--spike-aware", args->spike_aware,
+                "keep the projections whose calibrated max|input| is a spike (--spike-threshold x the median) "
+                "at --spike-type, quantize the rest as --type (default w8a8); needs --calib (docs/w8a8.md)");
+  cmd->add_option("--spike-threshold", args->spike_threshold,
+                  fmt::format("--spike-aware: a spike's max|input| over the median layer's (default {:g})",
+                              kDefaultSpikeThreshold));
+  cmd->add_option("--spike-type", args->spike_type,
+                  "--spike-aware: precision of the spike projections: f16 (default) or fp8 (E4M3 per channel)");
   cmd->add_option("--salient", args->salient,
                   "keep this fraction of every block linear's weights in FP16 beside a mixq INT format, e.g. "
                   "0.5% or 0.005 (docs/salient.md)");

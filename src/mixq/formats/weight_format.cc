@@ -65,11 +65,24 @@ std::optional<WeightFormat> ParseWeightFormat(std::string_view name) {
   // FP8 E4M3 (formats/fp8.h): a scale per row ("fp8", "fp8-pc") or per tensor ("fp8-pt"), never grouped.
   if (lower == "fp8" || lower == "fp8-pc") return WeightFormat{DType::kFp8E4M3, 0, false};
   if (lower == "fp8-pt") return WeightFormat{DType::kFp8E4M3, 0, true};
+  // W8A8 (docs/w8a8.md): symmetric int8 weights stored as kInt8Sym rows, plus the activation mode.
+  if (lower == "w8a8") return WeightFormat{DType::kInt8Sym, 0, true, ActivationQuant::kInt8Tensor};
+  if (lower == "w8a8-token") return WeightFormat{DType::kInt8Sym, 0, false, ActivationQuant::kInt8Token};
   return ParseIntFormat(lower);
 }
 
 std::string WeightFormatName(const WeightFormat& f) {
   if (f.dtype == DType::kFp8E4M3) return f.per_tensor ? "fp8-pt" : "fp8";
+  if (f.activation != ActivationQuant::kFormat) {
+    const WeightFormat w8a8 = *ParseWeightFormat("w8a8");
+    const WeightFormat token = *ParseWeightFormat("w8a8-token");
+    if (f == w8a8) return "w8a8";
+    if (f == token) return "w8a8-token";
+    // Not a named combination (no parser makes one): say what it is, readably.
+    WeightFormat weights = f;
+    weights.activation = ActivationQuant::kFormat;
+    return fmt::format("{}+a8-{}", WeightFormatName(weights), ActivationQuantName(f.activation));
+  }
   const DTypeTraits& t = Traits(f.dtype);
   if (t.bits == 0) return Lower(t.name);
   const std::string grouping = f.per_tensor ? "pt" : f.group == 0 ? "pc" : fmt::format("g{}", f.group);
@@ -79,7 +92,30 @@ std::string WeightFormatName(const WeightFormat& f) {
 std::string WeightFormatNames() {
   std::string names;
   for (DType t : kNamedTypes) names += Lower(DTypeName(t)) + ", ";
-  return names + "int<2..8>-g<group>, int<2..8>-pc, int<2..8>-pt (each with an optional -sym), fp8, fp8-pt";
+  return names + "int<2..8>-g<group>, int<2..8>-pc, int<2..8>-pt (each with an optional -sym), fp8, fp8-pt, w8a8, w8a8-token";
+}
+
+const char* ActivationQuantName(ActivationQuant activation) {
+  switch (activation) {
+    case ActivationQuant::kInt8Tensor:
+      return "int8-tensor";
+    case ActivationQuant::kInt8Token:
+      return "int8-token";
+    case ActivationQuant::kFormat:
+      break;
+  }
+  return "format";
+}
+
+std::optional<ActivationQuant> ParseActivationQuantName(std::string_view name) {
+  if (name == "int8-tensor") return ActivationQuant::kInt8Tensor;
+  if (name == "int8-token") return ActivationQuant::kInt8Token;
+  return std::nullopt;
+}
+
+WeightFormat WithoutActivationQuant(const WeightFormat& format) {
+  if (format.activation == ActivationQuant::kFormat) return format;
+  return WeightFormat{format.dtype, 0, false, ActivationQuant::kFormat};
 }
 
 bool IsLlamaCppCompatible(const WeightFormat& f) { return !IsIntFormat(f.dtype) && f.dtype != DType::kFp8E4M3; }

@@ -535,6 +535,16 @@ void GgufWriter::SetInt32Array(std::string key, std::vector<int32_t> values) {
 
 std::string GgufGroupKey(std::string_view tensor_name) { return fmt::format("mixq.group.{}", tensor_name); }
 
+std::string GgufActivationKey(std::string_view tensor_name) { return fmt::format("mixq.activation.{}", tensor_name); }
+
+std::string GgufActivationScaleKey(std::string_view tensor_name) {
+  return fmt::format("mixq.activation_scale.{}", tensor_name);
+}
+
+bool IsGgufActivationKey(std::string_view key) {
+  return key.starts_with("mixq.activation.") || key.starts_with("mixq.activation_scale.");
+}
+
 void GgufWriter::AddTensor(std::string name, DType dtype, Shape shape, const void* data, size_t bytes,
                            int64_t group) {
   if (name.empty() || name.size() > kMaxTensorNameBytes) {

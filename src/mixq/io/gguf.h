@@ -69,6 +69,13 @@ struct GgufTensorInfo {
 // The metadata key holding a mixq INT tensor's group size (uint32; 0 = whole rows). ggml types have none.
 std::string GgufGroupKey(std::string_view tensor_name);
 
+// W8A8 tensors (docs/w8a8.md): the activation mode (string "int8-tensor" or "int8-token") and, for
+// int8-tensor, the static activation scale (float32, max|x| / 127 from calibration). Absent: kFormat.
+std::string GgufActivationKey(std::string_view tensor_name);
+std::string GgufActivationScaleKey(std::string_view tensor_name);
+// Whether `key` is one of those per-tensor keys (so model metadata copied between files skips them).
+bool IsGgufActivationKey(std::string_view key);
+
 struct GgufFile {
   std::string path;
   std::shared_ptr<const MappedFile> mapping;  // null when parsed from a caller's buffer

@@ -27,6 +27,7 @@
 #include "mixq/formats/convert.h"
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/quant_kernel.h"
+#include "mixq/kernels/w8a8_dot.h"
 #include "mixq/tensor/dtype.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -250,6 +251,11 @@ bool HasMatMulKernel(DType dtype) { return HasFloatCodec(dtype) || FindQuantKern
 const char* MatMulTargetName() { return HWY_DYNAMIC_DISPATCH(TargetNameImpl)(); }
 
 void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y) {
+  // W8A8 (docs/w8a8.md): int8 activations with one scale per token row; the loader guarantees kInt8Sym rows.
+  if (w.activation != ActivationQuant::kFormat) {
+    MatMulW8A8(w, x, n_tokens, y);
+    return;
+  }
   if (const QuantKernel* kernel = FindQuantKernel(w.dtype)) {
     MatMulQuantized(*kernel, w, x, n_tokens, y);
     return;

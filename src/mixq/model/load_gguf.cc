@@ -8,6 +8,7 @@
 #include "mixq/base/error.h"
 #include "mixq/base/log.h"
 #include "mixq/formats/convert.h"
+#include "mixq/formats/weight_format.h"
 #include "mixq/io/gguf.h"
 #include "mixq/model/model.h"
 #include "mixq/model/vocab_gguf.h"
@@ -151,6 +152,54 @@ SparseRowsView ReadSalientPart(const GgufFile& file, const TensorView& weight, M
   return sparse;
 }
 
+// W8A8 (docs/w8a8.md): the tensor's activation mode and static scale from GgufActivationKey /
+// GgufActivationScaleKey. MatMul relies on what is checked here (kInt8Sym rows of group 0, a positive
+// finite static scale), so a file that breaks it is refused, naming the tensor.
+void ReadActivationQuant(const GgufFile& file, TensorView& view) {
+  const std::string mode_key = GgufActivationKey(view.name);
+  const std::string scale_key = GgufActivationScaleKey(view.name);
+  const std::optional<std::string> mode_name = file.GetString(mode_key);
+  const GgufValue* scale_value = file.Find(scale_key);
+  if (!mode_name) {
+    if (scale_value != nullptr) {
+      Fail("'{}': tensor '{}' has an activation scale ('{}') but no activation mode ('{}')", file.path, view.name,
+           scale_key, mode_key);
+    }
+    return;
+  }
+  const std::optional<ActivationQuant> mode = ParseActivationQuantName(*mode_name);
+  if (!mode) {
+    Fail("'{}': tensor '{}' has activation mode '{}' ({}); expected int8-tensor or int8-token", file.path, view.name,
+         *mode_name, mode_key);
+  }
+  if (view.dtype != DType::kInt8Sym || view.group != 0) {
+    Fail("'{}': tensor '{}' has activation mode {} but is stored as {} with group {}; W8A8 needs INT8_SYM rows "
+         "with group 0 (int8-pc-sym or int8-pt-sym)", file.path, view.name, *mode_name, DTypeName(view.dtype),
+         view.group);
+  }
+  if (view.name == "token_embd.weight") {
+    Fail("'{}': tensor 'token_embd.weight' has activation mode {}, but the embedding table is a lookup, not a "
+         "matmul (store it without one)", file.path, *mode_name);
+  }
+  if (*mode == ActivationQuant::kInt8Tensor) {
+    const std::optional<double> scale = file.GetFloat(scale_key);
+    if (!scale) {
+      Fail("'{}': tensor '{}' has activation mode int8-tensor but no static scale '{}'", file.path, view.name,
+           scale_key);
+    }
+    const auto as_float = static_cast<float>(*scale);
+    if (!std::isfinite(as_float) || !(as_float > 0.0f)) {
+      Fail("'{}': tensor '{}' has static activation scale {} ({}); expected a positive finite number", file.path,
+           view.name, *scale, scale_key);
+    }
+    view.activation_scale = as_float;
+  } else if (scale_value != nullptr) {
+    Fail("'{}': tensor '{}' has a static activation scale ('{}') but mode {}, which computes its own per token",
+         file.path, view.name, scale_key, *mode_name);
+  }
+  view.activation = *mode;
+}
+
 }  // namespace
 
 Model LoadGgufModel(const std::string& path, const LoadOptions& options) {
@@ -172,8 +221,19 @@ Model LoadGgufModel(const std::string& path, const LoadOptions& options) {
     TensorView view = file.View(*info);
     if (reinterpret_cast<uintptr_t>(view.data) % 4 != 0) view = AlignedCopy(view, model);
     view.salient = ReadSalientPart(file, view, model, used);
+    ReadActivationQuant(file, view);
+    if (!view.salient.empty() && view.activation != ActivationQuant::kFormat) {
+      Fail("'{}': tensor '{}' has both a salient part and W8A8 activations; the int8 x int8 kernel has no "
+           "sparse FP16 part", path, view.name);
+    }
     *slot.view = view;
   });
+  // An activation key naming a tensor the model does not have is a file written for another model.
+  for (const auto& [key, value] : file.metadata) {
+    if (!IsGgufActivationKey(key)) continue;
+    const std::string tensor = key.substr(key.find('.', std::string_view("mixq.").size()) + 1);
+    if (used.count(tensor) == 0) Fail("'{}': key '{}' names tensor '{}', which the model does not have", path, key, tensor);
+  }
   if (c.tied_embeddings) model.weights.output = model.weights.token_embd;
   int unused = 0;
   for (const GgufTensorInfo& t : file.tensors) {
@@ -184,7 +244,10 @@ Model LoadGgufModel(const std::string& path, const LoadOptions& options) {
   model.metadata["general.name"] =
       file.GetString("general.name").value_or(std::filesystem::path(path).stem().string());
   for (const auto& [key, value] : file.metadata) {
-    if (key.starts_with("mixq.") && value.type == GgufValueType::kString) model.metadata[key] = value.string_value;
+    // Activation modes are read into the tensors above, not kept as model metadata.
+    if (key.starts_with("mixq.") && value.type == GgufValueType::kString && !IsGgufActivationKey(key)) {
+      model.metadata[key] = value.string_value;
+    }
   }
 
   ValidateModelWeights(model, options);

@@ -1,6 +1,7 @@
 // Writing a model as llama-architecture GGUF: llama.* keys, tokenizer, every tensor converted and permuted.
 #include "mixq/model/save_gguf.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -11,6 +12,7 @@
 #include "mixq/base/error.h"
 #include "mixq/base/log.h"
 #include "mixq/formats/convert.h"
+#include "mixq/formats/weight_format.h"
 #include "mixq/io/gguf.h"
 #include "mixq/model/vocab_gguf.h"
 
@@ -77,6 +79,17 @@ SparseRows CopySparseRows(const SparseRowsView& s, int64_t rows) {
   out.cols.assign(s.cols, s.cols + s.nnz);
   out.values.assign(s.values, s.values + s.nnz);
   return out;
+}
+
+// W8A8 tensors' activation mode and static scale; nothing for kFormat.
+void WriteActivationKeys(GgufWriter& w, const std::string& name, const TensorEncoding& encoding) {
+  if (encoding.activation == ActivationQuant::kFormat) return;
+  MIXQ_CHECK(encoding.dtype == DType::kInt8Sym && encoding.group == 0);
+  w.SetString(GgufActivationKey(name), ActivationQuantName(encoding.activation));
+  if (encoding.activation == ActivationQuant::kInt8Tensor) {
+    MIXQ_CHECK(std::isfinite(encoding.activation_scale) && encoding.activation_scale > 0.0f);
+    w.SetFloat32(GgufActivationScaleKey(name), encoding.activation_scale);
+  }
 }
 
 }  // namespace
@@ -154,7 +167,8 @@ void WriteGgufModel(const Model& model, const std::string& path, std::optional<u
     Warn("'{}' is written without a tokenizer: llama.cpp will need one", path);
   }
   for (const auto& [key, value] : model.metadata) {
-    if (key.starts_with("mixq.")) w.SetString(key, value);
+    // Activation modes belong to tensors: they are written from each tensor's encoding below, never copied.
+    if (key.starts_with("mixq.") && !IsGgufActivationKey(key)) w.SetString(key, value);
   }
 
   if (!c.rope_freq_factors.empty()) {
@@ -169,6 +183,11 @@ void WriteGgufModel(const Model& model, const std::string& path, std::optional<u
     ValidateTensor(slot, model.path);
     const TensorView& src = *slot.view;
     TensorEncoding encoding = encode(slot);
+    if (!encoding.produce) {
+      encoding.activation = src.activation;
+      encoding.activation_scale = src.activation_scale;
+    }
+    WriteActivationKeys(w, slot.name, encoding);
     const bool is_q = slot.name.ends_with(".attn_q.weight");
     const bool is_k = slot.name.ends_with(".attn_k.weight");
     const bool permute = c.rope_style == RopeStyle::kHalf && (is_q || is_k);

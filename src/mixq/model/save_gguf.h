@@ -21,12 +21,17 @@ namespace mixq {
 // entries (rows in the model's own order, like the dense bytes), and the writer stores it as the three
 // companion tensors of tensor/sparse_rows.h. The count is declared up front because GGUF's header lists
 // every tensor's size before any data. A null `produce` copies the source's own salient part as it is.
+// `activation` / `activation_scale` (W8A8, docs/w8a8.md; only with dtype kInt8Sym and group 0) are written
+// as the keys GgufActivationKey / GgufActivationScaleKey; a copied tensor (null `produce`) keeps the
+// source's own mode.
 struct TensorEncoding {
   DType dtype = DType::kF32;
   int64_t group = 0;
   std::function<void(std::byte* dst)> produce;
   int64_t salient_nnz = 0;
   std::shared_ptr<SparseRows> salient;
+  ActivationQuant activation = ActivationQuant::kFormat;
+  float activation_scale = 0.0f;  // kInt8Tensor: the static scale (max|x| / 127)
 };
 using TensorEncoder = std::function<TensorEncoding(const TensorSlot& slot)>;
 

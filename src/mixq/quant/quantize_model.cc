@@ -97,6 +97,48 @@ TensorEncoding EncodeWithSalient(const TensorView& src, const WeightFormat& form
   return e;
 }
 
+// W8A8 (docs/w8a8.md): settles a tensor's activation mode. The token embedding table is a lookup, not a
+// matmul, so it keeps the int8 weights per channel without activation quantization (a tied head then
+// runs as weight-only int8); a static (int8-tensor) scale is the calibrated max|input| over the tensor / 127.
+// Returns the static scale (0 for none) and may rewrite `format`; throws naming the tensor and option.
+float ResolveActivationQuant(const std::string& name, const std::string& reason, const QuantizeOptions& options,
+                             const Model& model, WeightFormat& format, std::string& note) {
+  if (format.activation == ActivationQuant::kFormat) return 0.0f;
+  if (name == "token_embd.weight") {
+    format = WithoutActivationQuant(format);
+    note = fmt::format("the embedding table is a lookup, not a matmul: {} without activation quantization",
+                       WeightFormatName(format));
+    return 0.0f;
+  }
+  if (options.method == QuantMethod::kAwq || options.method == QuantMethod::kGptq ||
+      options.method == QuantMethod::kAwqGptq) {
+    Fail("tensor '{}' is {} ({}): W8A8 formats are quantized with --method rtn or imatrix, not {}", name,
+         WeightFormatName(format), reason, QuantMethodName(options.method));
+  }
+  if (format.activation != ActivationQuant::kInt8Tensor) return 0.0f;
+  if (options.calib == nullptr) {
+    Fail("tensor '{}' is {} ({}), whose static activation scale comes from calibration: give --calib STATS "
+         "(from `mixq calibrate`), or use w8a8-token (dynamic per-token scales, no calibration)", name,
+         WeightFormatName(format), reason);
+  }
+  CheckCalibrationStats(*options.calib, model);  // sizes match this model (cheap: a pass over the names)
+  const LinearStats* stats = options.calib->Find(name);
+  if (stats == nullptr) {
+    Fail("{}: no statistics for tensor '{}', which is {} ({}) and needs its calibrated max|input| (--calib)",
+         options.calib->source, name, WeightFormatName(format), reason);
+  }
+  const float max_input = stats->MaxInput();
+  if (stats->in_max_abs.empty()) {
+    Fail("{}: tensor '{}' has no max|input| statistics (a llama.cpp imatrix has only sums of squares): w8a8's "
+         "static scales need a statistics file from `mixq calibrate` (--calib)", options.calib->source, name);
+  }
+  if (!std::isfinite(max_input) || !(max_input > 0.0f)) {
+    Fail("{}: tensor '{}' has max|input| {}, which gives no static activation scale; expected a positive finite "
+         "value (--calib)", options.calib->source, name, max_input);
+  }
+  return max_input / 127.0f;
+}
+
 }  // namespace
 
 std::optional<QuantMethod> ParseQuantMethod(std::string_view name) {
@@ -233,6 +275,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     std::vector<float> importance;  // per input channel; empty: plain squared error
     int64_t salient_nnz = 0;        // the sparse FP16 part's size, fixed by fraction and shape
     std::vector<float> channel_norm;  // --salient-by activation outside the layer-by-layer pass
+    float activation_scale = 0.0f;  // W8A8 int8-tensor: the static scale
   };
   std::map<std::string, Plan> plans;
   std::map<DType, int64_t> linear_bytes;
@@ -242,7 +285,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
     r.name = slot.name;
     r.shape = src.shape;
     r.from = src.dtype;
-    Plan plan{src, std::nullopt, report.tensors.size(), {}, 0, {}};
+    Plan plan{src, std::nullopt, report.tensors.size(), {}, 0, {}, 0.0f};
     if (slot.role == TensorRole::kNorm) {
       r.reason = "norm";
     } else {
@@ -260,6 +303,10 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
           r.reason += fmt::format("; {} -> {}: {}", WeightFormatName(*plan.format), WeightFormatName(used), why);
           plan.format = used;
         }
+        std::string activation_note;
+        plan.activation_scale =
+            ResolveActivationQuant(slot.name, r.reason, options, model, *plan.format, activation_note);
+        if (!activation_note.empty()) r.reason += "; " + activation_note;
         if (!CanReadAsFloat(src.dtype)) {
           Fail("tensor '{}' is stored as {}, which mixq cannot read to requantize", slot.name, DTypeName(src.dtype));
         }
@@ -286,6 +333,11 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
              "({})",
              slot.name, WeightFormatName(*plan.format), r.reason);
       }
+      if (plan.format->activation != ActivationQuant::kFormat) {
+        Fail("--salient with W8A8: tensor '{}' is {} ({}), whose int8 x int8 kernel has no sparse FP16 part; "
+             "use a weight-only format for salient weights",
+             slot.name, WeightFormatName(*plan.format), r.reason);
+      }
       plan.salient_nnz = SalientCount(options.salient.fraction, src.rows(), src.cols(), options.salient.scope);
       if (options.salient.criterion->need == SalientNeed::kChannelNorms && !layerwise) {
         const LinearStats* stats = options.calib->Find(slot.name);
@@ -299,6 +351,11 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
       r.salient_bytes = SalientBytes(src.rows(), plan.salient_nnz);
     }
     r.format = plan.format ? WeightFormatName(*plan.format) : fmt::format("{} (kept)", DTypeName(src.dtype));
+    const ActivationQuant activation = plan.format ? plan.format->activation : src.activation;
+    if (activation != ActivationQuant::kFormat) {
+      r.activation = ActivationQuantName(activation);
+      r.activation_scale = plan.format ? plan.activation_scale : src.activation_scale;
+    }
     r.bytes = plan.format ? *TensorBytes(plan.format->dtype, src.shape, plan.format->group) : src.bytes;
     r.bytes += r.salient_bytes;
     r.bits_per_weight = 8.0 * static_cast<double>(r.bytes) / static_cast<double>(src.elements());
@@ -365,7 +422,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
                                                          plan.salient_nnz, options.salient, r, [&] {
                                                            progress.Update(++done);
                                                          });
-    return TensorEncoding{format.dtype, stored_group, [&, src, format, stored_group](std::byte* dst) {
+    TensorEncoding encoding{format.dtype, stored_group, [&, src, format, stored_group](std::byte* dst) {
                             const int64_t rows = src.rows();
                             const int64_t cols = src.cols();
                             AlignedBuffer floats(static_cast<size_t>(rows * cols) * sizeof(float));
@@ -383,6 +440,9 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
                             r.relative_rmse = std::sqrt(RelativeSquaredError(stored, x));
                             progress.Update(++done);
                           }};
+    encoding.activation = format.activation;
+    encoding.activation_scale = plan.activation_scale;
+    return encoding;
   };
   // general.file_type names the type most linear-layer bytes use, when llama.cpp has a name for it.
   DType primary = DType::kF32;

@@ -76,6 +76,10 @@ struct TensorQuantReport {
   double relative_rmse = 0.0;  // ||W - Q(W)|| / ||W|| over the tensor (dense + sparse); 0 for kept tensors
   int64_t salient_nnz = 0;     // weights kept in the sparse FP16 part
   size_t salient_bytes = 0;    // its bytes, included in `bytes` and `bits_per_weight`
+  // W8A8 (docs/w8a8.md): how MatMul quantizes the tensor's input ("int8-tensor", "int8-token"; empty:
+  // as the weight format's kernel does) and the static scale of int8-tensor.
+  std::string activation;
+  float activation_scale = 0.0f;
 };
 
 struct QuantizeReport {
