@@ -25,18 +25,19 @@ constexpr int64_t kMinParallelMacs = int64_t{1} << 17;
 
 }  // namespace
 
+std::byte* ActivationScratch(size_t bytes) {
+  thread_local AlignedBuffer activations;
+  if (activations.size() < bytes) activations.Resize(bytes);
+  return activations.data();
+}
+
 void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float* x, int64_t n_tokens, float* y) {
   const int64_t rows = w.rows();
   const int64_t cols = w.cols();
   if (rows == 0 || n_tokens <= 0) return;
   MIXQ_CHECK(w.dtype == kernel.weight_type);
   const size_t act_bytes = kernel.activation_bytes(cols, w.group);
-  // One buffer per thread that calls MatMul, grown to the largest batch seen; never shrunk.
-  thread_local AlignedBuffer activations;
-  if (activations.size() < act_bytes * static_cast<size_t>(n_tokens)) {
-    activations.Resize(act_bytes * static_cast<size_t>(n_tokens));
-  }
-  std::byte* act = activations.data();
+  std::byte* act = ActivationScratch(act_bytes * static_cast<size_t>(n_tokens));
   const bool parallel = rows * cols * n_tokens >= kMinParallelMacs;
 #pragma omp parallel for schedule(static) if (parallel && n_tokens > 1)
   for (int64_t t = 0; t < n_tokens; ++t) {

@@ -50,4 +50,8 @@ struct TensorView;
 // threads. MatMul calls this; it is exposed so tests and benchmarks can drive a kernel directly.
 void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float* x, int64_t n_tokens, float* y);
 
+// The calling thread's buffer for one call's quantized activations, grown to at least `bytes` (never
+// shrunk): shared by the quantized MatMul paths, which never nest.
+std::byte* ActivationScratch(size_t bytes);
+
 }  // namespace mixq

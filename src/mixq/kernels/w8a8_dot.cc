@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "mixq/base/aligned_buffer.h"
+#include "mixq/kernels/quant_kernel.h"
 #include "mixq/base/check.h"
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/cpu_features.h"
@@ -164,12 +164,7 @@ void MatMulW8A8(const TensorView& w, const float* x, int64_t n_tokens, float* y)
     static_scale = w.activation_scale;
   }
   const size_t act_bytes = W8A8ActivationBytes(cols);
-  // One buffer per calling thread, grown to the largest batch seen.
-  thread_local AlignedBuffer activations;
-  if (activations.size() < act_bytes * static_cast<size_t>(n_tokens)) {
-    activations.Resize(act_bytes * static_cast<size_t>(n_tokens));
-  }
-  std::byte* act = activations.data();
+  std::byte* act = ActivationScratch(act_bytes * static_cast<size_t>(n_tokens));
   const bool parallel = rows * cols * n_tokens >= kMinParallelMacs;
 #pragma omp parallel for schedule(static) if (parallel && n_tokens > 1)
   for (int64_t t = 0; t < n_tokens; ++t) {

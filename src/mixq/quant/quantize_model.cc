@@ -33,6 +33,12 @@ const std::map<DType, DType>& GgmlFallbacks() {
   return fallbacks;
 }
 
+// The view of a tensor just quantized into `format` at dst, as the file will hold it (for its error).
+TensorView StoredView(const std::string& name, const WeightFormat& format, const Shape& shape, const std::byte* dst) {
+  const int64_t group = IsIntFormat(format.dtype) ? format.group : 0;
+  return TensorView{name, format.dtype, shape, dst, *TensorBytes(format.dtype, shape, group), group};
+}
+
 // --salient's requirements that do not depend on a tensor: the criterion's statistics must be at hand.
 void CheckSalientRequest(const QuantizeOptions& options, bool layerwise) {
   const SalientOptions& s = options.salient;
@@ -79,13 +85,7 @@ TensorEncoding EncodeWithSalient(const TensorView& src, const WeightFormat& form
     const std::vector<uint8_t> mask = selection.Mask();
     QuantizeMatrix(format, x.data(), rows, cols, dst, importance.empty() ? nullptr : importance.data(), mask.data());
     const std::vector<uint16_t> values = SalientValuesF16(selection, x.data());
-    TensorView stored;
-    stored.name = r.name;
-    stored.dtype = format.dtype;
-    stored.shape = src.shape;
-    stored.data = dst;
-    stored.bytes = *TensorBytes(format.dtype, src.shape, format.group);
-    stored.group = format.group;
+    const TensorView stored = StoredView(r.name, format, src.shape, dst);
     std::vector<float> q(static_cast<size_t>(rows * cols));
     TensorToFloat(stored, q.data());
     AddSalientValues(selection, values.data(), q.data());
@@ -430,13 +430,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
                             TensorToFloat(src, x);
                             QuantizeMatrix(format, x, rows, cols, dst,
                                            plan.importance.empty() ? nullptr : plan.importance.data());
-                            TensorView stored;
-                            stored.name = r.name;
-                            stored.dtype = format.dtype;
-                            stored.shape = src.shape;
-                            stored.data = dst;
-                            stored.bytes = *TensorBytes(format.dtype, src.shape, format.group);
-                            stored.group = stored_group;
+                            const TensorView stored = StoredView(r.name, format, src.shape, dst);
                             r.relative_rmse = std::sqrt(RelativeSquaredError(stored, x));
                             progress.Update(++done);
                           }};
