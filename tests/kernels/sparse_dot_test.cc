@@ -67,7 +67,9 @@ TEST(SparseDot, FastPathMatchesTheScalarReference) {
   std::vector<float> part(static_cast<size_t>(rows), 1.0f);
   AddSparseProducts(s.view(), 10, 20, x.data(), cols, 1, part.data(), rows);
   for (int64_t r = 0; r < rows; ++r) {
-    if (r < 10 || r >= 20) EXPECT_EQ(part[static_cast<size_t>(r)], 1.0f) << r;
+    if (r < 10 || r >= 20) {
+      EXPECT_EQ(part[static_cast<size_t>(r)], 1.0f) << r;
+    }
   }
 }
 

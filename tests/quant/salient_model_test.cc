@@ -183,7 +183,9 @@ TEST(SalientModel, EveryCriterionAndGptqRun) {
   std::printf("int3-g64 gptq +1%% impact: KLD %.4f (gptq alone %.4f)\n", g.kld, gptq.kld);
   EXPECT_LT(g.kld, 0.95 * gptq.kld);  // measured 0.898
   for (const TensorQuantReport& t : g.report.tensors) {
-    if (t.salient_nnz > 0) EXPECT_EQ(t.method, "gptq+salient-impact") << t.name;
+    if (t.salient_nnz > 0) {
+      EXPECT_EQ(t.method, "gptq+salient-impact") << t.name;
+    }
   }
 }
 
