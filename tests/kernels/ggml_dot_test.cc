@@ -390,7 +390,9 @@ TEST_P(GgmlDotIsa, TableNamesTheLevel) {
       case Isa::kAvx2: EXPECT_EQ(isa, "AVX2"); break;
       case Isa::kAvx512: EXPECT_EQ(isa, Is32WeightType(dtype) ? "AVX512-VNNI" : "AVX2") << DTypeName(dtype); break;
     }
-    EXPECT_EQ(k.dot_rows != nullptr, GetParam() != Isa::kScalar && Is32WeightType(dtype)) << DTypeName(dtype);
+    // The 32-weight types tile rows and tokens; Q4_K and Q6_K share their unpacked super-blocks among tokens.
+    const bool has_rows = Is32WeightType(dtype) || dtype == DType::kQ4_K || dtype == DType::kQ6_K;
+    EXPECT_EQ(k.dot_rows != nullptr, GetParam() != Isa::kScalar && has_rows) << DTypeName(dtype);
   }
   // The default table is the best level this CPU has.
   const Isa best = CpuHasAvx512Vnni() ? Isa::kAvx512 : CpuHasAvx2() ? Isa::kAvx2 : Isa::kScalar;
@@ -457,6 +459,10 @@ TEST_P(GgmlDotIsa, DotAndDotRowsMatchReference) {
             for (int64_t r = 0; r < n_rows; ++r) {
               ASSERT_NEAR(out[t * out_stride + r], ref[t][r], tol[t][r])
                   << "dot_rows of " << n_rows << " rows x " << n_tokens << " tokens: row " << r << ", token " << t;
+              if (dtype == DType::kQ4_K || dtype == DType::kQ6_K) {  // `dot`'s operations in its order: bit for bit
+                ASSERT_EQ(out[t * out_stride + r], k.dot(rows.data() + r * stride, acts.data() + t * act_stride, n, 0))
+                    << "K-quant dot_rows, row " << r << ", token " << t;
+              }
             }
             for (int64_t r = n_rows; r < out_stride; ++r) {
               ASSERT_EQ(out[t * out_stride + r], kUnwritten) << "dot_rows wrote past its rows, token " << t;

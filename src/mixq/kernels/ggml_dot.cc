@@ -389,9 +389,11 @@ const Entry kEntries[] = {
     {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL)},
     {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K)},
     {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K)},
-    {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_AVX2_ONLY_ROW(Q4_K)},
+    {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_X86_OR_NULL(DotQ4_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ4_KAvx2),
+     nullptr, nullptr},
     {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K)},
-    {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_AVX2_ONLY_ROW(Q6_K)},
+    {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_X86_OR_NULL(DotQ6_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ6_KAvx2),
+     nullptr, nullptr},
     {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS)},
 };
 constexpr size_t kEntryCount = sizeof(kEntries) / sizeof(kEntries[0]);

@@ -46,6 +46,9 @@ MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q4_1)
 MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q5_0)
 MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q5_1)
 MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(IQ4_NL)
+// K-quants: prefill only (tokens share each unpacked super-block; one token is `dot`).
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q4_K)
+MIXQ_GGML_DOT_DECLARE_ROWS_AVX2(Q6_K)
 #undef MIXQ_GGML_DOT_DECLARE_ROWS_AVX2
 
 // The AVX-512 VNNI kernels of the 32-weight types (the k-quants keep their AVX2 kernels at that level):
