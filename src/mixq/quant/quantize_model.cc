@@ -56,13 +56,9 @@ void CheckSalientRequest(const QuantizeOptions& options, bool layerwise) {
 }
 
 // The sparse part a tensor's encoding carries: CSR arrays and FP16 values from a selection.
-std::shared_ptr<SparseRows> ToSparseRows(const SalientSelection& s, const std::vector<uint16_t>& values) {
+SparseRows ToSparseRows(const SalientSelection& s, std::vector<uint16_t> values) {
   MIXQ_CHECK_EQ(static_cast<int64_t>(values.size()), s.nnz());
-  auto rows = std::make_shared<SparseRows>();
-  rows->row_ptr = s.row_ptr;
-  rows->cols = s.col;
-  rows->values = values;
-  return rows;
+  return SparseRows{s.row_ptr, s.col, std::move(values)};
 }
 
 // RTN / imatrix with a sparse part (magnitude or activation: criteria that need no layer-by-layer pass): the
@@ -84,14 +80,12 @@ TensorEncoding EncodeWithSalient(const TensorView& src, const WeightFormat& form
     const SalientSelection selection = SelectSalient(in, salient, r.name);
     const std::vector<uint8_t> mask = selection.Mask();
     QuantizeMatrix(format, x.data(), rows, cols, dst, importance.empty() ? nullptr : importance.data(), mask.data());
-    const std::vector<uint16_t> values = SalientValuesF16(selection, x.data());
-    const TensorView stored = StoredView(r.name, format, src.shape, dst);
-    std::vector<float> q(static_cast<size_t>(rows * cols));
-    TensorToFloat(stored, q.data());
-    AddSalientValues(selection, values.data(), q.data());
-    r.relative_rmse = std::sqrt(RelativeSquaredErrorFloat(q.data(), x.data(), rows * cols));
+    *sparse = ToSparseRows(selection, SalientValuesF16(selection, x.data()));
+    // The error of dense + sparse, read back from what the file will hold.
+    TensorView stored = StoredView(r.name, format, src.shape, dst);
+    stored.salient = sparse->view();
+    r.relative_rmse = std::sqrt(RelativeSquaredError(stored, x.data()));
     r.method += fmt::format("+salient-{}", salient.criterion->name);
-    *sparse = std::move(*ToSparseRows(selection, values));
     done();
   };
   return e;
@@ -407,7 +401,7 @@ QuantizeReport QuantizeModel(const Model& model, const std::string& out_path, co
       }
       e.produce = [&, &p = p, sparse = e.salient](std::byte* dst) {
         std::memcpy(dst, p.bytes.data(), p.bytes.size());
-        if (sparse) *sparse = std::move(*ToSparseRows(p.salient, p.salient_values));
+        if (sparse) *sparse = ToSparseRows(p.salient, p.salient_values);
         progress.Update(++done);
       };
       return e;
