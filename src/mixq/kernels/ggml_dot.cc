@@ -254,6 +254,73 @@ float DotK(const void* w, const void* a, int64_t n) {
   return sum;
 }
 
+// ---- Packed GEMM formats (packed_gemm.h): a row as blocks of 32 (16) values w = d * c + m, and an
+// activation row in Q8_0 / Q8_1 / Q8_K as the same blocks. Scalar: this runs once per row per call.
+
+int64_t Blocks32(int64_t n, int64_t) { return BlockCount(n, kQK); }
+int64_t Blocks16(int64_t n, int64_t) { return BlockCount(n, 16); }
+
+template <typename Block, void (*kCodes)(const Block&, int*), bool kOffset>
+void UnpackLegacy(const void* w, int64_t n, int64_t, int8_t* codes, float* d, float* m) {
+  const auto* x = Blocks<Block>(w);
+  for (int64_t i = 0; i < BlockCount(n, kQK); ++i) {
+    int q[kQK];
+    kCodes(x[i], q);
+    for (int j = 0; j < kQK; ++j) codes[i * kQK + j] = static_cast<int8_t>(q[j]);
+    d[i] = F16ToF32(x[i].d);
+    if constexpr (kOffset) {
+      m[i] = F16ToF32(x[i].m);
+    } else {
+      m[i] = 0.0f;
+    }
+  }
+}
+
+// A k-quant super-block's sub-blocks as blocks: d = d * scale_s, m = -dmin * min_s.
+template <typename Block, void (*kDecode)(const Block&, KBlock*)>
+void UnpackK(const void* w, int64_t n, int64_t, int8_t* codes, float* d, float* m) {
+  const auto* x = Blocks<Block>(w);
+  KBlock k;
+  for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {
+    kDecode(x[i], &k);
+    for (int j = 0; j < kQK_K; ++j) codes[i * kQK_K + j] = static_cast<int8_t>(k.q[j]);
+    const int subs = kQK_K / k.sub;
+    for (int s = 0; s < subs; ++s) {
+      d[i * subs + s] = k.d * static_cast<float>(k.scale[s]);
+      m[i * subs + s] = -k.dmin * static_cast<float>(k.min[s]);
+    }
+  }
+}
+
+int32_t SumCodes(const int8_t* q, int len) {
+  int32_t sum = 0;
+  for (int j = 0; j < len; ++j) sum += q[j];
+  return sum;
+}
+
+template <typename Block>
+void ExpandQ8_32(const void* a, int64_t n, int64_t, int8_t* q, float* scale, int32_t* sum) {
+  const auto* y = Blocks<Block>(a);
+  for (int64_t i = 0; i < BlockCount(n, kQK); ++i) {
+    std::memcpy(q + i * kQK, y[i].qs, kQK);
+    scale[i] = F16ToF32(y[i].d);
+    sum[i] = SumCodes(y[i].qs, kQK);
+  }
+}
+
+template <int kWidth>
+void ExpandQ8_K(const void* a, int64_t n, int64_t, int8_t* q, float* scale, int32_t* sum) {
+  const auto* y = Blocks<BlockQ8_K>(a);
+  constexpr int kSubs = kQK_K / kWidth;
+  for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {
+    std::memcpy(q + i * kQK_K, y[i].qs, kQK_K);
+    for (int s = 0; s < kSubs; ++s) {
+      scale[i * kSubs + s] = y[i].d;
+      sum[i * kSubs + s] = SumCodes(y[i].qs + s * kWidth, kWidth);
+    }
+  }
+}
+
 }  // namespace
 
 void QuantizeQ8_0Ref(const float* x, void* dst, int64_t n, int64_t) {
@@ -356,6 +423,22 @@ const char* IsaAvx512() { return "AVX512-VNNI"; }
 const char* IsaAvx2() { return "AVX2"; }
 const char* IsaScalar() { return "scalar"; }
 
+#define MIXQ_PACKED_LEGACY(name, type, offset, act) \
+  const PackedGemmFormat name{kQK, offset, Blocks32, UnpackLegacy<Block##type, Codes##type, offset>, ExpandQ8_32<act>}
+MIXQ_PACKED_LEGACY(kPackedQ8_0, Q8_0, false, BlockQ8_0);
+MIXQ_PACKED_LEGACY(kPackedQ4_0, Q4_0, false, BlockQ8_0);
+MIXQ_PACKED_LEGACY(kPackedQ4_1, Q4_1, true, BlockQ8_1);
+MIXQ_PACKED_LEGACY(kPackedQ5_0, Q5_0, false, BlockQ8_0);
+MIXQ_PACKED_LEGACY(kPackedQ5_1, Q5_1, true, BlockQ8_1);
+MIXQ_PACKED_LEGACY(kPackedIQ4_NL, IQ4_NL, false, BlockQ8_0);
+#undef MIXQ_PACKED_LEGACY
+const PackedGemmFormat kPackedQ2_K{16, true, Blocks16, UnpackK<BlockQ2_K, DecodeQ2_K>, ExpandQ8_K<16>};
+const PackedGemmFormat kPackedQ3_K{16, false, Blocks16, UnpackK<BlockQ3_K, DecodeQ3_K>, ExpandQ8_K<16>};
+const PackedGemmFormat kPackedQ4_K{32, true, Blocks32, UnpackK<BlockQ4_K, DecodeQ4_K>, ExpandQ8_K<32>};
+const PackedGemmFormat kPackedQ5_K{32, true, Blocks32, UnpackK<BlockQ5_K, DecodeQ5_K>, ExpandQ8_K<32>};
+const PackedGemmFormat kPackedQ6_K{16, false, Blocks16, UnpackK<BlockQ6_K, DecodeQ6_K>, ExpandQ8_K<16>};
+const PackedGemmFormat kPackedIQ4_XS{32, false, Blocks32, UnpackK<BlockIQ4_XS, DecodeIQ4_XS>, ExpandQ8_K<32>};
+
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
 using DotRowsFn = decltype(QuantKernel::dot_rows);
 
@@ -367,6 +450,7 @@ struct Entry {
   DotRowsFn dot_rows_avx2;  // nullptr: MatMul calls dot per row
   DotFn dot_avx512;         // nullptr: the AVX2 kernels serve the AVX-512 level too
   DotRowsFn dot_rows_avx512;
+  const PackedGemmFormat* packed;  // handed out at the AVX-512 level (the packed micro-kernel is VNNI)
 };
 
 #if defined(__x86_64__)
@@ -381,20 +465,20 @@ struct Entry {
 #define MIXQ_AVX2_ONLY_ROW(type) MIXQ_X86_OR_NULL(Dot##type##Avx2), nullptr, nullptr, nullptr
 
 const Entry kEntries[] = {
-    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_SIMD_ROW(Q8_0)},
-    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0)},
-    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1)},
-    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_SIMD_ROW(Q5_0)},
-    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1)},
-    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL)},
-    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K)},
-    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K)},
+    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_SIMD_ROW(Q8_0), &kPackedQ8_0},
+    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0), &kPackedQ4_0},
+    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1), &kPackedQ4_1},
+    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_SIMD_ROW(Q5_0), &kPackedQ5_0},
+    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1), &kPackedQ5_1},
+    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL), &kPackedIQ4_NL},
+    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K), &kPackedQ2_K},
+    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K},
     {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_X86_OR_NULL(DotQ4_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ4_KAvx2),
-     nullptr, nullptr},
-    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K)},
+     nullptr, nullptr, &kPackedQ4_K},
+    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K), &kPackedQ5_K},
     {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_X86_OR_NULL(DotQ6_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ6_KAvx2),
-     nullptr, nullptr},
-    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS)},
+     nullptr, nullptr, &kPackedQ6_K},
+    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS), &kPackedIQ4_XS},
 };
 constexpr size_t kEntryCount = sizeof(kEntries) / sizeof(kEntries[0]);
 constexpr int kIsaCount = 3;
@@ -429,6 +513,7 @@ QuantKernel MakeKernel(const Entry& e, Isa isa) {
       break;
   }
   k.dot_ref = e.dot_ref;
+  if (isa == Isa::kAvx512) k.packed = e.packed;
   if (isa == Isa::kAvx512 && e.dot_avx512 != nullptr) {
     k.dot = e.dot_avx512;
     k.dot_rows = e.dot_rows_avx512;

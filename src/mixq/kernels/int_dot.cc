@@ -62,6 +62,62 @@ float DotRef(const void* w_row, const void* activation, int64_t n, int64_t group
   return static_cast<float>(total);
 }
 
+// ---- Packed GEMM format (packed_gemm.h): blocks follow the activation layout (32 values from each group
+// start, the group's last block shorter). w = s * (c - z) = s * c' + m with c' a signed 8-bit code: c' = c
+// and m = -s z up to 7 bits; for 8 bits c' = c - 128 and m = s (128 - z). Symmetric: c' = c - z, m = 0.
+template <int kBits, bool kSym>
+void UnpackRow(const void* w_row, int64_t n, int64_t group, int8_t* codes, float* d, float* m) {
+  const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
+  const auto* row = static_cast<const uint8_t*>(w_row);
+  const int bias = kSym ? layout.SymmetricZero() : (kBits == 8 ? 128 : 0);
+  int64_t b = 0;
+  for (int64_t k = 0; k < layout.n_groups; ++k) {
+    uint16_t scale_bits;
+    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
+    const float scale = F16ToF32(scale_bits);
+    const int zero = kSym ? layout.SymmetricZero() : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
+    const uint8_t* group_codes = row + layout.GroupCodesOffset(k);
+    const int64_t len = layout.GroupLength(k);
+    for (int64_t i0 = 0; i0 < len; i0 += kIntActivationBlockSize, ++b) {
+      const int64_t block_len = std::min(kIntActivationBlockSize, len - i0);
+      int8_t* c = codes + b * kIntActivationBlockSize;
+      if constexpr (kBits == 4) {
+        // Two codes a byte, low nibble first; a block starts on a byte (32 * 4 bits).
+        const uint8_t* p = group_codes + i0 / 2;
+        for (int64_t i = 0; i + 1 < block_len; i += 2) {
+          c[i] = static_cast<int8_t>((p[i / 2] & 0x0f) - bias);
+          c[i + 1] = static_cast<int8_t>((p[i / 2] >> 4) - bias);
+        }
+        if (block_len % 2) c[block_len - 1] = static_cast<int8_t>((p[block_len / 2] & 0x0f) - bias);
+      } else if constexpr (kBits == 8) {
+        for (int64_t i = 0; i < block_len; ++i) c[i] = static_cast<int8_t>(group_codes[i0 + i] - bias);
+      } else {
+        for (int64_t i = 0; i < block_len; ++i) {
+          c[i] = static_cast<int8_t>(static_cast<int>(ReadPackedCode(group_codes, i0 + i, kBits)) - bias);
+        }
+      }
+      std::fill(c + block_len, c + kIntActivationBlockSize, int8_t{0});
+      d[b] = scale;
+      m[b] = kSym ? 0.0f : scale * static_cast<float>(bias - zero);
+    }
+  }
+}
+
+int64_t PackedBlockCount(int64_t n, int64_t group) { return IntActivationBlockCount(n, group); }
+
+void ExpandActivation(const void* activation, int64_t n, int64_t group, int8_t* q, float* scale, int32_t* sum) {
+  const auto* block = static_cast<const IntActivationBlock*>(activation);
+  for (int64_t b = 0; b < IntActivationBlockCount(n, group); ++b) {
+    std::memcpy(q + b * kIntActivationBlockSize, block[b].q, kIntActivationBlockSize);
+    scale[b] = block[b].scale;
+    sum[b] = block[b].sum;
+  }
+}
+
+template <int kBits, bool kSym>
+const PackedGemmFormat kPackedFormat{static_cast<int>(kIntActivationBlockSize), !kSym, PackedBlockCount,
+                                     UnpackRow<kBits, kSym>, ExpandActivation};
+
 size_t ActivationBytes(int64_t n, int64_t group) { return IntActivationBytes(n, group); }
 
 const char* IsaName() { return IntDotHasAvx2() ? "AVX2" : "scalar"; }
@@ -76,6 +132,7 @@ QuantKernel MakeKernel() {
   k.dot_ref = &DotRef<kBits, kSym>;
   k.dot = IntDotHasAvx2() ? int_dot_avx2::Dot(kBits, kSym) : &DotRef<kBits, kSym>;
   k.isa = &IsaName;
+  if (CpuHasAvx512Vnni()) k.packed = &kPackedFormat<kBits, kSym>;
   return k;
 }
 

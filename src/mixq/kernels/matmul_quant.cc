@@ -12,6 +12,7 @@
 
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/base/check.h"
+#include "mixq/kernels/packed_gemm.h"
 #include "mixq/kernels/quant_kernel.h"
 #include "mixq/kernels/sparse_dot.h"
 #include "mixq/tensor/tensor.h"
@@ -36,6 +37,10 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
   const int64_t cols = w.cols();
   if (rows == 0 || n_tokens <= 0) return;
   MIXQ_CHECK(w.dtype == kernel.weight_type);
+  if (UsePackedGemm(kernel, n_tokens)) {
+    PackedGemm(kernel, w, x, n_tokens, y);
+    return;
+  }
   const size_t act_bytes = kernel.activation_bytes(cols, w.group);
   std::byte* act = ActivationScratch(act_bytes * static_cast<size_t>(n_tokens));
   const bool parallel = rows * cols * n_tokens >= kMinParallelMacs;

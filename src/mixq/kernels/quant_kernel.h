@@ -11,6 +11,20 @@
 
 namespace mixq {
 
+// How a format's rows and activation rows read as blocks for the packed prefill GEMM (packed_gemm.h).
+struct PackedGemmFormat {
+  int width;    // values per block: 32, or 16 for the k-quants with 16-value sub-blocks (Q2_K, Q3_K, Q6_K)
+  bool offset;  // whether a block's offset m can be nonzero (Q4_1, Q5_1, k-quant mins, asymmetric INT)
+  // Blocks of a row of n values with this group size (short blocks at group ends are zero-padded).
+  int64_t (*block_count)(int64_t n, int64_t group);
+  // A stored weight row as blocks: w_i = d[b] * codes[b * width + j] + m[b] (codes zero-padded).
+  void (*unpack_row)(const void* w_row, int64_t n, int64_t group, int8_t* codes, float* d, float* m);
+  // A row in this kernel's activation layout (from quantize_activation) as the same blocks: the codes
+  // (zero-padded), the block's float scale and the sum of its codes.
+  void (*expand_activation)(const void* activation, int64_t n, int64_t group, int8_t* q, float* scale,
+                            int32_t* sum);
+};
+
 struct QuantKernel {
   DType weight_type;
   // Bytes of one quantized activation row of n values, for weight rows of n values grouped by `group`
@@ -30,6 +44,8 @@ struct QuantKernel {
   void (*dot_rows)(const void* w, size_t row_bytes, int64_t n_rows, const void* activations,
                    size_t activation_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
                    int64_t out_stride) = nullptr;
+  // Optional (nullptr: no packed GEMM): set only at the levels whose CPU runs the packed micro-kernel.
+  const PackedGemmFormat* packed = nullptr;
 };
 
 // The kernels for weights stored in `dtype`, or nullptr if it has none (the float types use MatMul's

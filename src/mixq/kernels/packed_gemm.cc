@@ -1,0 +1,208 @@
+// The packed prefill GEMM's driver: activations quantized once per token (by the format's own quantizer)
+// and read as blocks; 16-row tiles split across threads, each tile's rows decoded once into two 8-row
+// panels, then every token passes over the panel in column chunks that stay in L1.
+#include "mixq/kernels/packed_gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "mixq/base/aligned_buffer.h"
+#include "mixq/base/check.h"
+#include "mixq/kernels/cpu_features.h"
+#include "mixq/kernels/packed_gemm_internal.h"
+#include "mixq/kernels/sparse_dot.h"
+#include "mixq/tensor/tensor.h"
+
+namespace mixq {
+namespace packed_gemm {
+namespace {
+
+constexpr int64_t kTileRows = kRowsPerGroup * kMaxRowGroups;
+// Values per column chunk: a chunk of the two panels (2 x 32 blocks x 320 bytes = 20 KiB) and four tokens'
+// activations (4 KiB) stay in the 32 KiB L1 while the micro-kernel runs over them.
+constexpr int64_t kChunkValues = 1024;
+constexpr size_t kAlign = 64;
+
+size_t RoundUp(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+// One token's expanded activation row: q (blocks x width bytes), then scale, corr, msum (blocks each).
+struct ActivationLayout {
+  int64_t blocks = 0;
+  int width = 0;
+  size_t q_bytes = 0;
+  size_t per_block_bytes = 0;
+  size_t stride = 0;
+
+  ActivationLayout(int64_t blocks_, int width_) : blocks(blocks_), width(width_) {
+    q_bytes = RoundUp(static_cast<size_t>(blocks) * width);
+    per_block_bytes = RoundUp(static_cast<size_t>(blocks) * 4);
+    stride = q_bytes + 3 * per_block_bytes;
+  }
+  PackedActivationRow Row(std::byte* base, int64_t t) const {
+    std::byte* p = base + static_cast<size_t>(t) * stride;
+    return {reinterpret_cast<const int8_t*>(p), reinterpret_cast<const float*>(p + q_bytes),
+            reinterpret_cast<const int32_t*>(p + q_bytes + per_block_bytes),
+            reinterpret_cast<const float*>(p + q_bytes + 2 * per_block_bytes)};
+  }
+};
+
+std::byte* ThreadBuffer(AlignedBuffer& buffer, size_t bytes) {
+  if (buffer.size() < bytes) buffer.Resize(bytes);
+  return buffer.data();
+}
+
+// Quantizes token t with the kernel's own quantizer, then writes its blocks, corrections and offset factors.
+void ExpandToken(const QuantKernel& kernel, const float* x, int64_t cols, int64_t group, const ActivationLayout& layout,
+                 std::byte* row) {
+  thread_local AlignedBuffer quantized;
+  std::byte* tmp = ThreadBuffer(quantized, kernel.activation_bytes(cols, group));
+  kernel.quantize_activation(x, tmp, cols, group);
+  auto* q = reinterpret_cast<int8_t*>(row);
+  auto* scale = reinterpret_cast<float*>(row + layout.q_bytes);
+  auto* corr = reinterpret_cast<int32_t*>(row + layout.q_bytes + layout.per_block_bytes);
+  auto* msum = reinterpret_cast<float*>(row + layout.q_bytes + 2 * layout.per_block_bytes);
+  // `corr` holds the sums until they become corrections below.
+  kernel.packed->expand_activation(tmp, cols, group, q, scale, corr);
+  for (int64_t b = 0; b < layout.blocks; ++b) {
+    msum[b] = scale[b] * static_cast<float>(corr[b]);
+    corr[b] *= -128;
+  }
+}
+
+// Decodes rows [r0, r0 + n_rows) (n_rows <= 16) into two row-group panels at `panel`.
+void PackTile(const PackedGemmFormat& format, const TensorView& w, int64_t r0, int64_t n_rows, int64_t blocks,
+              std::byte* panel, std::byte* unpack) {
+  const int width = format.width;
+  const size_t block_bytes = PanelBlockBytes(width);
+  const size_t group_stride = block_bytes * static_cast<size_t>(blocks);
+  auto* codes = reinterpret_cast<int8_t*>(unpack);
+  auto* d = reinterpret_cast<float*>(unpack + RoundUp(static_cast<size_t>(blocks) * width));
+  float* m = d + blocks;
+  for (int64_t i = 0; i < kTileRows; ++i) {
+    const int64_t g = i / kRowsPerGroup, r = i % kRowsPerGroup;
+    auto* base = reinterpret_cast<uint8_t*>(panel + g * group_stride);
+    if (i < n_rows) {
+      format.unpack_row(w.data + static_cast<size_t>(r0 + i) * w.row_bytes(), w.cols(), w.group, codes, d, m);
+    }
+    for (int64_t b = 0; b < blocks; ++b) {
+      uint8_t* block = base + b * block_bytes;
+      const int8_t* c = codes + b * width;
+      for (int s = 0; s < width / 4; ++s) {
+        uint8_t* dst = block + (s * kRowsPerGroup + r) * 4;
+        for (int j = 0; j < 4; ++j) dst[j] = static_cast<uint8_t>(i < n_rows ? c[4 * s + j] + 128 : 128);
+      }
+      auto* block_d = reinterpret_cast<float*>(block + 8 * width);
+      block_d[r] = i < n_rows ? d[b] : 0.0f;
+      block_d[kRowsPerGroup + r] = i < n_rows ? m[b] : 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+void MicroKernelRef(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
+                    int n_tokens, int64_t b0, int64_t b1, int width, bool offset, float* out) {
+  const size_t block_bytes = PanelBlockBytes(width);
+  for (int t = 0; t < n_tokens; ++t) {
+    for (int g = 0; g < n_rowgroups; ++g) {
+      for (int r = 0; r < kRowsPerGroup; ++r) {
+        float f = 0.0f;
+        for (int64_t b = b0; b < b1; ++b) {
+          const uint8_t* block = panel + g * rowgroup_stride + b * block_bytes;
+          const auto* d = reinterpret_cast<const float*>(block + 8 * width);
+          int32_t acc = acts[t].corr[b];
+          for (int j = 0; j < width; ++j) {
+            acc += static_cast<int32_t>(block[((j / 4) * kRowsPerGroup + r) * 4 + j % 4]) * acts[t].q[b * width + j];
+          }
+          f = std::fma(static_cast<float>(acc), d[r] * acts[t].scale[b], f);
+          if (offset) f = std::fma(d[kRowsPerGroup + r], acts[t].msum[b], f);
+        }
+        out[t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup + r] = f;
+      }
+    }
+  }
+}
+
+}  // namespace packed_gemm
+
+bool UsePackedGemm(const QuantKernel& kernel, int64_t n_tokens) {
+  return kernel.packed != nullptr && n_tokens >= kPackedGemmMinTokens && CpuHasAvx512Vnni();
+}
+
+const char* PackedGemmIsa() { return CpuHasAvx512Vnni() ? "AVX512-VNNI" : "none"; }
+
+void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, int64_t n_tokens, float* y,
+                bool reference) {
+  using namespace packed_gemm;
+  MIXQ_CHECK(kernel.packed != nullptr && w.dtype == kernel.weight_type);
+  MIXQ_CHECK(reference || CpuHasAvx512Vnni());
+  const PackedGemmFormat& format = *kernel.packed;
+  const int64_t rows = w.rows(), cols = w.cols();
+  if (rows == 0 || n_tokens <= 0) return;
+  const int width = format.width;
+  const int64_t blocks = format.block_count(cols, w.group);
+  const ActivationLayout layout(blocks, width);
+
+  thread_local AlignedBuffer activations;
+  std::byte* act = ThreadBuffer(activations, layout.stride * static_cast<size_t>(n_tokens));
+  // The calling thread's buffer is read by every thread below; the parallel regions only fill and read it.
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    ExpandToken(kernel, x + t * cols, cols, w.group, layout, act + static_cast<size_t>(t) * layout.stride);
+  }
+
+  const MicroKernel micro =
+#if defined(__x86_64__)
+      reference ? MicroKernelRef : MicroKernelVnni;
+#else
+      MicroKernelRef;
+#endif
+  const size_t group_stride = PanelBlockBytes(width) * static_cast<size_t>(blocks);
+  const int64_t chunk_blocks = std::max<int64_t>(1, kChunkValues / width);
+  const int64_t n_tiles = (rows + kTileRows - 1) / kTileRows;
+
+#pragma omp parallel
+  {
+    const int n_threads = omp_get_num_threads();
+    const int thread = omp_get_thread_num();
+    const int64_t tile0 = n_tiles * thread / n_threads;
+    const int64_t tile1 = n_tiles * (thread + 1) / n_threads;
+    thread_local AlignedBuffer panel_buffer, unpack_buffer;
+    std::byte* panel = ThreadBuffer(panel_buffer, kMaxRowGroups * group_stride);
+    std::byte* unpack = ThreadBuffer(unpack_buffer, RoundUp(static_cast<size_t>(blocks) * width) + 8 * blocks);
+    for (int64_t tile = tile0; tile < tile1; ++tile) {
+      const int64_t r0 = tile * kTileRows;
+      const int64_t n_rows = std::min(kTileRows, rows - r0);
+      const int n_groups = n_rows > kRowsPerGroup ? 2 : 1;
+      PackTile(format, w, r0, n_rows, blocks, panel, unpack);
+      for (int64_t b0 = 0; b0 < blocks; b0 += chunk_blocks) {
+        const int64_t b1 = std::min(blocks, b0 + chunk_blocks);
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokens) {
+          const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n_tokens - t0));
+          PackedActivationRow rows_t[kMaxTokens];
+          for (int t = 0; t < nt; ++t) rows_t[t] = layout.Row(act, t0 + t);
+          float out[kMaxTokens * kTileRows];
+          micro(reinterpret_cast<const uint8_t*>(panel), group_stride, n_groups, rows_t, nt, b0, b1, width,
+                format.offset, out);
+          for (int t = 0; t < nt; ++t) {
+            float* yt = y + (t0 + t) * rows + r0;
+            const float* o = out + t * kTileRows;
+            if (b0 == 0) {
+              std::memcpy(yt, o, static_cast<size_t>(n_rows) * sizeof(float));
+            } else {
+              for (int64_t r = 0; r < n_rows; ++r) yt[r] += o[r];
+            }
+          }
+        }
+      }
+    }
+    if (!w.salient.empty()) {
+      AddSparseProducts(w.salient, tile0 * kTileRows, std::min(rows, tile1 * kTileRows), x, cols, n_tokens, y, rows);
+    }
+  }
+}
+
+}  // namespace mixq

@@ -1,0 +1,41 @@
+// The packed GEMM's panel layout and micro-kernels, shared by packed_gemm.cc (driver, packing, scalar
+// micro-kernel) and packed_gemm_vnni.cc (the AVX-512 VNNI micro-kernel).
+//
+// Panel: 8 rows ("a row group") x all blocks of the row, block after block. One block of width W:
+//   uint8  codes[W / 4][8][4]   code c + 128 of row r, values 4s..4s+3, at [s][r]: one 32-byte load feeds
+//                               `vpdpbusd` 8 rows x 4 values
+//   float  d[8]                 the rows' block scales
+//   float  m[8]                 the rows' block offsets (w = d c + m)
+// so kPanelBlockBytes(W) = 8 W + 64. Rows past the matrix end are zero (d = m = 0, codes 128).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "mixq/kernels/packed_gemm.h"
+
+namespace mixq::packed_gemm {
+
+constexpr int kRowsPerGroup = 8;
+constexpr int kMaxRowGroups = 2;  // a tile: 16 rows
+constexpr int kMaxTokens = 4;
+
+constexpr size_t PanelBlockBytes(int width) { return static_cast<size_t>(8 * width + 64); }
+
+// out[t * 16 + g * 8 + r] = sum over blocks [b0, b1) of row group g's row r times token t's activations:
+//   acc = corr_t[b] + sum_j (c + 128) q_tj  (int32, exact)
+//   f = fma(float(acc), d * scale_t[b], f); with offsets also f = fma(m, msum_t[b], f)
+// in this order, so the scalar and VNNI micro-kernels agree bit for bit. `panel` points at row group 0's
+// block 0; row group g starts rowgroup_stride bytes further.
+using MicroKernel = void (*)(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups,
+                             const PackedActivationRow* acts, int n_tokens, int64_t b0, int64_t b1, int width,
+                             bool offset, float* out);
+
+void MicroKernelRef(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
+                    int n_tokens, int64_t b0, int64_t b1, int width, bool offset, float* out);
+
+// Defined only on x86-64 builds; callable only where CpuHasAvx512Vnni().
+void MicroKernelVnni(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
+                     int n_tokens, int64_t b0, int64_t b1, int width, bool offset, float* out);
+
+}  // namespace mixq::packed_gemm
