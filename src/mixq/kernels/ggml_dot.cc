@@ -292,6 +292,54 @@ void UnpackK(const void* w, int64_t n, int64_t, int8_t* codes, float* d, float* 
   }
 }
 
+// Q4_K and Q6_K (the common k-quants) decoded straight to bytes, in loops the compiler vectorizes; the
+// KBlock path above serves the rest. Same values as DecodeQ4_K / DecodeQ6_K (tested against UnpackK).
+void UnpackQ4_K(const void* w, int64_t n, int64_t, int8_t* codes, float* d, float* m) {
+  const auto* x = Blocks<BlockQ4_K>(w);
+  for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {
+    const BlockQ4_K& b = x[i];
+    int8_t* c = codes + i * kQK_K;
+    for (int h = 0; h < 4; ++h) {
+      for (int l = 0; l < 32; ++l) {
+        c[64 * h + l] = static_cast<int8_t>(b.qs[32 * h + l] & 0x0f);
+        c[64 * h + 32 + l] = static_cast<int8_t>(b.qs[32 * h + l] >> 4);
+      }
+    }
+    const float dd = F16ToF32(b.d), dmin = F16ToF32(b.dmin);
+    for (int s = 0; s < 8; ++s) {
+      int scale, min;
+      ScaleMinK4(b.scales, s, &scale, &min);
+      d[i * 8 + s] = dd * static_cast<float>(scale);
+      m[i * 8 + s] = -dmin * static_cast<float>(min);
+    }
+  }
+}
+
+void UnpackQ6_K(const void* w, int64_t n, int64_t, int8_t* codes, float* d, float* m) {
+  const auto* x = Blocks<BlockQ6_K>(w);
+  for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {
+    const BlockQ6_K& b = x[i];
+    int8_t* c = codes + i * kQK_K;
+    for (int h = 0; h < 2; ++h) {
+      for (int part = 0; part < 4; ++part) {
+        const uint8_t* ql = b.ql + 64 * h + 32 * (part % 2);
+        const uint8_t* qh = b.qh + 32 * h;
+        const int shift = part < 2 ? 0 : 4;
+        for (int l = 0; l < 32; ++l) {
+          const int low = (ql[l] >> shift) & 0x0f;
+          const int high = (qh[l] >> (2 * part)) & 3;
+          c[128 * h + 32 * part + l] = static_cast<int8_t>((low | (high << 4)) - 32);
+        }
+      }
+    }
+    const float dd = F16ToF32(b.d);
+    for (int s = 0; s < 16; ++s) {
+      d[i * 16 + s] = dd * static_cast<float>(b.scales[s]);
+      m[i * 16 + s] = 0.0f;
+    }
+  }
+}
+
 int32_t SumCodes(const int8_t* q, int len) {
   int32_t sum = 0;
   for (int j = 0; j < len; ++j) sum += q[j];
@@ -434,9 +482,9 @@ MIXQ_PACKED_LEGACY(kPackedIQ4_NL, IQ4_NL, false, BlockQ8_0);
 #undef MIXQ_PACKED_LEGACY
 const PackedGemmFormat kPackedQ2_K{16, true, Blocks16, UnpackK<BlockQ2_K, DecodeQ2_K>, ExpandQ8_K<16>};
 const PackedGemmFormat kPackedQ3_K{16, false, Blocks16, UnpackK<BlockQ3_K, DecodeQ3_K>, ExpandQ8_K<16>};
-const PackedGemmFormat kPackedQ4_K{32, true, Blocks32, UnpackK<BlockQ4_K, DecodeQ4_K>, ExpandQ8_K<32>};
+const PackedGemmFormat kPackedQ4_K{32, true, Blocks32, UnpackQ4_K, ExpandQ8_K<32>};
 const PackedGemmFormat kPackedQ5_K{32, true, Blocks32, UnpackK<BlockQ5_K, DecodeQ5_K>, ExpandQ8_K<32>};
-const PackedGemmFormat kPackedQ6_K{16, false, Blocks16, UnpackK<BlockQ6_K, DecodeQ6_K>, ExpandQ8_K<16>};
+const PackedGemmFormat kPackedQ6_K{16, false, Blocks16, UnpackQ6_K, ExpandQ8_K<16>};
 const PackedGemmFormat kPackedIQ4_XS{32, false, Blocks32, UnpackK<BlockIQ4_XS, DecodeIQ4_XS>, ExpandQ8_K<32>};
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);

@@ -86,17 +86,24 @@ void PackTile(const PackedGemmFormat& format, const TensorView& w, int64_t r0, i
     auto* base = reinterpret_cast<uint8_t*>(panel + g * group_stride);
     if (i < n_rows) {
       format.unpack_row(w.data + static_cast<size_t>(r0 + i) * w.row_bytes(), w.cols(), w.group, codes, d, m);
+    } else {
+      // Rows past the end: zero codes (stored as 128) and zero scales, so they add nothing.
+      std::memset(codes, 0, static_cast<size_t>(blocks) * width);
+      std::fill(d, d + 2 * blocks, 0.0f);
     }
     for (int64_t b = 0; b < blocks; ++b) {
       uint8_t* block = base + b * block_bytes;
       const int8_t* c = codes + b * width;
+      // Four codes at a time: c + 128 is c with its sign bit flipped.
       for (int s = 0; s < width / 4; ++s) {
-        uint8_t* dst = block + (s * kRowsPerGroup + r) * 4;
-        for (int j = 0; j < 4; ++j) dst[j] = static_cast<uint8_t>(i < n_rows ? c[4 * s + j] + 128 : 128);
+        uint32_t four;
+        std::memcpy(&four, c + 4 * s, sizeof four);
+        four ^= 0x80808080u;
+        std::memcpy(block + (s * kRowsPerGroup + r) * 4, &four, sizeof four);
       }
       auto* block_d = reinterpret_cast<float*>(block + 8 * width);
-      block_d[r] = i < n_rows ? d[b] : 0.0f;
-      block_d[kRowsPerGroup + r] = i < n_rows ? m[b] : 0.0f;
+      block_d[r] = d[b];
+      block_d[kRowsPerGroup + r] = m[b];
     }
   }
 }

@@ -11,6 +11,7 @@
 
 #include "mixq/base/check.h"
 #include "mixq/formats/convert.h"
+#include "mixq/kernels/attention.h"
 #include "mixq/kernels/matmul.h"
 #include "mixq/kernels/ops.h"
 
@@ -97,20 +98,11 @@ void Attention(const LlamaConfig& c, const KvCache& cache, int64_t layer, const 
       const int64_t pos = pos0 + t;
       const float* qh = q + t * c.q_dim() + h * c.head_dim;
       const int64_t kv_offset = (h / group) * c.head_dim;
-      for (int64_t j = 0; j <= pos; ++j) {
-        const float* kj = cache.key(layer, j) + kv_offset;
-        float dot = 0.0f;
-        for (int64_t d = 0; d < c.head_dim; ++d) dot += qh[d] * kj[d];
-        scores[j] = dot * scale;
-      }
+      const int64_t stride = c.kv_dim();
+      AttentionScores(qh, cache.key(layer, 0) + kv_offset, stride, pos + 1, c.head_dim, scale, scores);
       Softmax(scores, pos + 1);
-      float* oh = out + t * c.q_dim() + h * c.head_dim;
-      std::fill(oh, oh + c.head_dim, 0.0f);
-      for (int64_t j = 0; j <= pos; ++j) {
-        const float* vj = cache.value(layer, j) + kv_offset;
-        const float p = scores[j];
-        for (int64_t d = 0; d < c.head_dim; ++d) oh[d] += p * vj[d];
-      }
+      AttentionMix(scores, cache.value(layer, 0) + kv_offset, stride, pos + 1, c.head_dim,
+                   out + t * c.q_dim() + h * c.head_dim);
     }
   }
 }
