@@ -85,6 +85,7 @@ Quantized QuantizeRandom(const char* name, int64_t rows, int64_t cols, std::mt19
 struct TokenActivation {
   std::vector<std::byte> native;
   std::vector<float> values;
+  std::vector<double> msum_excess;  // per block: the offset factor minus the block's sum of values
 };
 
 TokenActivation QuantizeToken(const QuantKernel& k, const float* x, int64_t cols, int64_t group) {
@@ -96,7 +97,8 @@ TokenActivation QuantizeToken(const QuantKernel& k, const float* x, int64_t cols
   std::vector<int8_t> q(static_cast<size_t>(blocks * width));
   std::vector<float> scale(static_cast<size_t>(blocks));
   std::vector<int32_t> sum(static_cast<size_t>(blocks));
-  k.packed->expand_activation(a.native.data(), cols, group, q.data(), scale.data(), sum.data());
+  std::vector<float> msum(static_cast<size_t>(blocks));
+  k.packed->expand_activation(a.native.data(), cols, group, q.data(), scale.data(), sum.data(), msum.data());
   // Blocks follow the row, short INT blocks padded: walk them as the kernel's block_count lays them out.
   const int64_t g = (group == 0 || group > cols) ? cols : group;
   for (int64_t start = 0, b = 0; start < cols; start += g) {
@@ -108,6 +110,9 @@ TokenActivation QuantizeToken(const QuantKernel& k, const float* x, int64_t cols
         s += q[b * width + j];
       }
       EXPECT_EQ(s, sum[b]) << "block " << b;
+      // The offset factor is the block's sum of values (Q8_1: rounded to F16, as ggml stores it).
+      EXPECT_NEAR(msum[b], scale[b] * s, std::fabs(scale[b] * s) * 1e-3 + 1e-30) << "block " << b;
+      a.msum_excess.push_back(static_cast<double>(msum[b]) - static_cast<double>(scale[b]) * s);
     }
   }
   EXPECT_EQ(static_cast<int64_t>(a.values.size()), cols);
@@ -139,6 +144,9 @@ TEST_F(PackedGemmTest, EveryFormatMatchesExactAndDotRef) {
       for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], y_ref[i]) << "output " << i;
 
       std::vector<float> wf(static_cast<size_t>(c.cols));
+      const int64_t blocks = k->packed->block_count(c.cols, w.format.group);
+      std::vector<int8_t> codes(static_cast<size_t>(blocks * k->packed->width));
+      std::vector<float> block_d(static_cast<size_t>(blocks)), block_m(static_cast<size_t>(blocks));
       for (int64_t t = 0; t < n_tokens; ++t) {
         const TokenActivation a = QuantizeToken(*k, x.data() + t * c.cols, c.cols, w.format.group);
         for (int64_t r = 0; r < rows; ++r) {
@@ -148,6 +156,9 @@ TEST_F(PackedGemmTest, EveryFormatMatchesExactAndDotRef) {
             exact += static_cast<double>(wf[i]) * a.values[i];
             scale += std::fabs(static_cast<double>(wf[i]) * a.values[i]);
           }
+          // Where the offset factor is not the exact block sum (Q8_1's F16 s), the kernel uses it as ggml does.
+          k->packed->unpack_row(w.view.row(r), c.cols, w.format.group, codes.data(), block_d.data(), block_m.data());
+          for (int64_t b = 0; b < blocks; ++b) exact += block_m[b] * a.msum_excess[static_cast<size_t>(b)];
           const float got = y[t * rows + r];
           ASSERT_NEAR(got, exact, kExactTol * scale + 1e-30) << "row " << r << " token " << t;
           const float dot = k->dot_ref(w.view.row(r), a.native.data(), c.cols, w.format.group);

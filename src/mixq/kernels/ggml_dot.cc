@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "mixq/base/check.h"
 #include "mixq/formats/float16.h"
@@ -347,24 +348,31 @@ int32_t SumCodes(const int8_t* q, int len) {
 }
 
 template <typename Block>
-void ExpandQ8_32(const void* a, int64_t n, int64_t, int8_t* q, float* scale, int32_t* sum) {
+void ExpandQ8_32(const void* a, int64_t n, int64_t, int8_t* q, float* scale, int32_t* sum, float* msum) {
   const auto* y = Blocks<Block>(a);
   for (int64_t i = 0; i < BlockCount(n, kQK); ++i) {
     std::memcpy(q + i * kQK, y[i].qs, kQK);
     scale[i] = F16ToF32(y[i].d);
     sum[i] = SumCodes(y[i].qs, kQK);
+    if constexpr (std::is_same_v<Block, BlockQ8_1>) {
+      msum[i] = F16ToF32(y[i].s);
+    } else {
+      msum[i] = scale[i] * static_cast<float>(sum[i]);
+    }
   }
 }
 
 template <int kWidth>
-void ExpandQ8_K(const void* a, int64_t n, int64_t, int8_t* q, float* scale, int32_t* sum) {
+void ExpandQ8_K(const void* a, int64_t n, int64_t, int8_t* q, float* scale, int32_t* sum, float* msum) {
   const auto* y = Blocks<BlockQ8_K>(a);
   constexpr int kSubs = kQK_K / kWidth;
   for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {
     std::memcpy(q + i * kQK_K, y[i].qs, kQK_K);
     for (int s = 0; s < kSubs; ++s) {
-      scale[i * kSubs + s] = y[i].d;
-      sum[i * kSubs + s] = SumCodes(y[i].qs + s * kWidth, kWidth);
+      const int64_t b = i * kSubs + s;
+      scale[b] = y[i].d;
+      sum[b] = SumCodes(y[i].qs + s * kWidth, kWidth);
+      msum[b] = scale[b] * static_cast<float>(sum[b]);
     }
   }
 }

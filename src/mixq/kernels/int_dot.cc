@@ -105,12 +105,14 @@ void UnpackRow(const void* w_row, int64_t n, int64_t group, int8_t* codes, float
 
 int64_t PackedBlockCount(int64_t n, int64_t group) { return IntActivationBlockCount(n, group); }
 
-void ExpandActivation(const void* activation, int64_t n, int64_t group, int8_t* q, float* scale, int32_t* sum) {
+void ExpandActivation(const void* activation, int64_t n, int64_t group, int8_t* q, float* scale, int32_t* sum,
+                      float* msum) {
   const auto* block = static_cast<const IntActivationBlock*>(activation);
   for (int64_t b = 0; b < IntActivationBlockCount(n, group); ++b) {
     std::memcpy(q + b * kIntActivationBlockSize, block[b].q, kIntActivationBlockSize);
     scale[b] = block[b].scale;
     sum[b] = block[b].sum;
+    msum[b] = block[b].scale * static_cast<float>(block[b].sum);
   }
 }
 

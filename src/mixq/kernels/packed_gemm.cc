@@ -65,11 +65,8 @@ void ExpandToken(const QuantKernel& kernel, const float* x, int64_t cols, int64_
   auto* corr = reinterpret_cast<int32_t*>(row + layout.q_bytes + layout.per_block_bytes);
   auto* msum = reinterpret_cast<float*>(row + layout.q_bytes + 2 * layout.per_block_bytes);
   // `corr` holds the sums until they become corrections below.
-  kernel.packed->expand_activation(tmp, cols, group, q, scale, corr);
-  for (int64_t b = 0; b < layout.blocks; ++b) {
-    msum[b] = scale[b] * static_cast<float>(corr[b]);
-    corr[b] *= -128;
-  }
+  kernel.packed->expand_activation(tmp, cols, group, q, scale, corr, msum);
+  for (int64_t b = 0; b < layout.blocks; ++b) corr[b] *= -128;
 }
 
 // Decodes rows [r0, r0 + n_rows) (n_rows <= 16) into two row-group panels at `panel`.

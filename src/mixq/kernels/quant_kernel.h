@@ -20,9 +20,10 @@ struct PackedGemmFormat {
   // A stored weight row as blocks: w_i = d[b] * codes[b * width + j] + m[b] (codes zero-padded).
   void (*unpack_row)(const void* w_row, int64_t n, int64_t group, int8_t* codes, float* d, float* m);
   // A row in this kernel's activation layout (from quantize_activation) as the same blocks: the codes
-  // (zero-padded), the block's float scale and the sum of its codes.
+  // (zero-padded), the block's float scale, the sum of its codes, and the factor of the weight offset m
+  // as `dot` takes it (scale * sum; Q8_1's stored F16 s, so that offsets round as in ggml).
   void (*expand_activation)(const void* activation, int64_t n, int64_t group, int8_t* q, float* scale,
-                            int32_t* sum);
+                            int32_t* sum, float* msum);
 };
 
 struct QuantKernel {
