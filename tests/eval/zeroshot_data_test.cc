@@ -17,9 +17,11 @@ using testing::SharedPath;
 
 std::string Data(const std::string& relative) { return SharedPath("data/" + relative); }
 
-// Writes `text` to a fresh file under the test temp dir and returns its path.
+// Writes `text` to a fresh file under the test temp dir and returns its path. The name carries the test's
+// own name: ctest runs this file's tests as parallel processes sharing one temp dir.
 std::string WriteTemp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/zeroshot_data_" + name;
+  const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const std::string path = ::testing::TempDir() + "/zeroshot_data_" + test + "_" + name;
   std::ofstream(path, std::ios::binary) << text;
   return path;
 }
