@@ -37,6 +37,22 @@ void QuantizeActivation(const float* x, void* dst, int64_t n, int64_t group) {
   }
 }
 
+// Group k of a stored row: its scale, the zero-point its codes are read against, and where its codes are.
+struct StoredGroup {
+  float scale;
+  int zero;
+  const uint8_t* codes;
+  int64_t len;
+};
+
+template <int kBits, bool kSym>
+StoredGroup ReadGroup(const uint8_t* row, const IntRowLayout& layout, int64_t k) {
+  uint16_t scale_bits;
+  std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
+  const int zero = kSym ? layout.SymmetricZero() : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
+  return {F16ToF32(scale_bits), zero, row + layout.GroupCodesOffset(k), layout.GroupLength(k)};
+}
+
 template <int kBits, bool kSym>
 float DotRef(const void* w_row, const void* activation, int64_t n, int64_t group) {
   const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
@@ -44,19 +60,14 @@ float DotRef(const void* w_row, const void* activation, int64_t n, int64_t group
   const auto* block = static_cast<const IntActivationBlock*>(activation);
   double total = 0.0;
   for (int64_t k = 0; k < layout.n_groups; ++k) {
-    uint16_t scale_bits;
-    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
-    const float scale = F16ToF32(scale_bits);
-    const int zero = kSym ? layout.SymmetricZero() : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
-    const uint8_t* codes = row + layout.GroupCodesOffset(k);
-    const int64_t len = layout.GroupLength(k);
-    for (int64_t i0 = 0; i0 < len; i0 += kIntActivationBlockSize, ++block) {
-      const int64_t block_len = std::min(kIntActivationBlockSize, len - i0);
+    const StoredGroup g = ReadGroup<kBits, kSym>(row, layout, k);
+    for (int64_t i0 = 0; i0 < g.len; i0 += kIntActivationBlockSize, ++block) {
+      const int64_t block_len = std::min(kIntActivationBlockSize, g.len - i0);
       int32_t isum = 0;
       for (int64_t i = 0; i < block_len; ++i) {
-        isum += (static_cast<int32_t>(ReadPackedCode(codes, i0 + i, kBits)) - zero) * block->q[i];
+        isum += (static_cast<int32_t>(ReadPackedCode(g.codes, i0 + i, kBits)) - g.zero) * block->q[i];
       }
-      total += static_cast<double>(scale * block->scale) * isum;
+      total += static_cast<double>(g.scale * block->scale) * isum;
     }
   }
   return static_cast<float>(total);
@@ -72,14 +83,10 @@ void UnpackRow(const void* w_row, int64_t n, int64_t group, int8_t* codes, float
   const int bias = kSym ? layout.SymmetricZero() : (kBits == 8 ? 128 : 0);
   int64_t b = 0;
   for (int64_t k = 0; k < layout.n_groups; ++k) {
-    uint16_t scale_bits;
-    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
-    const float scale = F16ToF32(scale_bits);
-    const int zero = kSym ? layout.SymmetricZero() : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
-    const uint8_t* group_codes = row + layout.GroupCodesOffset(k);
-    const int64_t len = layout.GroupLength(k);
-    for (int64_t i0 = 0; i0 < len; i0 += kIntActivationBlockSize, ++b) {
-      const int64_t block_len = std::min(kIntActivationBlockSize, len - i0);
+    const StoredGroup g = ReadGroup<kBits, kSym>(row, layout, k);
+    const uint8_t* group_codes = g.codes;
+    for (int64_t i0 = 0; i0 < g.len; i0 += kIntActivationBlockSize, ++b) {
+      const int64_t block_len = std::min(kIntActivationBlockSize, g.len - i0);
       int8_t* c = codes + b * kIntActivationBlockSize;
       if constexpr (kBits == 4) {
         // Two codes a byte, low nibble first; a block starts on a byte (32 * 4 bits).
@@ -97,8 +104,8 @@ void UnpackRow(const void* w_row, int64_t n, int64_t group, int8_t* codes, float
         }
       }
       std::fill(c + block_len, c + kIntActivationBlockSize, int8_t{0});
-      d[b] = scale;
-      m[b] = kSym ? 0.0f : scale * static_cast<float>(bias - zero);
+      d[b] = g.scale;
+      m[b] = kSym ? 0.0f : g.scale * static_cast<float>(bias - g.zero);
     }
   }
 }
