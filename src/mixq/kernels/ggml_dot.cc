@@ -294,7 +294,8 @@ void UnpackK(const void* w, int64_t n, int64_t, int8_t* codes, float* d, float* 
 }
 
 // Q4_K and Q6_K (the common k-quants) decoded straight to bytes, in loops the compiler vectorizes; the
-// KBlock path above serves the rest. Same values as DecodeQ4_K / DecodeQ6_K (tested against UnpackK).
+// KBlock path above serves the rest. Same values as DecodeQ4_K / DecodeQ6_K (packed_gemm_test checks the
+// packed product against the dequantized weights, which DequantizeRow reads independently).
 void UnpackQ4_K(const void* w, int64_t n, int64_t, int8_t* codes, float* d, float* m) {
   const auto* x = Blocks<BlockQ4_K>(w);
   for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {

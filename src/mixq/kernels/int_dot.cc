@@ -84,23 +84,22 @@ void UnpackRow(const void* w_row, int64_t n, int64_t group, int8_t* codes, float
   int64_t b = 0;
   for (int64_t k = 0; k < layout.n_groups; ++k) {
     const StoredGroup g = ReadGroup<kBits, kSym>(row, layout, k);
-    const uint8_t* group_codes = g.codes;
     for (int64_t i0 = 0; i0 < g.len; i0 += kIntActivationBlockSize, ++b) {
       const int64_t block_len = std::min(kIntActivationBlockSize, g.len - i0);
       int8_t* c = codes + b * kIntActivationBlockSize;
       if constexpr (kBits == 4) {
         // Two codes a byte, low nibble first; a block starts on a byte (32 * 4 bits).
-        const uint8_t* p = group_codes + i0 / 2;
+        const uint8_t* p = g.codes + i0 / 2;
         for (int64_t i = 0; i + 1 < block_len; i += 2) {
           c[i] = static_cast<int8_t>((p[i / 2] & 0x0f) - bias);
           c[i + 1] = static_cast<int8_t>((p[i / 2] >> 4) - bias);
         }
         if (block_len % 2) c[block_len - 1] = static_cast<int8_t>((p[block_len / 2] & 0x0f) - bias);
       } else if constexpr (kBits == 8) {
-        for (int64_t i = 0; i < block_len; ++i) c[i] = static_cast<int8_t>(group_codes[i0 + i] - bias);
+        for (int64_t i = 0; i < block_len; ++i) c[i] = static_cast<int8_t>(g.codes[i0 + i] - bias);
       } else {
         for (int64_t i = 0; i < block_len; ++i) {
-          c[i] = static_cast<int8_t>(static_cast<int>(ReadPackedCode(group_codes, i0 + i, kBits)) - bias);
+          c[i] = static_cast<int8_t>(static_cast<int>(ReadPackedCode(g.codes, i0 + i, kBits)) - bias);
         }
       }
       std::fill(c + block_len, c + kIntActivationBlockSize, int8_t{0});
