@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -167,6 +168,36 @@ std::vector<uint8_t> Quantize(const QuantKernel& k, const std::vector<float>& x,
 }
 
 bool HasSimd(const QuantKernel& k) { return std::string(k.isa()) != "scalar"; }
+
+TEST(CpuFeatures, IsaCapNames) {
+  EXPECT_EQ(IsaCapFromString("scalar"), 0);
+  EXPECT_EQ(IsaCapFromString("avx2"), 1);
+  EXPECT_EQ(IsaCapFromString("avx512"), 2);
+  EXPECT_EQ(IsaCapFromString("native"), 2);
+  EXPECT_EQ(IsaCapFromString("AVX2"), -1);
+  EXPECT_EQ(IsaCapFromString(""), -1);
+}
+
+// Run by CTest a second time with MIXQ_MAX_ISA=avx2 (CMakeLists.txt, test MaxIsaAvx2): the default tables
+// then stop at AVX2 even on an AVX-512 CPU, and the tests in that run drive the AVX2 kernels end to end.
+TEST(CpuFeatures, MaxIsaCapsTheDefaultTables) {
+  const char* cap = std::getenv("MIXQ_MAX_ISA");
+  if (cap == nullptr) GTEST_SKIP() << "MIXQ_MAX_ISA is not set in this run";
+#if defined(__x86_64__)
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  const bool avx2 = false;
+#endif
+  const std::string level = cap;
+  if (level == "scalar") {
+    EXPECT_FALSE(CpuHasAvx2());
+    EXPECT_STREQ(GgmlQuantKernel(DType::kQ4_0)->isa(), "scalar");
+  } else if (level == "avx2") {
+    EXPECT_FALSE(CpuHasAvx512Vnni());
+    EXPECT_EQ(CpuHasAvx2(), avx2);
+    EXPECT_STREQ(GgmlQuantKernel(DType::kQ4_0)->isa(), avx2 ? "AVX2" : "scalar");
+  }
+}
 
 TEST(GgmlDot, TableCoversTheTypesAndNothingElse) {
   for (const DType dtype : kTypes) {
@@ -411,8 +442,8 @@ TEST_P(GgmlDotIsa, QuantizersMatchReference) {
 }
 
 // `dot` and `dot_rows` against `dot_ref` on fresh random rows and activations: row lengths of 1, 3, 128
-// and 344 blocks (and 1..43 super-blocks); dot_rows with 1..17 rows (8-row steps, the 4-, 2- and 1-row
-// tails) x 1..6 tokens (4x4 tiles and single tokens); rows 64 bytes and activation rows 32 bytes apart
+// and 344 blocks (and 1..43 super-blocks); dot_rows with 1..17 rows (row tiles and their tails) x 1..6
+// tokens (4x4 and 2x2 tiles, leftover tokens and single tokens); rows 64 bytes and activation rows 32 bytes apart
 // beyond their length, and outputs in rows of n_rows + 3, so that every stride argument is checked.
 TEST_P(GgmlDotIsa, DotAndDotRowsMatchReference) {
   constexpr int64_t kMaxRows = 17;

@@ -351,8 +351,8 @@ struct KindQ5_1 : KindUnsigned<BlockQ5_1> {
   MIXQ_AVX2 static __m256i Codes(const BlockQ5_1& b) { return WeightsQ5_1(b); }
 };
 
-// 16 vector registers: decode steps of 4 rows, prefill tiles of 2 rows x 2 tokens.
-constexpr int kRows = 4, kTileRows = 2, kTileTokens = 2;
+// 16 vector registers: prefill tiles of 2 rows x 2 tokens.
+constexpr int kTileRows = 2, kTileTokens = 2;
 
 }  // namespace
 
@@ -360,7 +360,7 @@ constexpr int kRows = 4, kTileRows = 2, kTileTokens = 2;
   MIXQ_AVX2 void DotRows##type##Avx2(const void* w, size_t row_bytes, int64_t n_rows, const void* a,            \
                                      size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,       \
                                      int64_t out_stride) {                                                      \
-    TileDotRows<Kind##type, kRows, kTileRows, kTileTokens>(w, row_bytes, n_rows, a, act_bytes, n_tokens, n, out, \
+    TileDotRows<Kind##type, kTileRows, kTileTokens>(w, row_bytes, n_rows, a, act_bytes, n_tokens, n, out, \
                                                            out_stride);                                      \
   }
 

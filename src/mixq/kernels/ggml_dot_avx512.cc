@@ -6,10 +6,10 @@
 //   maddubs + madd, and the weight codes stay unsigned: a type whose value is code - K (Q4_0: K = 8,
 //   Q5_0: 16, Q8_0 and IQ4_NL after a +128 bias: 128) starts its accumulator at -K * (sum of the four
 //   activations of the lane), which depends only on the activation block.
-// - `dot_rows` walks 8 rows at once (decode): each activation block is loaded, its F16 scale converted
-//   and its -K * sum computed once for 8 rows, so a row's block costs the unpack, one vpdpbusd, a
-//   convert, a multiply by the activation scale and an FMA whose weight-scale operand is a broadcast
-//   table load. In prefill, tiles of 4 rows x 4 tokens also share each weight block's unpack and scale.
+// - A block costs the unpack, one vpdpbusd, a convert, a multiply by the activation scale and an FMA
+//   whose weight-scale operand is a broadcast table load. Decode walks one row at a time (ggml_dot_tile.h
+//   says why); in prefill, tiles of 4 rows x 4 tokens share each weight block's unpack and scale and each
+//   activation block's preparation.
 // - Q5_0/Q5_1 set their fifth bits with one byte-masked add from a mask register (kmov of qh).
 // Registers are 256 bits (AVX512VL), one block each: on AMD Zen 4 512-bit operations run as two 256-bit
 // halves, so a block per ymm costs the same and needs no cross-block shuffles.
@@ -109,10 +109,8 @@ struct KindQ5_1 : KindVnni<BlockQ5_1, BlockQ8_1, 0, true> {
 
 }  // namespace
 
-// Decode: 8 rows per step share each activation block eight ways while the accumulators and the shared
-// values fit in the 32 vector registers. Prefill: 4 rows x 4 tokens (16
-// accumulators) also share each weight unpack four ways.
-constexpr int kRows = 8, kTileRows = 4, kTileTokens = 4;
+// Prefill tiles: 4 rows x 4 tokens (16 accumulators) share each weight unpack and activation block four ways.
+constexpr int kTileRows = 4, kTileTokens = 4;
 
 #define MIXQ_GGML_DOT_DEFINE_ROWS(type)                                                                         \
   MIXQ_AVX512 float Dot##type##Avx512(const void* w, const void* a, int64_t n, int64_t) {                       \
@@ -124,7 +122,7 @@ constexpr int kRows = 8, kTileRows = 4, kTileTokens = 4;
   MIXQ_AVX512 void DotRows##type##Avx512(const void* w, size_t row_bytes, int64_t n_rows, const void* a,        \
                                          size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,   \
                                          int64_t out_stride) {                                                  \
-    TileDotRows<Kind##type, kRows, kTileRows, kTileTokens>(w, row_bytes, n_rows, a, act_bytes, n_tokens, n, out, \
+    TileDotRows<Kind##type, kTileRows, kTileTokens>(w, row_bytes, n_rows, a, act_bytes, n_tokens, n, out, \
                                                            out_stride);                                      \
   }
 

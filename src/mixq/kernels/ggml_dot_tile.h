@@ -88,28 +88,29 @@ struct Tile {
       }
     }
     int64_t i = 0;
-    if constexpr (kSets == 2) {
-      for (; i + 1 < nb; i += 2) {
-        Step(x, y, i, half, acc[0], acc_min[0]);
-        Step(x, y, i + 1, half, acc[1], acc_min[1]);
-      }
+    for (; i + kSets <= nb; i += kSets) {
+      for (int s = 0; s < kSets; ++s) Step(x, y, i + s, half, acc[s], acc_min[s]);
     }
     for (; i < nb; ++i) Step(x, y, i, half, acc[0], acc_min[0]);
     for (int r = 0; r < R; ++r) {
       for (int t = 0; t < T; ++t) {
         __m256 total = _mm256_add_ps(acc[0][r][t], acc_min[0][r][t]);
-        if constexpr (kSets == 2) total = _mm256_add_ps(total, _mm256_add_ps(acc[1][r][t], acc_min[1][r][t]));
+        for (int s = 1; s < kSets; ++s) total = _mm256_add_ps(total, _mm256_add_ps(acc[s][r][t], acc_min[s][r][t]));
         out[t * out_stride + r] = TileHorizontalSum(total);
       }
     }
   }
 };
 
-// QuantKernel::dot_rows. One token (decode): kRows rows per step (then halves of it down to 1 for the
-// tail) share each prepared activation block. Several tokens (prefill): tiles of kTileRows x kTileTokens
-// share the weight unpack as well; rows left over go one at a time with the same tokens, leftover tokens
-// through the one-token path. The shapes are what fits the including ISA's vector registers.
-template <typename Kind, int kRows, int kTileRows, int kTileTokens>
+// QuantKernel::dot_rows. Several tokens (prefill without the packed GEMM): tiles of kTileRows x
+// kTileTokens share each weight unpack and each prepared activation block; rows left over go one at a
+// time with the same tokens, leftover tokens through the one-token path. One token (decode): one row at a
+// time, start to end. Steps of 4 or 8 rows sharing each prepared activation block ran fewer instructions
+// but decoded slower once the weights came from DRAM rather than cache: on the project's machine (Q4_0 /
+// Q8_0 LLaMA-2-7B-shaped model, `mixq bench -n 48`, alternating builds) one row at a time took AVX-512
+// from 40.8 to 48.8 and 34.2 to 41.0 tokens/s, and AVX2 from 29.0 to 41.3 and 27.2 to 40.7: a single
+// sequential stream per thread keeps the hardware prefetchers ahead, 8 interleaved ones did not.
+template <typename Kind, int kTileRows, int kTileTokens>
 MIXQ_TILE_TARGET void TileDotRows(const void* w, size_t row_bytes, int64_t n_rows, const void* act, size_t act_bytes,
                                   int64_t n_tokens, int64_t n, float* out, int64_t out_stride) {
   const auto* wb = static_cast<const uint8_t*>(w);
@@ -129,16 +130,7 @@ MIXQ_TILE_TARGET void TileDotRows(const void* w, size_t row_bytes, int64_t n_row
   for (; t < n_tokens; ++t) {
     const uint8_t* a = ab + static_cast<size_t>(t) * act_bytes;
     float* o = out + t * out_stride;
-    int64_t r = 0;
-    for (; r + kRows <= n_rows; r += kRows) Tile<Kind, kRows, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
-    if constexpr (kRows >= 8) {
-      if (r + 4 <= n_rows) {
-        Tile<Kind, 4, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
-        r += 4;
-      }
-    }
-    for (; r + 2 <= n_rows; r += 2) Tile<Kind, 2, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
-    if (r < n_rows) Tile<Kind, 1, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
+    for (int64_t r = 0; r < n_rows; ++r) Tile<Kind, 1, 1>::Run(row(r), row_bytes, a, 0, nb, o + r, 0);
   }
 }
 
