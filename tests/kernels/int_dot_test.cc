@@ -1,4 +1,4 @@
-// INT kernels: the activation layout, AVX2 == scalar for every type on fresh random rows of odd lengths and
+// INT kernels: the activation layout, AVX2 and AVX-512 VNNI == scalar for every type on fresh random rows of odd lengths and
 // groups, the scalar dot against the float definition, and MatMulQuantized against dequantized weights.
 #include "mixq/kernels/int_dot.h"
 
@@ -13,6 +13,9 @@
 #include <fmt/format.h>
 
 #include "mixq/formats/float16.h"
+#include "mixq/kernels/cpu_features.h"
+#include "mixq/kernels/int_dot_avx2.h"
+#include "mixq/kernels/int_dot_avx512.h"
 #include "mixq/formats/int_dequant.h"
 #include "mixq/formats/int_quant.h"
 #include "mixq/tensor/int_layout.h"
@@ -21,7 +24,7 @@
 namespace mixq {
 namespace {
 
-// AVX2 and scalar sum the same exact per-block integers in a different float order: they agree to this
+// The SIMD dots and the scalar one sum the same exact per-block integers in a different float order: they agree to this
 // fraction of sum |w_i| |a_i| (w, a the dequantized weight and activation).
 constexpr double kSimdRelTolerance = 1e-5;
 // The scalar dot accumulates in double: it matches the float definition this closely.
@@ -36,6 +39,20 @@ const int64_t kShapes[][2] = {{256, 32}, {256, 64}, {4096, 128}, {172, 128}, {17
                               {44, 7},   {33, 0},   {33, 32},    {1, 0},     {97, 33}, {300, 64}};
 
 uint32_t FreshSeed() { return std::random_device{}(); }
+
+// Every SIMD dot this CPU runs for `dtype`, by level name: the table picks the best, the others are
+// called directly so each stays checked on a CPU that has several.
+struct SimdDot {
+  const char* isa;
+  int_dot_avx2::DotFn dot;
+};
+std::vector<SimdDot> SimdDots(DType dtype) {
+  const DTypeTraits& t = Traits(dtype);
+  std::vector<SimdDot> dots;
+  if (CpuHasAvx2()) dots.push_back({"AVX2", int_dot_avx2::Dot(t.bits, t.symmetric)});
+  if (CpuHasAvx512Vnni()) dots.push_back({"AVX512-VNNI", int_dot_avx512::Dot(t.bits, t.symmetric)});
+  return dots;
+}
 
 std::vector<float> RandomFloats(std::mt19937& rng, int64_t n, float sigma) {
   std::normal_distribution<float> dist(0.0f, sigma);
@@ -166,9 +183,10 @@ TEST(IntDot, SimdDotEqualsScalar) {
   std::mt19937 rng(seed);
   for (const DType dtype : kAllIntTypes) {
     const QuantKernel& k = *IntQuantKernel(dtype);
-    EXPECT_STREQ(k.isa(), "AVX2");
+    const std::vector<SimdDot> dots = SimdDots(dtype);
+    EXPECT_STREQ(k.isa(), dots.back().isa);
+    EXPECT_EQ(k.dot, dots.back().dot);
     for (const auto& [n, group] : kShapes) {
-      SCOPED_TRACE(fmt::format("{} n {} group {}", DTypeName(dtype), n, group));
       for (int rep = 0; rep < 3; ++rep) {
         const std::vector<uint8_t> w = RandomWeightRow(rng, dtype, n, group);
         // The row sits at the very end of its buffer, so a read past its last byte is caught by ASan.
@@ -182,16 +200,19 @@ TEST(IntDot, SimdDotEqualsScalar) {
         const std::vector<float> a = DequantizedActivation(act.data(), n, group);
         double magnitude = 0.0;
         for (int64_t i = 0; i < n; ++i) magnitude += std::fabs(static_cast<double>(wf[i]) * a[i]);
-        const float simd = k.dot(exact_fit.data(), act.data(), n, group);
         const float ref = k.dot_ref(w.data(), act.data(), n, group);
-        EXPECT_NEAR(simd, ref, kSimdRelTolerance * magnitude + 1e-30);
+        for (const SimdDot& simd : dots) {
+          SCOPED_TRACE(fmt::format("{} {} n {} group {}", simd.isa, DTypeName(dtype), n, group));
+          EXPECT_NEAR(simd.dot(exact_fit.data(), act.data(), n, group), ref, kSimdRelTolerance * magnitude + 1e-30);
+        }
       }
     }
   }
 }
 
 // Codes at the extremes: 8-bit codes 0 and 255 against activations of -127 and 127 would saturate a
-// naive maddubs; the sign trick must keep them exact.
+// naive maddubs (AVX2 keeps them exact with the sign trick; vpdpbusd sums in int32). Small integers
+// throughout, so every level's float sums are exact and equal the reference's.
 TEST(IntDot, ExtremeCodesDoNotSaturate) {
   if (!IntDotHasAvx2()) GTEST_SKIP() << "this CPU lacks AVX2/FMA/F16C";
   for (const DType dtype : kAllIntTypes) {
@@ -208,7 +229,10 @@ TEST(IntDot, ExtremeCodesDoNotSaturate) {
     x[0] = 127.0f;
     std::vector<std::byte> act(k.activation_bytes(n, 0));
     k.quantize_activation(x.data(), act.data(), n, 0);
-    EXPECT_EQ(k.dot(w.data(), act.data(), n, 0), k.dot_ref(w.data(), act.data(), n, 0)) << DTypeName(dtype);
+    for (const SimdDot& simd : SimdDots(dtype)) {
+      EXPECT_EQ(simd.dot(w.data(), act.data(), n, 0), k.dot_ref(w.data(), act.data(), n, 0))
+          << simd.isa << " " << DTypeName(dtype);
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-// The INT kernels' table, activation layout and scalar references (the oracle for the AVX2 paths).
+// The INT kernels' table, activation layout and scalar references (the oracle for the AVX2 and AVX-512 VNNI paths).
 #include "mixq/kernels/int_dot.h"
 
 #include "mixq/kernels/cpu_features.h"
@@ -11,6 +11,7 @@
 #include "mixq/base/check.h"
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/int_dot_avx2.h"
+#include "mixq/kernels/int_dot_avx512.h"
 #include "mixq/tensor/int_layout.h"
 
 namespace mixq {
@@ -128,7 +129,7 @@ const PackedGemmFormat kPackedFormat{static_cast<int>(kIntActivationBlockSize), 
 
 size_t ActivationBytes(int64_t n, int64_t group) { return IntActivationBytes(n, group); }
 
-const char* IsaName() { return IntDotHasAvx2() ? "AVX2" : "scalar"; }
+const char* IsaName() { return CpuHasAvx512Vnni() ? "AVX512-VNNI" : IntDotHasAvx2() ? "AVX2" : "scalar"; }
 
 template <int kBits, bool kSym>
 QuantKernel MakeKernel() {
@@ -138,7 +139,11 @@ QuantKernel MakeKernel() {
   k.quantize_activation = &QuantizeActivation;
   k.quantize_activation_ref = &QuantizeActivationRef;
   k.dot_ref = &DotRef<kBits, kSym>;
-  k.dot = IntDotHasAvx2() ? int_dot_avx2::Dot(kBits, kSym) : &DotRef<kBits, kSym>;
+  if (CpuHasAvx512Vnni()) {
+    k.dot = int_dot_avx512::Dot(kBits, kSym);
+  } else {
+    k.dot = IntDotHasAvx2() ? int_dot_avx2::Dot(kBits, kSym) : &DotRef<kBits, kSym>;
+  }
   k.isa = &IsaName;
   if (CpuHasAvx512Vnni()) k.packed = &kPackedFormat<kBits, kSym>;
   return k;
