@@ -134,24 +134,33 @@ void WidenRow(const WT* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
   for (; c < n; ++c) dst[c] = ScalarWidened(src + c);
 }
 
-// One token: rows split evenly over the threads, each tile reads its weight rows exactly once.
+// One token: rows split evenly over the threads (contiguous halves), each thread streaming its rows in
+// steps of kRows. F16/BF16 go one row at a time: tiles of 4 rows sharing each activation load read the
+// same bytes as 4 interleaved streams, and were slower whenever this machine's memory gave more than its
+// usual ~33 GB/s (F16 on the LLaMA-2-7B-shaped model, builds alternated: 16.2-18.3 t/s against 17.3-22.3
+// one row at a time; docs/kernels.md). F32 keeps 4-row tiles: one row at a time measured 3% slower for
+// it (its single FMA chain per row moves twice the bytes per instruction). A row's sum is the same either
+// way (one accumulator per row, the same order), so the outputs do not depend on the step.
 template <typename WT>
 void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const float* x, float* y) {
-  const int64_t n_tiles = (rows + kTileRows - 1) / kTileRows;
+  constexpr size_t kRows = std::is_same_v<WT, float> ? kTileRows : 1;
+  const int64_t n_steps = (rows + kRows - 1) / kRows;
   const bool parallel = rows * static_cast<int64_t>(cols) >= kMinParallelMacs;
 #pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t tile = 0; tile < n_tiles; ++tile) {
-    const int64_t r0 = tile * static_cast<int64_t>(kTileRows);
-    const size_t n_rows = static_cast<size_t>(std::min<int64_t>(kTileRows, rows - r0));
-    const WT* w_rows[kTileRows];
+  for (int64_t step = 0; step < n_steps; ++step) {
+    const int64_t r0 = step * static_cast<int64_t>(kRows);
+    const size_t n_rows = static_cast<size_t>(std::min<int64_t>(kRows, rows - r0));
+    const WT* w_rows[kRows] = {};
     for (size_t i = 0; i < n_rows; ++i) {
       w_rows[i] = reinterpret_cast<const WT*>(w + static_cast<size_t>(r0 + i) * row_bytes);
     }
-    float sums[kTileRows];
-    if (n_rows == kTileRows) {
-      DotTile<kTileRows, 1>(w_rows, &x, cols, sums);
+    float sums[kRows];
+    if constexpr (kRows == 1) {
+      DotTile<1, 1>(w_rows, &x, cols, sums);
+    } else if (n_rows == kRows) {
+      DotTile<kRows, 1>(w_rows, &x, cols, sums);
     } else {
-      DotTileAnySize<kTileRows, 1>(n_rows, 1, w_rows, &x, cols, sums);
+      DotTileAnySize<kRows, 1>(n_rows, 1, w_rows, &x, cols, sums);
     }
     for (size_t i = 0; i < n_rows; ++i) y[r0 + i] = sums[i];
   }
