@@ -20,65 +20,30 @@
 namespace mixq::int_dot_avx2 {
 namespace {
 
-// One block's exact integer sum_i (c_i - z) q_i, spread over 8 int32 lanes. `src` holds the block's codes
-// (readable for kReadBytes); zero_eff is the zero-point in the unpacked codes' terms.
+// One block's exact integer sum_i (c_i - z) q_i, spread over 8 int32 lanes (DotRowBlocks' Block).
 template <int kBits, bool kSym>
-MIXQ_AVX2 inline __m256i BlockDot(const uint8_t* src, const IntActivationBlock* block, int32_t zero_eff) {
-  const __m256i w = UnpackCodes<kBits>(src);
-  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block->q));
-  __m256i pairs;
-  if constexpr (kBits == 8) {
-    // |c - 128| <= 128 and |a| <= 127: a pair sums to at most 32512, inside int16.
-    pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
-  } else {
-    pairs = _mm256_maddubs_epi16(w, a);  // codes <= 127: a pair sums to at most 32258
+struct BlockAvx2 {
+  MIXQ_AVX2 static __m256i Dot(const uint8_t* src, const IntActivationBlock& block, int zero) {
+    const __m256i w = UnpackCodes<kBits>(src);
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.q));
+    __m256i pairs;
+    if constexpr (kBits == 8) {
+      // |c - 128| <= 128 and |a| <= 127: a pair sums to at most 32512, inside int16.
+      pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
+    } else {
+      pairs = _mm256_maddubs_epi16(w, a);  // codes <= 127: a pair sums to at most 32258
+    }
+    const __m256i dot = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    if constexpr (kBits == 8 && kSym) return dot;  // codes already signed around 0
+    // 8-bit codes are unpacked as c - 128, so their zero moves by 128 too.
+    const int32_t zero_eff = kBits == 8 ? zero - 128 : zero;
+    return _mm256_sub_epi32(dot, _mm256_setr_epi32(zero_eff * block.sum, 0, 0, 0, 0, 0, 0, 0));
   }
-  const __m256i dot = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-  if constexpr (kBits == 8 && kSym) return dot;  // codes already signed around 0
-  return _mm256_sub_epi32(dot, _mm256_setr_epi32(zero_eff * block->sum, 0, 0, 0, 0, 0, 0, 0));
-}
+};
 
 template <int kBits, bool kSym>
 MIXQ_AVX2 float DotImpl(const void* w_row, const void* activation, int64_t n, int64_t group) {
-  constexpr int64_t kBlockBytes = 4 * kBits;  // 32 codes
-  const IntRowLayout& layout = LayoutFor<kBits, kSym>(n, group);
-  const auto* row = static_cast<const uint8_t*>(w_row);
-  const uint8_t* row_end = row + layout.row_bytes;
-  const auto* block = static_cast<const IntActivationBlock*>(activation);
-  // Two accumulators, so consecutive blocks' FMAs do not wait on each other's latency.
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  alignas(32) uint8_t tail[64];
-  for (int64_t k = 0; k < layout.n_groups; ++k) {
-    uint16_t scale_bits;
-    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
-    const float scale = _cvtsh_ss(scale_bits);
-    const int zero =
-        kSym ? (1 << (kBits - 1)) : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
-    // 8-bit codes are unpacked as c - 128, so their zero moves by 128 too (symmetric INT8: to 0).
-    const int32_t zero_eff = kBits == 8 ? zero - 128 : zero;
-    const uint8_t* codes = row + layout.GroupCodesOffset(k);
-    const int64_t len = layout.GroupLength(k);
-    int64_t i = 0;
-    // Pairs of blocks whose vector loads stay inside the row need no bounds handling.
-    for (; i + 2 * kIntActivationBlockSize <= len && codes + kBlockBytes + kReadBytes<kBits> <= row_end;
-         i += 2 * kIntActivationBlockSize, codes += 2 * kBlockBytes, block += 2) {
-      const __m256i d0 = BlockDot<kBits, kSym>(codes, block, zero_eff);
-      const __m256i d1 = BlockDot<kBits, kSym>(codes + kBlockBytes, block + 1, zero_eff);
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(scale * block[0].scale), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(scale * block[1].scale), acc1);
-    }
-    for (; i < len; i += kIntActivationBlockSize, codes += kBlockBytes, ++block) {
-      const uint8_t* src = codes;
-      if (codes + kReadBytes<kBits> > row_end) {
-        std::memset(tail, 0, sizeof(tail));
-        std::memcpy(tail, codes, static_cast<size_t>(row_end - codes));
-        src = tail;
-      }
-      const __m256i d = BlockDot<kBits, kSym>(src, block, zero_eff);
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(scale * block->scale), acc0);
-    }
-  }
-  return HorizontalSum(_mm256_add_ps(acc0, acc1));
+  return DotRowBlocks<kBits, kSym, BlockAvx2<kBits, kSym>>(w_row, activation, n, group);
 }
 
 MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {

@@ -33,53 +33,20 @@ MIXQ_AVX512 inline __m256i UnsignedCodes(const uint8_t* p) {
   return UnpackCodes<kBits>(p);
 }
 
-// acc += d_b * sum_i (c_i - z) q_i over the block (the integer sum exact).
+// One block's exact integer sum_i (c_i - z) q_i over 8 int32 lanes (DotRowBlocks' Block): vpdpbusd
+// started from -z * sum(q) in lane 0.
 template <int kBits>
-MIXQ_AVX512 inline void AddBlock(const uint8_t* codes, const IntActivationBlock& block, int zero, __m256& acc) {
-  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.q));
-  const __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-zero * block.sum));
-  const __m256i dot = _mm256_dpbusd_epi32(start, UnsignedCodes<kBits>(codes), a);
-  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(block.scale), acc);
-}
+struct BlockVnni {
+  MIXQ_AVX512 static __m256i Dot(const uint8_t* src, const IntActivationBlock& block, int zero) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.q));
+    const __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-zero * block.sum));
+    return _mm256_dpbusd_epi32(start, UnsignedCodes<kBits>(src), a);
+  }
+};
 
 template <int kBits, bool kSym>
 MIXQ_AVX512 float DotImpl(const void* w_row, const void* activation, int64_t n, int64_t group) {
-  constexpr int64_t kBlockBytes = 4 * kBits;  // 32 codes
-  const IntRowLayout& layout = LayoutFor<kBits, kSym>(n, group);
-  const auto* row = static_cast<const uint8_t*>(w_row);
-  const uint8_t* row_end = row + layout.row_bytes;
-  const auto* block = static_cast<const IntActivationBlock*>(activation);
-  __m256 total = _mm256_setzero_ps();
-  alignas(32) uint8_t tail[64];
-  for (int64_t k = 0; k < layout.n_groups; ++k) {
-    uint16_t scale_bits;
-    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
-    const float scale = _cvtsh_ss(scale_bits);
-    const int zero = kSym ? layout.SymmetricZero() : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
-    const uint8_t* codes = row + layout.GroupCodesOffset(k);
-    const int64_t len = layout.GroupLength(k);
-    // Two chains, so consecutive blocks' FMAs do not wait on each other's latency.
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    // Pairs of blocks whose vector loads stay inside the row need no bounds handling.
-    for (; i + 2 * kIntActivationBlockSize <= len && codes + kBlockBytes + kReadBytes<kBits> <= row_end;
-         i += 2 * kIntActivationBlockSize, codes += 2 * kBlockBytes, block += 2) {
-      AddBlock<kBits>(codes, block[0], zero, acc0);
-      AddBlock<kBits>(codes + kBlockBytes, block[1], zero, acc1);
-    }
-    for (; i < len; i += kIntActivationBlockSize, codes += kBlockBytes, ++block) {
-      const uint8_t* src = codes;
-      if (codes + kReadBytes<kBits> > row_end) {
-        // Codes past the row's end meet zero activations; the zeroed buffer keeps the loads in bounds.
-        std::memset(tail, 0, sizeof(tail));
-        std::memcpy(tail, codes, static_cast<size_t>(row_end - codes));
-        src = tail;
-      }
-      AddBlock<kBits>(src, *block, zero, acc0);
-    }
-    total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(scale), total);
-  }
-  return HorizontalSum(total);
+  return DotRowBlocks<kBits, kSym, BlockVnni<kBits>>(w_row, activation, n, group);
 }
 
 }  // namespace
