@@ -25,9 +25,15 @@ namespace {
 constexpr double kTolF32 = 1e-5;
 constexpr double kTolF16 = 1e-5;
 constexpr double kTolBF16 = 1e-5;
+// F16 decode (one token) rounds the activations to F16 after a power-of-two scaling (matmul.cc,
+// F16ActivationGemv): each x[c] moves by at most 2^-11 |x[c]| (round to nearest; none of these inputs
+// falls below max|x| * 2^-29, where F16 turns subnormal), so the sum moves by at most 2^-11 * sum |W x|,
+// plus the float accumulation above. A dropped scale or a wrong row is off by O(1).
+constexpr double kTolF16Decode = 0x1p-11 + kTolF16;
 constexpr double kAbsFloor = 1e-30;
 
-double ToleranceFor(DType dtype) {
+double ToleranceFor(DType dtype, int64_t n_tokens) {
+  if (dtype == DType::kF16 && n_tokens == 1) return kTolF16Decode;
   return dtype == DType::kF32 ? kTolF32 : dtype == DType::kF16 ? kTolF16 : kTolBF16;
 }
 
@@ -37,8 +43,10 @@ struct Problem {
   std::vector<float> x;
 };
 
-// Random weights in [-2, 2) rounded to `dtype` (as a converter would store them), activations in [-2, 2).
-Problem MakeProblem(DType dtype, int64_t rows, int64_t cols, int64_t n_tokens, uint32_t seed) {
+// Random weights in [-2, 2) rounded to `dtype` (as a converter would store them), activations in [-2, 2)
+// times `x_scale`.
+Problem MakeProblem(DType dtype, int64_t rows, int64_t cols, int64_t n_tokens, uint32_t seed,
+                    float x_scale = 1.0f) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
   Problem p;
@@ -49,20 +57,17 @@ Problem MakeProblem(DType dtype, int64_t rows, int64_t cols, int64_t n_tokens, u
   p.w_float.resize(raw.size());
   RowToFloat(dtype, p.w.storage.data(), p.w_float.data(), rows * cols);
   p.x.resize(static_cast<size_t>(n_tokens * cols));
-  for (float& v : p.x) v = uniform(rng);
+  for (float& v : p.x) v = uniform(rng) * x_scale;
   return p;
 }
 
-// Runs MatMul on one shape and checks every output against MatMulRef.
-void CheckShape(DType dtype, int64_t rows, int64_t cols, int64_t n_tokens, uint32_t seed) {
-  SCOPED_TRACE(fmt::format("{} rows={} cols={} n_tokens={} seed={} target={}", DTypeName(dtype), rows,
-                           cols, n_tokens, seed, MatMulTargetName()));
-  const Problem p = MakeProblem(dtype, rows, cols, n_tokens, seed);
+// Runs MatMul on one problem and checks every output against MatMulRef.
+void CheckProblem(DType dtype, const Problem& p, int64_t rows, int64_t cols, int64_t n_tokens) {
   std::vector<float> y(static_cast<size_t>(rows * n_tokens), std::nanf(""));
   std::vector<float> y_ref(y.size());
   MatMul(p.w.view(), p.x.data(), n_tokens, y.data());
   MatMulRef(p.w.view(), p.x.data(), n_tokens, y_ref.data());
-  const double tolerance = ToleranceFor(dtype);
+  const double tolerance = ToleranceFor(dtype, n_tokens);
   int failures = 0;
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t r = 0; r < rows; ++r) {
@@ -79,6 +84,12 @@ void CheckShape(DType dtype, int64_t rows, int64_t cols, int64_t n_tokens, uint3
     }
   }
   EXPECT_EQ(failures, 0);
+}
+
+void CheckShape(DType dtype, int64_t rows, int64_t cols, int64_t n_tokens, uint32_t seed, float x_scale = 1.0f) {
+  SCOPED_TRACE(fmt::format("{} rows={} cols={} n_tokens={} seed={} x_scale={} target={}", DTypeName(dtype),
+                           rows, cols, n_tokens, seed, x_scale, MatMulTargetName()));
+  CheckProblem(dtype, MakeProblem(dtype, rows, cols, n_tokens, seed, x_scale), rows, cols, n_tokens);
 }
 
 // Runs `body` once per Highway target this build compiled and this CPU supports (scalar/EMU128 and SSE4
@@ -115,6 +126,40 @@ TEST_P(MatMulTest, MatchesReferenceOnLongRows) {
   ForEachTarget([&] {
     CheckShape(dtype, 37, 4100, 1, 7);
     CheckShape(dtype, 37, 4100, 7, 8);
+  });
+}
+
+// Activations far outside F16's range (spikes of 1e6 overflow F16 unless scaled first) and far below it
+// (1e-30 would flush to zero): the F16 decode must stay within its bound on both, like every other path.
+TEST_P(MatMulTest, ActivationsOfAnyMagnitude) {
+  const DType dtype = GetParam();
+  ForEachTarget([&] {
+    for (const float x_scale : {1e6f, 3e4f, 1e-30f}) {
+      for (const int64_t n_tokens : {1, 3}) CheckShape(dtype, 17, 300, n_tokens, 11, x_scale);
+    }
+    // One spike among ordinary activations, as LLaMA's down_proj inputs carry them.
+    Problem p = MakeProblem(dtype, 9, 4100, 1, 12);
+    p.x[1234] = 2.5e5f;
+    SCOPED_TRACE("one spike");
+    CheckProblem(dtype, p, 9, 4100, 1);
+  });
+}
+
+// A NaN or infinite activation reaches every output, as a float dot product gives it.
+TEST_P(MatMulTest, NonFiniteActivationsPropagate) {
+  const DType dtype = GetParam();
+  ForEachTarget([&] {
+    for (const float bad : {std::nanf(""), INFINITY}) {
+      Problem p = MakeProblem(dtype, 5, 300, 1, 13);
+      p.x[299] = bad;  // in the scalar column tail on every target
+      std::vector<float> y(5, 0.0f);
+      MatMul(p.w.view(), p.x.data(), 1, y.data());
+      for (const float v : y) EXPECT_FALSE(std::isfinite(v)) << "x holds " << bad << ", target " << MatMulTargetName();
+      p.x[299] = 0.0f;
+      p.x[16] = bad;  // in a vector step
+      MatMul(p.w.view(), p.x.data(), 1, y.data());
+      for (const float v : y) EXPECT_FALSE(std::isfinite(v)) << "x holds " << bad << ", target " << MatMulTargetName();
+    }
   });
 }
 

@@ -11,6 +11,7 @@
 #include "mixq/kernels/sparse_dot.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -48,10 +49,12 @@ constexpr int64_t kMinParallelMacs = int64_t{1} << 17;
 constexpr size_t kGemmRowBlock = 32;
 constexpr size_t kGemmColBlock = 1024;
 constexpr size_t kTileRows = 4;
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET <= HWY_AVX3  // AVX-512 and newer x86 targets: 32 vector registers of 16 floats
 constexpr size_t kTileTokens = 6;
+constexpr size_t kHalfGemvRows = 1;
 #else
 constexpr size_t kTileTokens = 3;
+constexpr size_t kHalfGemvRows = kTileRows;
 #endif
 
 using DF = hn::ScalableTag<float>;
@@ -84,9 +87,10 @@ HWY_INLINE float ScalarWidened(const hwy::bfloat16_t* p) {
   return BF16ToF32(bits);
 }
 
-// sums[r * T + t] = sum_{c < n} w[r][c] * x[t][c]. The column tail (< one vector) is scalar.
-template <size_t R, size_t T, typename WT>
-HWY_INLINE void DotTile(const WT* const* HWY_RESTRICT w, const float* const* HWY_RESTRICT x, size_t n,
+// sums[r * T + t] = sum_{c < n} w[r][c] * x[t][c]. The column tail (< one vector) is scalar. XT is float,
+// or F16 for the decode of F16 weights (F16ActivationGemv).
+template <size_t R, size_t T, typename WT, typename XT = float>
+HWY_INLINE void DotTile(const WT* const* HWY_RESTRICT w, const XT* const* HWY_RESTRICT x, size_t n,
                         float* HWY_RESTRICT sums) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
@@ -97,7 +101,7 @@ HWY_INLINE void DotTile(const WT* const* HWY_RESTRICT w, const float* const* HWY
   size_t c = 0;
   for (; c + lanes <= n; c += lanes) {
     VF xv[T];
-    for (size_t t = 0; t < T; ++t) xv[t] = hn::LoadU(df, x[t] + c);
+    for (size_t t = 0; t < T; ++t) xv[t] = LoadWidened(df, x[t] + c);
     for (size_t r = 0; r < R; ++r) {
       const VF wv = LoadWidened(df, w[r] + c);
       for (size_t t = 0; t < T; ++t) acc[r][t] = hn::MulAdd(wv, xv[t], acc[r][t]);
@@ -106,15 +110,15 @@ HWY_INLINE void DotTile(const WT* const* HWY_RESTRICT w, const float* const* HWY
   for (size_t r = 0; r < R; ++r) {
     for (size_t t = 0; t < T; ++t) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
-      for (size_t k = c; k < n; ++k) sum += ScalarWidened(w[r] + k) * x[t][k];
+      for (size_t k = c; k < n; ++k) sum += ScalarWidened(w[r] + k) * ScalarWidened(x[t] + k);
       sums[r * T + t] = sum;
     }
   }
 }
 
 // DotTile for a run-time tile size up to R x T (the remainders at the matrix edges).
-template <size_t R, size_t T, typename WT>
-void DotTileAnySize(size_t n_rows, size_t n_tok, const WT* const* w, const float* const* x, size_t n,
+template <size_t R, size_t T, typename WT, typename XT>
+void DotTileAnySize(size_t n_rows, size_t n_tok, const WT* const* w, const XT* const* x, size_t n,
                     float* sums) {
   if constexpr (T > 1) {
     if (n_tok < T) return DotTileAnySize<R, T - 1>(n_rows, n_tok, w, x, n, sums);
@@ -135,15 +139,21 @@ void WidenRow(const WT* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
 }
 
 // One token: rows split evenly over the threads (contiguous halves), each thread streaming its rows in
-// steps of kRows. F16/BF16 go one row at a time: tiles of 4 rows sharing each activation load read the
-// same bytes as 4 interleaved streams, and were slower whenever this machine's memory gave more than its
-// usual ~33 GB/s (F16 on the LLaMA-2-7B-shaped model, builds alternated: 16.2-18.3 t/s against 17.3-22.3
-// one row at a time; docs/kernels.md). F32 keeps 4-row tiles: one row at a time measured 3% slower for
-// it (its single FMA chain per row moves twice the bytes per instruction). A row's sum is the same either
-// way (one accumulator per row, the same order), so the outputs do not depend on the step.
+// tiles of kGemvRows<WT> rows sharing each activation load; y[r] = sum * out_scale. The tile height is
+// measured per CPU kind (docs/kernels.md, F16 decode): on AVX-512 (16-lane vectors) F16/BF16 go one row
+// at a time, faster there whenever the memory gave more than its usual ~33 GB/s (F16 on the
+// LLaMA-2-7B-shaped model, builds alternated: 17.3-22.3 t/s against 16.2-18.6 with 4-row tiles); on AVX2
+// (8 lanes) a single row's FMA chain moves only 16 bytes of F16 per FMA latency, about 12 GB/s per core,
+// and 4-row tiles (4 chains) ran 15.8-17.8 t/s against 13.2-14.5. F32 keeps 4-row tiles everywhere (one
+// row measured 3% slower on AVX-512). A row's sum is the same in any tile (one accumulator per row, the
+// same order), so the outputs do not depend on where a thread's rows start.
 template <typename WT>
-void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const float* x, float* y) {
-  constexpr size_t kRows = std::is_same_v<WT, float> ? kTileRows : 1;
+constexpr size_t kGemvRows = std::is_same_v<WT, float> ? kTileRows : kHalfGemvRows;
+
+template <typename WT, typename XT>
+void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const XT* x, float out_scale,
+          float* y) {
+  constexpr size_t kRows = kGemvRows<WT>;
   const int64_t n_steps = (rows + kRows - 1) / kRows;
   const bool parallel = rows * static_cast<int64_t>(cols) >= kMinParallelMacs;
 #pragma omp parallel for schedule(static) if (parallel)
@@ -155,15 +165,71 @@ void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const
       w_rows[i] = reinterpret_cast<const WT*>(w + static_cast<size_t>(r0 + i) * row_bytes);
     }
     float sums[kRows];
-    if constexpr (kRows == 1) {
-      DotTile<1, 1>(w_rows, &x, cols, sums);
-    } else if (n_rows == kRows) {
+    if (n_rows == kRows) {
       DotTile<kRows, 1>(w_rows, &x, cols, sums);
     } else {
       DotTileAnySize<kRows, 1>(n_rows, 1, w_rows, &x, cols, sums);
     }
-    for (size_t i = 0; i < n_rows; ++i) y[r0 + i] = sums[i];
+    for (size_t i = 0; i < n_rows; ++i) y[r0 + i] = sums[i] * out_scale;
   }
+}
+
+// The power of two that brings the largest |x| (finite) into [2^14, 2^15): far from F16's overflow at
+// 65520 and, with F16's normal range reaching down to 2^-14, keeping every activation above max|x| * 2^-29
+// a normal F16 number. 0 when that power (or its inverse) is not a normal float: max|x| below 2^-111.
+float F16ActivationScale(float max_abs) {
+  if (max_abs == 0.0f) return 1.0f;
+  int exponent = 0;
+  std::frexp(max_abs, &exponent);  // 2^(exponent-1) <= max_abs < 2^exponent, exponent in [-148, 128]
+  const int power = 15 - exponent;
+  return power <= 126 ? std::ldexp(1.0f, power) : 0.0f;
+}
+
+// One token on F16 weights, as ggml's ggml_vec_dot_f16 runs it: the activation row is rounded to F16 once
+// per call (scaled by a power of two first, so no activation spike can overflow F16), and each step loads
+// and widens two halves. That halves the activation bytes every row tile re-reads from L1/L2 (11008
+// columns of floats do not fit L1): F16 decode on the LLaMA-2-7B-shaped model measured ~7% faster on
+// AVX-512 and ~18% on AVX2 (docs/kernels.md). Each activation carries a relative rounding error of at most 2^-11 (the F16 weights
+// already carry as much), 30 times finer than the int8 blocks every quantized format's kernel multiplies
+// with. Returns false, leaving y alone, when x holds a NaN or infinity (the float path then propagates it)
+// or is too small to scale (below 2^-111: the float path is exact there).
+bool F16ActivationGemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const float* x,
+                       float* y) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  // Max may drop a NaN (x86 returns its second operand), so NaN and infinity are also caught by x * 0.
+  const VF zero = hn::Zero(df);
+  VF max_v = zero, nonfinite_v = zero;
+  size_t c = 0;
+  for (; c + lanes <= cols; c += lanes) {
+    const VF xv = hn::LoadU(df, x + c);
+    max_v = hn::Max(max_v, hn::Abs(xv));
+    nonfinite_v = hn::MulAdd(xv, zero, nonfinite_v);
+  }
+  float max_abs = hn::GetLane(hn::MaxOfLanes(df, max_v));
+  float nonfinite = hn::GetLane(hn::SumOfLanes(df, nonfinite_v));
+  for (; c < cols; ++c) {
+    max_abs = std::max(max_abs, std::abs(x[c]));
+    nonfinite += x[c] * 0.0f;
+  }
+  if (!std::isfinite(max_abs) || nonfinite != 0.0f) return false;
+
+  const float scale = F16ActivationScale(max_abs);
+  if (scale == 0.0f) return false;
+  const float inverse = 1.0f / scale;
+  auto* x_half = reinterpret_cast<hwy::float16_t*>(ActivationScratch(cols * sizeof(hwy::float16_t)));
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const VF scale_v = hn::Set(df, scale);
+  for (c = 0; c + lanes <= cols; c += lanes) {
+    hn::StoreU(hn::DemoteTo(dh, hn::Mul(hn::LoadU(df, x + c), scale_v)), dh, x_half + c);
+  }
+  for (; c < cols; ++c) {
+    const uint16_t bits = F32ToF16(x[c] * scale);
+    std::memcpy(x_half + c, &bits, sizeof bits);
+  }
+
+  Gemv<hwy::float16_t>(w, row_bytes, rows, cols, x_half, inverse, y);
+  return true;
 }
 
 // Many tokens: blocks of kGemmRowBlock rows are split over the threads; each block is widened one
@@ -224,7 +290,10 @@ template <typename WT>
 void MatMulTyped(const std::byte* w, size_t row_bytes, int64_t rows, int64_t cols, const float* x,
                  int64_t n_tokens, float* y) {
   if (n_tokens == 1) {
-    Gemv<WT>(w, row_bytes, rows, static_cast<size_t>(cols), x, y);
+    if constexpr (std::is_same_v<WT, hwy::float16_t>) {
+      if (F16ActivationGemv(w, row_bytes, rows, static_cast<size_t>(cols), x, y)) return;
+    }
+    Gemv<WT>(w, row_bytes, rows, static_cast<size_t>(cols), x, 1.0f, y);
   } else {
     Gemm<WT>(w, row_bytes, rows, static_cast<size_t>(cols), x, n_tokens, y);
   }
