@@ -58,6 +58,8 @@ if (pp > 0) console.log(`  pp${pp}: ${Stats(ppRates)} t/s`);
 if (tg > 0) console.log(`  tg${tg}: ${Stats(tgRates)} t/s`);
 await context.dispose();
 await model.dispose();
+// --mixq none: llama.cpp only (scripts/bench_alternate runs mixq itself, between llama.cpp's rounds).
+if (mixq === "none") process.exit(0);
 console.log(`mixq bench ${model_path} -t ${threads} -p ${pp} -n ${tg} -r ${reps}`);
 console.log(execFileSync(mixq, ["bench", model_path, "-t", String(threads), "-p", String(pp), "-n", String(tg),
                                 "-r", String(reps)], {encoding: "utf8"}));
