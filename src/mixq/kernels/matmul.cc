@@ -189,9 +189,9 @@ float F16ActivationScale(float max_abs) {
 // per call (scaled by a power of two first, so no activation spike can overflow F16), and each step loads
 // and widens two halves. That halves the activation bytes every row tile re-reads from L1/L2 (11008
 // columns of floats do not fit L1): F16 decode on the LLaMA-2-7B-shaped model measured ~7% faster on
-// AVX-512 and ~18% on AVX2 (docs/kernels.md). Each activation carries a relative rounding error of at most 2^-11 (the F16 weights
-// already carry as much), 30 times finer than the int8 blocks every quantized format's kernel multiplies
-// with. Returns false, leaving y alone, when x holds a NaN or infinity (the float path then propagates it)
+// AVX-512 and ~18% on AVX2 (docs/kernels.md). Each activation moves by at most 2^-11 of itself (the F16
+// weights were rounded by as much), while the int8 blocks every quantized kernel multiplies with move
+// each value by up to 1/254 of its block's max. Returns false, leaving y alone, when x holds a NaN or infinity (the float path then propagates it)
 // or is too small to scale (below 2^-111: the float path is exact there).
 bool F16ActivationGemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const float* x,
                        float* y) {
