@@ -144,7 +144,7 @@ void WidenRow(const WT* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
 // at a time, faster there whenever the memory gave more than its usual ~33 GB/s (F16 on the
 // LLaMA-2-7B-shaped model, builds alternated: 17.3-22.3 t/s against 16.2-18.6 with 4-row tiles); on AVX2
 // (8 lanes) a single row's FMA chain moves only 16 bytes of F16 per FMA latency, about 12 GB/s per core,
-// and 4-row tiles (4 chains) ran 15.8-17.8 t/s against 13.2-14.5. F32 keeps 4-row tiles everywhere (one
+// and 4-row tiles (4 chains) ran 15.0-17.9 t/s against 9.6-12.6 one row at a time. F32 keeps 4-row tiles everywhere (one
 // row measured 3% slower on AVX-512). A row's sum is the same in any tile (one accumulator per row, the
 // same order), so the outputs do not depend on where a thread's rows start.
 template <typename WT>
