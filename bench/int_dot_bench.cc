@@ -98,5 +98,43 @@ void GemvArgs(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_IntGemv)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// The kernel's own cost, without memory: 32 rows of 11008 (at most 352 KiB, inside L2) multiplied again
+// and again on one thread; ns per 32-weight block. Args as BM_IntGemv.
+void BM_IntDotCached(benchmark::State& state) {
+  constexpr int64_t kCachedRows = 32;
+  const auto dtype = static_cast<DType>(state.range(0));
+  const int64_t group = state.range(1);
+  QuantKernel kernel = *IntQuantKernel(dtype);
+  if (state.range(2) != 0) kernel.dot = kernel.dot_ref;
+  const TensorView all = Weights(dtype, group).view();
+  TensorView w = all;
+  w.shape = Shape{kCachedRows, kCols};
+  w.bytes = static_cast<size_t>(kCachedRows) * all.row_bytes();
+  std::vector<float> x(kCols, 0.5f), y(kCachedRows);
+  const int threads = ThreadCount();
+  SetThreadCount(1);
+  for (auto _ : state) {
+    MatMulQuantized(kernel, w, x.data(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  SetThreadCount(threads);
+  state.SetLabel(fmt::format("{} g{} {}x{} {}", DTypeName(dtype), group, kCachedRows, kCols,
+                             state.range(2) != 0 ? "scalar" : kernel.isa()));
+  state.counters["ns_per_block"] = benchmark::Counter(
+      static_cast<double>(kCachedRows * kCols / kIntActivationBlockSize),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+void CachedArgs(benchmark::internal::Benchmark* b) {
+  GemvArgs(b);
+  auto id = [](DType t) { return static_cast<int64_t>(t); };
+  b->Args({id(DType::kInt4), 0, 0});
+  b->Args({id(DType::kInt4), 64, 0});
+  b->Args({id(DType::kInt4), 32, 0});
+}
+
+BENCHMARK(BM_IntDotCached)->Apply(CachedArgs)->UseRealTime();
+
 }  // namespace
 }  // namespace mixq

@@ -35,8 +35,10 @@ const DType kAllIntTypes[] = {DType::kInt2,    DType::kInt3,    DType::kInt4,   
                               DType::kInt5Sym, DType::kInt6Sym, DType::kInt7Sym, DType::kInt8Sym};
 
 // (n, group): aligned groups, odd rows (stories260K's 172), odd groups, single values.
-const int64_t kShapes[][2] = {{256, 32}, {256, 64}, {4096, 128}, {172, 128}, {172, 0}, {172, 44},
-                              {44, 7},   {33, 0},   {33, 32},    {1, 0},     {97, 33}, {300, 64}};
+// Besides odd lengths and groups: more than 8 groups with a remainder (the AVX2 walk converts scales and
+// zero-points eight groups at a time), and a short last group.
+const int64_t kShapes[][2] = {{256, 32}, {256, 64}, {4096, 128}, {172, 128}, {172, 0},  {172, 44},  {44, 7},
+                              {33, 0},   {33, 32},  {1, 0},      {97, 33},   {300, 64}, {1000, 32}, {4100, 128}};
 
 uint32_t FreshSeed() { return std::random_device{}(); }
 
@@ -90,6 +92,29 @@ std::vector<float> DequantizedActivation(const void* act, int64_t n, int64_t gro
   return a;
 }
 
+// The size of the terms a SIMD dot adds, for its float-rounding bound: the AVX2 walk sums s d c q over the
+// blocks and subtracts the group's s z G separately (int_dot_avx2.cc), so where c is near z the two cancel
+// and the rounding scales with sum_i |s| (|c_i| + |z|) |a_i| (codes and zero-points as that kernel reads
+// them: 8-bit ones less 128), not with sum_i |w_i a_i|.
+double FactoredTermMagnitude(DType dtype, const uint8_t* row, const std::vector<float>& a, int64_t n, int64_t group) {
+  const IntRowLayout layout(dtype, n, group);
+  const int bias = layout.bits == 8 ? 128 : 0;
+  double magnitude = 0.0;
+  for (int64_t k = 0; k < layout.n_groups; ++k) {
+    uint16_t scale_bits;
+    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
+    const double scale = std::fabs(F16ToF32(scale_bits));
+    const int zero = layout.symmetric ? layout.SymmetricZero()
+                                      : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, layout.bits));
+    const uint8_t* codes = row + layout.GroupCodesOffset(k);
+    for (int64_t i = 0; i < layout.GroupLength(k); ++i) {
+      const int code = static_cast<int>(ReadPackedCode(codes, i, layout.bits));
+      magnitude += scale * (std::abs(code - bias) + std::abs(zero - bias)) * std::fabs(a[layout.GroupStart(k) + i]);
+    }
+  }
+  return magnitude;
+}
+
 TEST(IntDot, KernelForEveryIntTypeOnly) {
   for (const DType dtype : kAllIntTypes) {
     const QuantKernel* k = IntQuantKernel(dtype);
@@ -106,14 +131,20 @@ TEST(IntDot, ActivationLayout) {
   EXPECT_EQ(IntActivationBlockCount(33, 0), 2);
   EXPECT_EQ(IntActivationBlockCount(1, 0), 1);
   EXPECT_EQ(IntActivationBlockCount(0, 0), 0);
-  EXPECT_EQ(IntActivationBytes(4096, 128), 128u * 40u);
+  EXPECT_EQ(IntActivationGroupCount(172, 128), 2);
+  EXPECT_EQ(IntActivationGroupCount(44, 7), 7);
+  EXPECT_EQ(IntActivationGroupCount(33, 0), 1);
+  EXPECT_EQ(IntActivationGroupCount(0, 0), 0);
+  EXPECT_EQ(IntActivationBytes(4096, 128), 128u * 40u + 32u * 4u);  // blocks, then a float per group
 
   std::mt19937 rng(FreshSeed());
   const int64_t n = 172, group = 128;
   std::vector<float> x = RandomFloats(rng, n, 2.0f);
   std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero block
+  std::vector<std::byte> act(IntActivationBytes(n, group));
+  IntQuantKernel(DType::kInt4)->quantize_activation_ref(x.data(), act.data(), n, group);
   std::vector<IntActivationBlock> blocks(static_cast<size_t>(IntActivationBlockCount(n, group)));
-  IntQuantKernel(DType::kInt4)->quantize_activation_ref(x.data(), blocks.data(), n, group);
+  std::memcpy(blocks.data(), act.data(), blocks.size() * sizeof(IntActivationBlock));
   const int64_t starts[] = {0, 32, 64, 96, 128, 160};
   const int64_t lengths[] = {32, 32, 32, 32, 32, 12};
   for (size_t b = 0; b < blocks.size(); ++b) {
@@ -134,6 +165,14 @@ TEST(IntDot, ActivationLayout) {
     EXPECT_EQ(blocks[b].sum, sum);
   }
   EXPECT_EQ(blocks[2].scale, 0.0f);
+  // The group sums after the blocks: G_k = sum over group k's blocks of scale * sum, in float, in order.
+  float group_sums[2];
+  std::memcpy(group_sums, act.data() + blocks.size() * sizeof(IntActivationBlock), sizeof(group_sums));
+  float g0 = 0.0f, g1 = 0.0f;
+  for (size_t b = 0; b < 4; ++b) g0 += blocks[b].scale * static_cast<float>(blocks[b].sum);
+  for (size_t b = 4; b < 6; ++b) g1 += blocks[b].scale * static_cast<float>(blocks[b].sum);
+  EXPECT_EQ(group_sums[0], g0);
+  EXPECT_EQ(group_sums[1], g1);
 }
 
 TEST(IntDot, QuantizeActivationFastEqualsRef) {
@@ -198,8 +237,7 @@ TEST(IntDot, SimdDotEqualsScalar) {
         std::vector<float> wf(static_cast<size_t>(n));
         DequantizeIntRow(dtype, w.data(), wf.data(), n, group);
         const std::vector<float> a = DequantizedActivation(act.data(), n, group);
-        double magnitude = 0.0;
-        for (int64_t i = 0; i < n; ++i) magnitude += std::fabs(static_cast<double>(wf[i]) * a[i]);
+        const double magnitude = FactoredTermMagnitude(dtype, w.data(), a, n, group);
         const float ref = k.dot_ref(w.data(), act.data(), n, group);
         for (const SimdDot& simd : dots) {
           SCOPED_TRACE(fmt::format("{} {} n {} group {}", simd.isa, DTypeName(dtype), n, group));

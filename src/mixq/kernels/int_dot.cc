@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
 #include "mixq/base/check.h"
@@ -28,6 +29,7 @@ void QuantizeActivationRef(const float* x, void* dst, int64_t n, int64_t group) 
       QuantizeIntActivationBlockRef(x + start + i, std::min(kIntActivationBlockSize, len - i), block++);
     }
   }
+  WriteIntActivationGroupSums(dst, n, group);
 }
 
 void QuantizeActivation(const float* x, void* dst, int64_t n, int64_t group) {
@@ -172,8 +174,30 @@ int64_t IntActivationBlockCount(int64_t n, int64_t group) {
   return (n / g) * per_group + (rest + kIntActivationBlockSize - 1) / kIntActivationBlockSize;
 }
 
+int64_t IntActivationGroupCount(int64_t n, int64_t group) {
+  if (n <= 0) return 0;
+  const int64_t g = GroupLength(n, group);
+  return (n + g - 1) / g;
+}
+
 size_t IntActivationBytes(int64_t n, int64_t group) {
-  return static_cast<size_t>(IntActivationBlockCount(n, group)) * sizeof(IntActivationBlock);
+  return static_cast<size_t>(IntActivationBlockCount(n, group)) * sizeof(IntActivationBlock) +
+         static_cast<size_t>(IntActivationGroupCount(n, group)) * sizeof(float);
+}
+
+void WriteIntActivationGroupSums(void* activation, int64_t n, int64_t group) {
+  const auto* block = static_cast<const IntActivationBlock*>(activation);
+  auto* out = reinterpret_cast<std::byte*>(static_cast<IntActivationBlock*>(activation) + IntActivationBlockCount(n, group));
+  const int64_t g = GroupLength(n, group);
+  for (int64_t start = 0; start < n; start += g, out += sizeof(float)) {
+    const int64_t len = std::min(g, n - start);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < len; i += kIntActivationBlockSize, ++block) {
+      const float term = block->scale * static_cast<float>(block->sum);  // rounded before the add: no FMA
+      sum += term;
+    }
+    std::memcpy(out, &sum, sizeof(sum));
+  }
 }
 
 void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlock* block) {

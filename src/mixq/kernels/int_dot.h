@@ -4,12 +4,16 @@
 // Activation layout (one quantized activation row of n values, for weight rows grouped by `group`):
 //   Each weight group (group 0 or >= n: the whole row) is cut into blocks of 32 values starting at the
 //   group's start; a group's last block is shorter when 32 does not divide the group length. The row is
-//   the sequence of IntActivationBlock structs, group after group, block after block (no other header):
+//   the sequence of IntActivationBlock structs, group after group, block after block, then one float per
+//   group (no other header):
 //     float   scale   d = max|a| / 127 over the block's values (0 for an all-zero block)
 //     int32   sum     sum of the block's codes (for the zero-point term)
 //     int8    q[32]   round-half-to-even(a / d) clamped to [-127, 127]; positions past a short block's end
 //                     are 0, so a kernel may always multiply all 32 bytes
-//   40 bytes per block, little-endian, no alignment beyond 4 bytes is promised.
+//   40 bytes per block, little-endian, no alignment beyond 4 bytes is promised; then
+//     float   G_k     sum over group k's blocks, in order, of float(scale * float(sum)) accumulated in float
+//                     (IntActivationGroupSums): the zero-point term of a whole group, z * G_k, for kernels
+//                     that take it once per group rather than once per block.
 //
 // Dot: with weight w_i = s_w * (c_i - z) and activation a_i ~ d * q_i, one block contributes
 //   s_w * d * sum_i (c_i - z) * q_i = s_w * d * (sum_i c_i q_i - z * sum),
@@ -39,9 +43,14 @@ static_assert(sizeof(IntActivationBlock) == 40, "the activation layout promises 
 // The kernels of a mixq INT type (all 14: kInt2..kInt8 and kInt2Sym..kInt8Sym), or nullptr for any other.
 const QuantKernel* IntQuantKernel(DType dtype);
 
-// Blocks and bytes of one activation row of n values for weights grouped by `group` (0: whole row).
+// Blocks, groups and bytes of one activation row of n values for weights grouped by `group` (0: whole row).
 int64_t IntActivationBlockCount(int64_t n, int64_t group);
+int64_t IntActivationGroupCount(int64_t n, int64_t group);
 size_t IntActivationBytes(int64_t n, int64_t group);
+
+// Writes the group sums G_k after the blocks of an activation row whose blocks are already written. Both
+// quantizers (scalar and AVX2) call this one function, so their bytes agree to the bit.
+void WriteIntActivationGroupSums(void* activation, int64_t n, int64_t group);
 
 // Scalar reference quantization of one block of len (1..32) values into `block` (the rest zeroed).
 void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlock* block);

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "mixq/base/check.h"
 #include "mixq/kernels/int_dot.h"
@@ -20,30 +22,179 @@
 namespace mixq::int_dot_avx2 {
 namespace {
 
-// One block's exact integer sum_i (c_i - z) q_i, spread over 8 int32 lanes (DotRowBlocks' Block).
-template <int kBits, bool kSym>
-struct BlockAvx2 {
-  MIXQ_AVX2 static __m256i Dot(const uint8_t* src, const IntActivationBlock& block, int zero) {
-    const __m256i w = UnpackCodes<kBits>(src);
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.q));
-    __m256i pairs;
-    if constexpr (kBits == 8) {
-      // |c - 128| <= 128 and |a| <= 127: a pair sums to at most 32512, inside int16.
-      pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
-    } else {
-      pairs = _mm256_maddubs_epi16(w, a);  // codes <= 127: a pair sums to at most 32258
-    }
-    const __m256i dot = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-    if constexpr (kBits == 8 && kSym) return dot;  // codes already signed around 0
-    // 8-bit codes are unpacked as c - 128, so their zero moves by 128 too.
-    const int32_t zero_eff = kBits == 8 ? zero - 128 : zero;
-    return _mm256_sub_epi32(dot, _mm256_setr_epi32(zero_eff * block.sum, 0, 0, 0, 0, 0, 0, 0));
+// One block's integer sum_i c_i q_i over 8 int32 lanes, codes as UnpackCodes gives them (8-bit codes as
+// c - 128, so their zero-point is read as z - 128). The zero-point term is not here: the row walk takes it
+// once per group from the activation row's group sums.
+template <int kBits>
+MIXQ_AVX2 inline __m256i BlockDot(const uint8_t* src, const IntActivationBlock& block) {
+  const __m256i w = UnpackCodes<kBits>(src);
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.q));
+  __m256i pairs;
+  if constexpr (kBits == 8) {
+    // |c - 128| <= 128 and |a| <= 127: a pair sums to at most 32512, inside int16.
+    pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
+  } else {
+    pairs = _mm256_maddubs_epi16(w, a);  // codes <= 127: a pair sums to at most 32258
   }
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+// What the row walk needs of a row shape, remembered per thread for the last (n, group): MatMul calls the
+// dot once per row with the same shape, and the layout (a traits lookup and divisions) costs a tenth of a
+// 4096-wide row.
+struct RowShape {
+  IntRowLayout layout;
+  int64_t blocks_per_group = 0;    // activation blocks of a full group
+  int64_t last_group_blocks = 0;
+  int64_t activation_blocks = 0;   // where the activation row's group sums start
+  int64_t safe_groups = 0;         // leading full groups whose every block can be read with whole vector loads
+  std::vector<float> scales;       // the row's group scales as floats (each call overwrites them)
 };
 
 template <int kBits, bool kSym>
+RowShape& ShapeFor(int64_t n, int64_t group) {
+  thread_local int64_t cached_n = -1, cached_group = -1;
+  thread_local RowShape shape{IntRowLayout(*IntDType(kBits, kSym), 0, 0)};
+  if (n != cached_n || group != cached_group) {
+    const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
+    const auto blocks = [](int64_t len) { return (len + kIntActivationBlockSize - 1) / kIntActivationBlockSize; };
+    shape.layout = layout;
+    shape.blocks_per_group = blocks(layout.group);
+    shape.last_group_blocks = layout.n_groups > 0 ? blocks(layout.GroupLength(layout.n_groups - 1)) : 0;
+    shape.activation_blocks = IntActivationBlockCount(n, group);
+    const int64_t full_groups = n % layout.group == 0 ? layout.n_groups : layout.n_groups - 1;
+    const auto last_read_end = [&](int64_t k) {
+      return static_cast<int64_t>(layout.GroupCodesOffset(k)) + (shape.blocks_per_group - 1) * 4 * kBits + kReadBytes<kBits>;
+    };
+    shape.safe_groups = 0;
+    while (shape.safe_groups < full_groups && last_read_end(shape.safe_groups) <= static_cast<int64_t>(layout.row_bytes)) {
+      ++shape.safe_groups;
+    }
+    shape.scales.resize(static_cast<size_t>(layout.n_groups));
+    cached_n = n;
+    cached_group = group;
+  }
+  return shape;
+}
+
+// The zero-point a group's codes are read against, as BlockDot's codes see it (8-bit codes are c - 128).
+template <int kBits, bool kSym>
+inline int EffectiveZero(const uint8_t* row, const IntRowLayout& layout, int64_t k) {
+  const int zero = kSym ? layout.SymmetricZero() : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
+  return kBits == 8 ? zero - 128 : zero;
+}
+
+// Writes the row's group scales s_k to `scales` and returns sum_k s_k * z_k * G_k (the row's zero-point
+// term), eight groups per step.
+template <int kBits, bool kSym>
+MIXQ_AVX2 inline float ScalesAndZeroTerm(const uint8_t* row, const IntRowLayout& layout, const float* group_sums,
+                                         float* scales) {
+  constexpr bool kHasZero = !(kBits == 8 && kSym);  // 8-bit symmetric codes are already signed around 0
+  __m256 zero_acc = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= layout.n_groups; k += 8) {
+    const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+    _mm256_storeu_ps(scales + k, s);
+    if constexpr (kHasZero) {
+      __m256 z;
+      if constexpr (kSym) {
+        z = _mm256_set1_ps(static_cast<float>(layout.SymmetricZero()));
+      } else if constexpr (kBits == 4) {
+        // Groups k..k+7 (k a multiple of 8) have their zero-points in the 4 bytes from k / 2, a nibble each.
+        uint32_t packed;
+        std::memcpy(&packed, row + layout.zeros_offset + k / 2, sizeof(packed));
+        const __m256i nibbles = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(packed)),
+                                                  _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+        z = _mm256_cvtepi32_ps(_mm256_and_si256(nibbles, _mm256_set1_epi32(0xf)));
+      } else {
+        alignas(32) int32_t zeros[8];
+        for (int j = 0; j < 8; ++j) zeros[j] = EffectiveZero<kBits, kSym>(row, layout, k + j);
+        z = _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(zeros)));
+      }
+      zero_acc = _mm256_fmadd_ps(_mm256_mul_ps(s, z), _mm256_loadu_ps(group_sums + k), zero_acc);
+    }
+  }
+  float zero_term = HorizontalSum(zero_acc);
+  for (; k < layout.n_groups; ++k) {
+    uint16_t bits;
+    std::memcpy(&bits, row + 2 * k, sizeof(bits));
+    scales[k] = _cvtsh_ss(bits);
+    if constexpr (kHasZero) {
+      zero_term = std::fma(scales[k] * static_cast<float>(EffectiveZero<kBits, kSym>(row, layout, k)), group_sums[k], zero_term);
+    }
+  }
+  return zero_term;
+}
+
+// sum_b d_b * sum_i c_i q_i over nb blocks from p, every load inside the row, in two chains so consecutive
+// FMAs do not wait on each other.
+template <int kBits>
+MIXQ_AVX2 __attribute__((always_inline)) inline __m256 GroupBlocks(const uint8_t* p, const IntActivationBlock* block,
+                                                                    int64_t nb) {
+  constexpr int64_t kBlockBytes = 4 * kBits;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const IntActivationBlock* const end = block + nb;
+  for (; block + 2 <= end; block += 2, p += 2 * kBlockBytes) {
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(BlockDot<kBits>(p, block[0])), _mm256_set1_ps(block[0].scale), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(BlockDot<kBits>(p + kBlockBytes, block[1])),
+                           _mm256_set1_ps(block[1].scale), acc1);
+  }
+  if (block < end) acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(BlockDot<kBits>(p, *block)), _mm256_set1_ps(block->scale), acc0);
+  return _mm256_add_ps(acc0, acc1);
+}
+
+// The dot product of one stored row with one activation row: per group k of weight scale s_k and zero z_k,
+//   s_k * (sum_b d_b * sum_i c_i q_i  -  z_k * G_k),   G_k = sum_b d_b * sum_b(q)  (the activation row's
+// group sums, int_dot.h). A block costs its unpack, maddubs + madd, one convert and one FMA; the scales
+// and zero-point terms of eight groups take a few vector instructions (the zero-point per block, in
+// integers, took 18% of the INT4-g128 time, and per-group scalar work as much again). Groups near the row's
+// end, where a vector load could pass it, copy such blocks into a zeroed buffer first: the codes past the
+// end meet zero activations.
+template <int kBits, bool kSym>
 MIXQ_AVX2 float DotImpl(const void* w_row, const void* activation, int64_t n, int64_t group) {
-  return DotRowBlocks<kBits, kSym, BlockAvx2<kBits, kSym>>(w_row, activation, n, group);
+  constexpr int64_t kBlockBytes = 4 * kBits;  // 32 codes
+  RowShape& shape = ShapeFor<kBits, kSym>(n, group);
+  const IntRowLayout& layout = shape.layout;
+  const auto* row = static_cast<const uint8_t*>(w_row);
+  const auto* block = static_cast<const IntActivationBlock*>(activation);
+  const auto* group_sums = reinterpret_cast<const float*>(block + shape.activation_blocks);
+  float* scales = shape.scales.data();
+  const float zero_term = ScalesAndZeroTerm<kBits, kSym>(row, layout, group_sums, scales);
+  const uint8_t* codes = row + layout.codes_offset;
+  const int64_t nb = shape.blocks_per_group;
+  // Two totals alternate between groups: with one block a group, a single chain would wait on FMA latency.
+  __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 2 <= shape.safe_groups; k += 2) {
+    total0 = _mm256_fmadd_ps(GroupBlocks<kBits>(codes, block, nb), _mm256_set1_ps(scales[k]), total0);
+    total1 = _mm256_fmadd_ps(GroupBlocks<kBits>(codes + layout.group_code_bytes, block + nb, nb),
+                             _mm256_set1_ps(scales[k + 1]), total1);
+    codes += 2 * layout.group_code_bytes;
+    block += 2 * nb;
+  }
+  if (k < shape.safe_groups) {
+    total0 = _mm256_fmadd_ps(GroupBlocks<kBits>(codes, block, nb), _mm256_set1_ps(scales[k]), total0);
+    codes += layout.group_code_bytes;
+    block += nb;
+    ++k;
+  }
+  const uint8_t* row_end = row + layout.row_bytes;
+  alignas(32) uint8_t tail[64];
+  for (; k < layout.n_groups; ++k, codes += layout.group_code_bytes) {
+    const int64_t group_blocks = k + 1 < layout.n_groups ? nb : shape.last_group_blocks;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < group_blocks; ++b, ++block) {
+      const uint8_t* src = codes + b * kBlockBytes;
+      if (src + kReadBytes<kBits> > row_end) {
+        std::memset(tail, 0, sizeof(tail));
+        std::memcpy(tail, src, static_cast<size_t>(row_end - src));
+        src = tail;
+      }
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(BlockDot<kBits>(src, *block)), _mm256_set1_ps(block->scale), acc);
+    }
+    total0 = _mm256_fmadd_ps(acc, _mm256_set1_ps(scales[k]), total0);
+  }
+  return HorizontalSum(_mm256_add_ps(total0, total1)) - zero_term;
 }
 
 MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {
@@ -106,6 +257,7 @@ MIXQ_AVX2 void QuantizeActivation(const float* x, void* dst, int64_t n, int64_t 
       }
     }
   }
+  WriteIntActivationGroupSums(dst, n, group);
 }
 
 }  // namespace mixq::int_dot_avx2

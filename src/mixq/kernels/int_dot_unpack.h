@@ -8,7 +8,6 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
-#include <optional>
 
 #include "mixq/kernels/int_dot.h"
 #include "mixq/tensor/int_layout.h"
@@ -89,66 +88,6 @@ MIXQ_INT_UNPACK_TARGET inline float HorizontalSum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
-}
-
-// The row layout, remembered per thread for the last (n, group): MatMul calls the dot once per row with the
-// same shape, and building the layout (a traits lookup and divisions) costs a tenth of a 4096-wide row.
-template <int kBits, bool kSym>
-const IntRowLayout& LayoutFor(int64_t n, int64_t group) {
-  thread_local int64_t cached_n = -1, cached_group = -1;
-  thread_local std::optional<IntRowLayout> layout;
-  if (n != cached_n || group != cached_group) {
-    layout.emplace(*IntDType(kBits, kSym), n, group);
-    cached_n = n;
-    cached_group = group;
-  }
-  return *layout;
-}
-
-
-// The dot product of one stored row with its activation blocks, for an ISA whose `Block::Dot(src, block,
-// zero)` returns a block's exact sum_i (c_i - z) q_i spread over 8 int32 lanes (`src` readable for
-// kReadBytes). Per group: sum_b d_b * Dot_b in two alternating chains (so consecutive FMAs do not wait on
-// each other's latency), then one FMA by the group's scale. Blocks within one vector load of the row's
-// end are copied into a zeroed buffer first: the codes past the end meet zero activations.
-template <int kBits, bool kSym, typename Block>
-MIXQ_INT_UNPACK_TARGET inline float DotRowBlocks(const void* w_row, const void* activation, int64_t n, int64_t group) {
-  constexpr int64_t kBlockBytes = 4 * kBits;  // 32 codes
-  const IntRowLayout& layout = LayoutFor<kBits, kSym>(n, group);
-  const auto* row = static_cast<const uint8_t*>(w_row);
-  const uint8_t* row_end = row + layout.row_bytes;
-  const auto* block = static_cast<const IntActivationBlock*>(activation);
-  __m256 total = _mm256_setzero_ps();
-  alignas(32) uint8_t tail[64];
-  for (int64_t k = 0; k < layout.n_groups; ++k) {
-    uint16_t scale_bits;
-    std::memcpy(&scale_bits, row + 2 * k, sizeof(scale_bits));
-    const float scale = _cvtsh_ss(scale_bits);
-    const int zero = kSym ? layout.SymmetricZero() : static_cast<int>(ReadPackedCode(row + layout.zeros_offset, k, kBits));
-    const uint8_t* codes = row + layout.GroupCodesOffset(k);
-    const int64_t len = layout.GroupLength(k);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    // Pairs of blocks whose vector loads stay inside the row need no bounds handling.
-    for (; i + 2 * kIntActivationBlockSize <= len && codes + kBlockBytes + kReadBytes<kBits> <= row_end;
-         i += 2 * kIntActivationBlockSize, codes += 2 * kBlockBytes, block += 2) {
-      const __m256i d0 = Block::Dot(codes, block[0], zero);
-      const __m256i d1 = Block::Dot(codes + kBlockBytes, block[1], zero);
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(block[0].scale), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(block[1].scale), acc1);
-    }
-    for (; i < len; i += kIntActivationBlockSize, codes += kBlockBytes, ++block) {
-      const uint8_t* src = codes;
-      if (codes + kReadBytes<kBits> > row_end) {
-        std::memset(tail, 0, sizeof(tail));
-        std::memcpy(tail, codes, static_cast<size_t>(row_end - codes));
-        src = tail;
-      }
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Block::Dot(src, *block, zero)), _mm256_set1_ps(block->scale), acc0);
-    }
-    total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(scale), total);
-  }
-  return HorizontalSum(total);
 }
 
 }  // namespace
