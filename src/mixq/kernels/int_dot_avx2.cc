@@ -1,5 +1,6 @@
 // AVX2 INT kernels: 32 codes of any bit width unpacked to bytes, multiplied with int8 activation blocks
-// by maddubs/madd, exact per block in integers, scaled and summed in float. Every function carries its own
+// by maddubs/madd (exact per block in integers), scaled and summed in float, the zero-point term taken once
+// per group from the activation row's group sums. Every function carries its own
 // target attribute (no global -m flags); int_dot.cc calls them only when the CPU has AVX2, FMA and F16C.
 #include "mixq/kernels/int_dot_avx2.h"
 
