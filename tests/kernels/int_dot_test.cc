@@ -248,6 +248,18 @@ TEST(IntDot, SimdDotEqualsScalar) {
   }
 }
 
+// A row of no weights (a zero-width matrix) is an empty sum on every level, for any group size.
+TEST(IntDot, EmptyRowIsZero) {
+  const uint8_t row[1] = {0};
+  const IntActivationBlock act{};
+  for (const DType dtype : kAllIntTypes) {
+    for (const int64_t group : {0, 32, 128}) {
+      EXPECT_EQ(IntQuantKernel(dtype)->dot_ref(row, &act, 0, group), 0.0f);
+      for (const SimdDot& simd : SimdDots(dtype)) EXPECT_EQ(simd.dot(row, &act, 0, group), 0.0f) << simd.isa;
+    }
+  }
+}
+
 // Codes at the extremes: 8-bit codes 0 and 255 against activations of -127 and 127 would saturate a
 // naive maddubs (AVX2 keeps them exact with the sign trick; vpdpbusd sums in int32). Small integers
 // throughout, so every level's float sums are exact and equal the reference's.

@@ -63,7 +63,7 @@ RowShape& ShapeFor(int64_t n, int64_t group) {
     shape.blocks_per_group = blocks(layout.group);
     shape.last_group_blocks = layout.n_groups > 0 ? blocks(layout.GroupLength(layout.n_groups - 1)) : 0;
     shape.activation_blocks = IntActivationBlockCount(n, group);
-    const int64_t full_groups = n % layout.group == 0 ? layout.n_groups : layout.n_groups - 1;
+    const int64_t full_groups = layout.group == 0 || n % layout.group == 0 ? layout.n_groups : layout.n_groups - 1;
     const auto last_read_end = [&](int64_t k) {
       return static_cast<int64_t>(layout.GroupCodesOffset(k)) + (shape.blocks_per_group - 1) * 4 * kBits + kReadBytes<kBits>;
     };
