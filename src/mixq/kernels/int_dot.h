@@ -17,8 +17,9 @@
 //
 // Dot: with weight w_i = s_w * (c_i - z) and activation a_i ~ d * q_i, one block contributes
 //   s_w * d * sum_i (c_i - z) * q_i = s_w * d * (sum_i c_i q_i - z * sum),
-// which is computed exactly in 32-bit integers per block (|.| < 2^24) and then scaled and summed in float.
-// The AVX2 path unpacks 32 codes of any bit width into bytes (2, 4 and 8 bits with dedicated shuffles),
+// which the scalar reference and the VNNI path compute exactly in 32-bit integers per block (|.| < 2^24),
+// then scale and sum in float; the AVX2 path sums s_w * d * sum_i c_i q_i over a group's blocks and
+// subtracts s_w * z * G_k once per group (int_dot_avx2.cc). The AVX2 path unpacks 32 codes of any bit width into bytes (2, 4 and 8 bits with dedicated shuffles),
 // multiplies with _mm256_maddubs_epi16 (codes unsigned, activations signed; 8-bit codes are first made
 // signed, c - 128, and multiplied with the sign trick so no pair sum saturates) and _mm256_madd_epi16.
 #pragma once
