@@ -14,6 +14,7 @@
 #include "mixq/kernels/bandwidth.h"
 #include "mixq/kernels/ggml_dot.h"
 #include "mixq/kernels/ggml_dot_internal.h"
+#include "mixq/kernels/packed_gemm.h"
 #include "mixq/tensor/tensor.h"
 
 namespace mixq {
@@ -122,6 +123,8 @@ void RunGemm(benchmark::State& state, Level level) {
   }
   QuantKernel copy = *chosen;
   if (level == Level::kAvx2) copy.dot_rows = nullptr;
+  // The forced AVX2 levels are the per-row kernels; kBest takes the packed GEMM where this CPU has one.
+  if (level != Level::kBest) copy.packed = nullptr;
   const QuantKernel* kernel = &copy;
   const Tensor& w = Weights(dtype, rows, cols);
   std::vector<float> x(static_cast<size_t>(cols * n_tokens));
@@ -132,8 +135,10 @@ void RunGemm(benchmark::State& state, Level level) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  state.SetLabel(fmt::format("{} {}x{} x {} tokens {}{}", DTypeName(dtype), rows, cols, n_tokens, kernel->isa(),
-                             kernel->dot_rows != nullptr ? " rows" : ""));
+  const bool packed = UsePackedGemm(*kernel, n_tokens);
+  state.SetLabel(fmt::format("{} {}x{} x {} tokens {}", DTypeName(dtype), rows, cols, n_tokens,
+                             packed ? fmt::format("packed {}", PackedGemmIsa())
+                                    : fmt::format("{}{}", kernel->isa(), kernel->dot_rows != nullptr ? " rows" : "")));
   state.counters["threads"] = ThreadCount();
   state.counters["Gweights_s"] = benchmark::Counter(static_cast<double>(rows * cols * n_tokens) * 1e-9,
                                                     benchmark::Counter::kIsIterationInvariantRate);
@@ -166,10 +171,11 @@ void ScalarArgs(benchmark::internal::Benchmark* b) {
   for (const DType dtype : kTypes) b->Args({static_cast<int64_t>(dtype), 4096, 11008});
 }
 
-// 64 tokens through a 4096 x 4096 matrix (attention projections), the legacy 32-weight types.
+// 64 tokens through a 4096 x 4096 matrix (attention projections): the 32-weight types, Q4_K and Q6_K.
 void GemmArgs(benchmark::internal::Benchmark* b) {
-  for (const DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL}) {
-    b->Args({static_cast<int64_t>(dtype), 4096, 4096, 64});
+  for (const DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL,
+                            DType::kQ4_K, DType::kQ6_K}) {
+    for (int64_t t : {4, 8, 12, 16, 64}) b->Args({static_cast<int64_t>(dtype), 4096, 4096, t});
   }
 }
 

@@ -1,6 +1,7 @@
 // The packed prefill GEMM: for every ggml and INT format, on shapes that exercise row tails (1..7 rows of
-// a row group), token tails (1..3 of a 4-token tile), several column chunks and short INT blocks, the VNNI
-// micro-kernel equals the scalar one bit for bit, both equal the exact product of the stored weights and
+// a row group), token tails (1..3 of a 4-token tile), several column chunks and short INT blocks, the SIMD
+// micro-kernel this CPU runs (AVX-512 VNNI or AVX2; with MIXQ_MAX_ISA=avx2 the AVX2 one) equals the scalar
+// one bit for bit, both equal the exact product of the stored weights and
 // the quantized activations within float rounding, and `dot_ref` (the per-row oracle) within its own
 // activation-scale rounding; the result does not depend on the thread count.
 #include "mixq/kernels/packed_gemm.h"
@@ -14,11 +15,13 @@
 
 #include <fmt/format.h>
 
+#include "mixq/base/aligned_buffer.h"
 #include "mixq/base/threads.h"
 #include "mixq/formats/convert.h"
 #include "mixq/formats/weight_format.h"
 #include "mixq/kernels/attention.h"
 #include "mixq/kernels/cpu_features.h"
+#include "mixq/kernels/packed_gemm_internal.h"
 #include "mixq/kernels/quant_kernel.h"
 #include "mixq/quant/quantize_model.h"
 #include "mixq/tensor/tensor.h"
@@ -122,7 +125,7 @@ TokenActivation QuantizeToken(const QuantKernel& k, const float* x, int64_t cols
 class PackedGemmTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!CpuHasAvx512Vnni()) GTEST_SKIP() << "no AVX-512 VNNI: the packed GEMM is not used on this CPU";
+    if (std::string(PackedGemmIsa()) == "none") GTEST_SKIP() << "no AVX2: the packed GEMM is not used on this CPU";
   }
 };
 
@@ -135,8 +138,9 @@ TEST_F(PackedGemmTest, EveryFormatMatchesExactAndDotRef) {
       const Quantized w = QuantizeRandom(c.format, rows, c.cols, rng);
       const QuantKernel* k = FindQuantKernel(w.format.dtype);
       ASSERT_NE(k, nullptr);
-      ASSERT_NE(k->packed, nullptr) << "every ggml and INT kernel has a packed format on a VNNI CPU";
-      ASSERT_TRUE(UsePackedGemm(*k, n_tokens));
+      ASSERT_NE(k->packed, nullptr) << "every ggml and INT kernel has a packed format on an AVX2 CPU";
+      ASSERT_TRUE(UsePackedGemm(*k, PackedGemmMinTokens()));
+      ASSERT_FALSE(UsePackedGemm(*k, PackedGemmMinTokens() - 1));
       const std::vector<float> x = Activations(rng, n_tokens, c.cols);
       std::vector<float> y(static_cast<size_t>(rows * n_tokens)), y_ref(y.size());
       PackedGemm(*k, w.view, x.data(), n_tokens, y.data());
@@ -185,6 +189,54 @@ TEST_F(PackedGemmTest, ResultDoesNotDependOnThreadCount) {
     PackedGemm(k, w.view, x.data(), n_tokens, y2.data());
     SetThreadCount(threads);
     EXPECT_EQ(y1, y2);
+  }
+}
+
+// The AVX2 micro-kernel's int16 sums at their limits: every stored code at the extreme of its width and
+// every activation code at +-127, so each `vpmaddubsw` pair and each int16 step sum is as large as the
+// format's code_bits allow (8 bits: c = -128 and 127 through the sign trick). Any saturation or wrap
+// shows against the closed form sum_j c a = width * c * a per block.
+TEST(PackedGemmAvx2, IntegerSumsDoNotSaturateAtExtremeCodes) {
+  if (!CpuHasAvx2()) GTEST_SKIP() << "no AVX2";
+  using namespace packed_gemm;
+  constexpr int64_t kBlocks = 3;
+  for (const int width : {16, 32}) {
+    for (int bits = 1; bits <= 8; ++bits) {
+      const int bias = bits == 8 ? 128 : 0;
+      const std::vector<int> codes = bits == 8 ? std::vector<int>{-128, 127} : std::vector<int>{(1 << bits) - 1};
+      for (const int c : codes) {
+        for (const int a : {127, -127}) {
+          SCOPED_TRACE(fmt::format("width={} bits={} c={} a={}", width, bits, c, a));
+          const size_t group_stride = PanelBlockBytes(width) * kBlocks;
+          AlignedBuffer buffer(kMaxRowGroups * group_stride);  // the kernel's loads are aligned
+          uint8_t* panel = buffer.as<uint8_t>();
+          for (int g = 0; g < kMaxRowGroups; ++g) {
+            for (int64_t b = 0; b < kBlocks; ++b) {
+              uint8_t* block = panel + g * group_stride + b * PanelBlockBytes(width);
+              std::fill(block, block + 8 * width, static_cast<uint8_t>(c + bias));
+              auto* d = reinterpret_cast<float*>(block + 8 * width);
+              std::fill(d, d + 8, 1.0f);
+              std::fill(d + 8, d + 16, 0.0f);
+            }
+          }
+          std::vector<int8_t> q(static_cast<size_t>(kBlocks * width), static_cast<int8_t>(a));
+          std::vector<float> scale(kBlocks, 1.0f), msum(kBlocks, 0.0f);
+          std::vector<int32_t> corr(kBlocks, -bias * a * width);
+          PackedActivationRow acts[kMaxTokens];
+          for (auto& row : acts) row = {q.data(), scale.data(), corr.data(), msum.data()};
+          float got[kMaxTokens * kMaxRowGroups * kRowsPerGroup], want[kMaxTokens * kMaxRowGroups * kRowsPerGroup];
+          MicroKernelAvx2(panel, group_stride, kMaxRowGroups, acts, kMaxTokens, 0, kBlocks, width, false, bits,
+                          got);
+          MicroKernelRef(panel, group_stride, kMaxRowGroups, acts, kMaxTokens, 0, kBlocks, width, false, bits,
+                         want);
+          const float exact = static_cast<float>(kBlocks * width * c * a);
+          for (size_t i = 0; i < std::size(got); ++i) {
+            ASSERT_EQ(want[i], exact) << "reference, output " << i;
+            ASSERT_EQ(got[i], exact) << "AVX2, output " << i;
+          }
+        }
+      }
+    }
   }
 }
 

@@ -52,18 +52,47 @@ float QuantizeBlock32(const float* x, int8_t* qs, int* q_sum) {
   return d;
 }
 
-// The 32 weight codes of a legacy block as signed integers (value = code * d (+ m)).
-void CodesQ4_0(const BlockQ4_0& b, int q[kQK]) {
-  for (int j = 0; j < kQK / 2; ++j) {
-    q[j] = (b.qs[j] & 0x0f) - 8;
-    q[j + kQK / 2] = (b.qs[j] >> 4) - 8;
+// The 32 weight codes of a legacy block as signed integers (value = code * d (+ m)): as int for the
+// reference dots, as int8 straight into the packed GEMM's rows (UnpackLegacy). `q` never aliases the
+// block: without __restrict an int8 store may alias anything, and the loops stayed scalar.
+// 16 bytes of nibbles as 32 int8 codes minus `offset` (0..15), eight at a time in 64-bit words: the
+// byte loop stayed scalar (the compiler unrolled it instead), and this decode runs once per weight per
+// packed GEMM call.
+void NibbleCodes(const uint8_t qs[kQK / 2], int offset, int8_t* __restrict q) {
+  constexpr uint64_t kLow = 0x0f0f0f0f0f0f0f0full, kTop = 0x8080808080808080ull;
+  const uint64_t sub = 0x0101010101010101ull * static_cast<uint64_t>(offset);
+  for (int h = 0; h < 2; ++h) {
+    uint64_t x;
+    std::memcpy(&x, qs + 8 * h, sizeof x);
+    // Each byte v - offset without borrows between bytes: (v | 0x80) - offset stays >= 0x80 - 15.
+    const uint64_t lo = (((x & kLow) | kTop) - sub) ^ kTop;
+    const uint64_t hi = ((((x >> 4) & kLow) | kTop) - sub) ^ kTop;
+    std::memcpy(q + 8 * h, &lo, sizeof lo);
+    std::memcpy(q + kQK / 2 + 8 * h, &hi, sizeof hi);
   }
 }
 
-void CodesQ4_1(const BlockQ4_1& b, int q[kQK]) {
-  for (int j = 0; j < kQK / 2; ++j) {
-    q[j] = b.qs[j] & 0x0f;
-    q[j + kQK / 2] = b.qs[j] >> 4;
+template <typename T>
+void CodesQ4_0(const BlockQ4_0& b, T* __restrict q) {
+  if constexpr (sizeof(T) == 1) {
+    NibbleCodes(b.qs, 8, reinterpret_cast<int8_t*>(q));
+  } else {
+    for (int j = 0; j < kQK / 2; ++j) {
+      q[j] = static_cast<T>((b.qs[j] & 0x0f) - 8);
+      q[j + kQK / 2] = static_cast<T>((b.qs[j] >> 4) - 8);
+    }
+  }
+}
+
+template <typename T>
+void CodesQ4_1(const BlockQ4_1& b, T* __restrict q) {
+  if constexpr (sizeof(T) == 1) {
+    NibbleCodes(b.qs, 0, reinterpret_cast<int8_t*>(q));
+  } else {
+    for (int j = 0; j < kQK / 2; ++j) {
+      q[j] = static_cast<T>(b.qs[j] & 0x0f);
+      q[j + kQK / 2] = static_cast<T>(b.qs[j] >> 4);
+    }
   }
 }
 
@@ -73,12 +102,12 @@ uint32_t HighBits(const uint8_t qh[4]) {
   return bits;
 }
 
-template <typename Block>
-void Codes5(const Block& b, int offset, int q[kQK]) {
+template <typename Block, typename T>
+void Codes5(const Block& b, int offset, T* __restrict q) {
   const uint32_t qh = HighBits(b.qh);
   for (int j = 0; j < kQK / 2; ++j) {
-    q[j] = ((b.qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4)) - offset;
-    q[j + kQK / 2] = ((b.qs[j] >> 4) | static_cast<int>(((qh >> (j + kQK / 2)) & 1u) << 4)) - offset;
+    q[j] = static_cast<T>(((b.qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4)) - offset);
+    q[j + kQK / 2] = static_cast<T>(((b.qs[j] >> 4) | static_cast<int>(((qh >> (j + kQK / 2)) & 1u) << 4)) - offset);
   }
 }
 
@@ -117,18 +146,26 @@ float DotOffset32(const void* w, const void* a, int64_t n) {
   return sum;
 }
 
-void CodesQ5_0(const BlockQ5_0& b, int q[kQK]) { Codes5(b, 16, q); }
-void CodesQ5_1(const BlockQ5_1& b, int q[kQK]) { Codes5(b, 0, q); }
+template <typename T>
+void CodesQ5_0(const BlockQ5_0& b, T* __restrict q) {
+  Codes5(b, 16, q);
+}
+template <typename T>
+void CodesQ5_1(const BlockQ5_1& b, T* __restrict q) {
+  Codes5(b, 0, q);
+}
 
-void CodesIQ4_NL(const BlockIQ4_NL& b, int q[kQK]) {
+template <typename T>
+void CodesIQ4_NL(const BlockIQ4_NL& b, T* __restrict q) {
   for (int j = 0; j < kQK / 2; ++j) {
-    q[j] = kIq4nlValues[b.qs[j] & 0x0f];
-    q[j + kQK / 2] = kIq4nlValues[b.qs[j] >> 4];
+    q[j] = static_cast<T>(kIq4nlValues[b.qs[j] & 0x0f]);
+    q[j + kQK / 2] = static_cast<T>(kIq4nlValues[b.qs[j] >> 4]);
   }
 }
 
-void CodesQ8_0(const BlockQ8_0& b, int q[kQK]) {
-  for (int j = 0; j < kQK; ++j) q[j] = b.qs[j];
+template <typename T>
+void CodesQ8_0(const BlockQ8_0& b, T* __restrict q) {
+  for (int j = 0; j < kQK; ++j) q[j] = static_cast<T>(b.qs[j]);
 }
 
 // A k-quant super-block decoded: value_i = d * scale[i / sub] * q_i - dmin * min[i / sub], with the
@@ -261,16 +298,16 @@ float DotK(const void* w, const void* a, int64_t n) {
 int64_t Blocks32(int64_t n, int64_t) { return BlockCount(n, kQK); }
 int64_t Blocks16(int64_t n, int64_t) { return BlockCount(n, 16); }
 
-template <typename Block, void (*kCodes)(const Block&, int*), bool kOffset>
+template <typename Block, void (*kCodes)(const Block&, int8_t*), bool kOffset>
 void UnpackLegacy(const void* w, int64_t n, int64_t, int8_t* codes, float* d, float* m) {
   const auto* x = Blocks<Block>(w);
-  for (int64_t i = 0; i < BlockCount(n, kQK); ++i) {
-    int q[kQK];
-    kCodes(x[i], q);
-    for (int j = 0; j < kQK; ++j) codes[i * kQK + j] = static_cast<int8_t>(q[j]);
-    d[i] = F16ToF32(x[i].d);
+  const float* half = HalfTable();
+  const int64_t blocks = BlockCount(n, kQK);
+  for (int64_t i = 0; i < blocks; ++i) {
+    kCodes(x[i], codes + i * kQK);
+    d[i] = half[x[i].d];
     if constexpr (kOffset) {
-      m[i] = F16ToF32(x[i].m);
+      m[i] = half[x[i].m];
     } else {
       m[i] = 0.0f;
     }
@@ -430,22 +467,22 @@ void QuantizeQ8_KRef(const float* x, void* dst, int64_t n, int64_t) {
 }
 
 float DotQ8_0Ref(const void* w, const void* a, int64_t n, int64_t) {
-  return DotSymmetric32<BlockQ8_0, CodesQ8_0>(w, a, n);
+  return DotSymmetric32<BlockQ8_0, CodesQ8_0<int>>(w, a, n);
 }
 float DotQ4_0Ref(const void* w, const void* a, int64_t n, int64_t) {
-  return DotSymmetric32<BlockQ4_0, CodesQ4_0>(w, a, n);
+  return DotSymmetric32<BlockQ4_0, CodesQ4_0<int>>(w, a, n);
 }
 float DotQ5_0Ref(const void* w, const void* a, int64_t n, int64_t) {
-  return DotSymmetric32<BlockQ5_0, CodesQ5_0>(w, a, n);
+  return DotSymmetric32<BlockQ5_0, CodesQ5_0<int>>(w, a, n);
 }
 float DotIQ4_NLRef(const void* w, const void* a, int64_t n, int64_t) {
-  return DotSymmetric32<BlockIQ4_NL, CodesIQ4_NL>(w, a, n);
+  return DotSymmetric32<BlockIQ4_NL, CodesIQ4_NL<int>>(w, a, n);
 }
 float DotQ4_1Ref(const void* w, const void* a, int64_t n, int64_t) {
-  return DotOffset32<BlockQ4_1, CodesQ4_1>(w, a, n);
+  return DotOffset32<BlockQ4_1, CodesQ4_1<int>>(w, a, n);
 }
 float DotQ5_1Ref(const void* w, const void* a, int64_t n, int64_t) {
-  return DotOffset32<BlockQ5_1, CodesQ5_1>(w, a, n);
+  return DotOffset32<BlockQ5_1, CodesQ5_1<int>>(w, a, n);
 }
 float DotQ2_KRef(const void* w, const void* a, int64_t n, int64_t) { return DotK<BlockQ2_K, DecodeQ2_K>(w, a, n); }
 float DotQ3_KRef(const void* w, const void* a, int64_t n, int64_t) { return DotK<BlockQ3_K, DecodeQ3_K>(w, a, n); }
@@ -480,21 +517,25 @@ const char* IsaAvx512() { return "AVX512-VNNI"; }
 const char* IsaAvx2() { return "AVX2"; }
 const char* IsaScalar() { return "scalar"; }
 
-#define MIXQ_PACKED_LEGACY(name, type, offset, act) \
-  const PackedGemmFormat name{kQK, offset, Blocks32, UnpackLegacy<Block##type, Codes##type, offset>, ExpandQ8_32<act>}
-MIXQ_PACKED_LEGACY(kPackedQ8_0, Q8_0, false, BlockQ8_0);
-MIXQ_PACKED_LEGACY(kPackedQ4_0, Q4_0, false, BlockQ8_0);
-MIXQ_PACKED_LEGACY(kPackedQ4_1, Q4_1, true, BlockQ8_1);
-MIXQ_PACKED_LEGACY(kPackedQ5_0, Q5_0, false, BlockQ8_0);
-MIXQ_PACKED_LEGACY(kPackedQ5_1, Q5_1, true, BlockQ8_1);
-MIXQ_PACKED_LEGACY(kPackedIQ4_NL, IQ4_NL, false, BlockQ8_0);
+// Code ranges (code_bits, code_bias): Q8_0 [-127, 127], IQ4 levels [-127, 113], Q6_K [-32, 31], Q5_0
+// [-16, 15], Q5_1 / Q5_K [0, 31], Q4_0 [-8, 7], Q4_1 / Q4_K [0, 15], Q3_K [-4, 3], Q2_K [0, 3].
+#define MIXQ_PACKED_LEGACY(name, type, offset, bits, bias, act)                                               \
+  const PackedGemmFormat name{kQK,  offset, bits, bias, Blocks32, UnpackLegacy<Block##type, Codes##type<int8_t>, offset>, \
+                              ExpandQ8_32<act>}
+MIXQ_PACKED_LEGACY(kPackedQ8_0, Q8_0, false, 8, 128, BlockQ8_0);
+MIXQ_PACKED_LEGACY(kPackedQ4_0, Q4_0, false, 4, 8, BlockQ8_0);
+MIXQ_PACKED_LEGACY(kPackedQ4_1, Q4_1, true, 4, 0, BlockQ8_1);
+MIXQ_PACKED_LEGACY(kPackedQ5_0, Q5_0, false, 5, 16, BlockQ8_0);
+MIXQ_PACKED_LEGACY(kPackedQ5_1, Q5_1, true, 5, 0, BlockQ8_1);
+MIXQ_PACKED_LEGACY(kPackedIQ4_NL, IQ4_NL, false, 8, 128, BlockQ8_0);
 #undef MIXQ_PACKED_LEGACY
-const PackedGemmFormat kPackedQ2_K{16, true, Blocks16, UnpackK<BlockQ2_K, DecodeQ2_K>, ExpandQ8_K<16>};
-const PackedGemmFormat kPackedQ3_K{16, false, Blocks16, UnpackK<BlockQ3_K, DecodeQ3_K>, ExpandQ8_K<16>};
-const PackedGemmFormat kPackedQ4_K{32, true, Blocks32, UnpackQ4_K, ExpandQ8_K<32>};
-const PackedGemmFormat kPackedQ5_K{32, true, Blocks32, UnpackK<BlockQ5_K, DecodeQ5_K>, ExpandQ8_K<32>};
-const PackedGemmFormat kPackedQ6_K{16, false, Blocks16, UnpackQ6_K, ExpandQ8_K<16>};
-const PackedGemmFormat kPackedIQ4_XS{32, false, Blocks32, UnpackK<BlockIQ4_XS, DecodeIQ4_XS>, ExpandQ8_K<32>};
+const PackedGemmFormat kPackedQ2_K{16, true, 2, 0, Blocks16, UnpackK<BlockQ2_K, DecodeQ2_K>, ExpandQ8_K<16>};
+const PackedGemmFormat kPackedQ3_K{16, false, 3, 4, Blocks16, UnpackK<BlockQ3_K, DecodeQ3_K>, ExpandQ8_K<16>};
+const PackedGemmFormat kPackedQ4_K{32, true, 4, 0, Blocks32, UnpackQ4_K, ExpandQ8_K<32>};
+const PackedGemmFormat kPackedQ5_K{32, true, 5, 0, Blocks32, UnpackK<BlockQ5_K, DecodeQ5_K>, ExpandQ8_K<32>};
+const PackedGemmFormat kPackedQ6_K{16, false, 6, 32, Blocks16, UnpackQ6_K, ExpandQ8_K<16>};
+const PackedGemmFormat kPackedIQ4_XS{32, false, 8, 128, Blocks32, UnpackK<BlockIQ4_XS, DecodeIQ4_XS>,
+                                     ExpandQ8_K<32>};
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
 using DotRowsFn = decltype(QuantKernel::dot_rows);
@@ -507,7 +548,7 @@ struct Entry {
   DotRowsFn dot_rows_avx2;  // nullptr: MatMul calls dot per row
   DotFn dot_avx512;         // nullptr: the AVX2 kernels serve the AVX-512 level too
   DotRowsFn dot_rows_avx512;
-  const PackedGemmFormat* packed;  // handed out at the AVX-512 level (the packed micro-kernel is VNNI)
+  const PackedGemmFormat* packed;  // handed out at the SIMD levels (packed micro-kernels: VNNI, AVX2)
 };
 
 #if defined(__x86_64__)
@@ -570,7 +611,7 @@ QuantKernel MakeKernel(const Entry& e, Isa isa) {
       break;
   }
   k.dot_ref = e.dot_ref;
-  if (isa == Isa::kAvx512) k.packed = e.packed;
+  if (simd) k.packed = e.packed;
   if (isa == Isa::kAvx512 && e.dot_avx512 != nullptr) {
     k.dot = e.dot_avx512;
     k.dot_rows = e.dot_rows_avx512;

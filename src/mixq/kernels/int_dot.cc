@@ -126,8 +126,14 @@ void ExpandActivation(const void* activation, int64_t n, int64_t group, int8_t* 
 }
 
 template <int kBits, bool kSym>
-const PackedGemmFormat kPackedFormat{static_cast<int>(kIntActivationBlockSize), !kSym, PackedBlockCount,
-                                     UnpackRow<kBits, kSym>, ExpandActivation};
+const PackedGemmFormat kPackedFormat{static_cast<int>(kIntActivationBlockSize),
+                                     !kSym,
+                                     kBits,
+                                     // UnpackRow's codes are c - bias: this brings them back to c.
+                                     kSym ? 1 << (kBits - 1) : (kBits == 8 ? 128 : 0),
+                                     PackedBlockCount,
+                                     UnpackRow<kBits, kSym>,
+                                     ExpandActivation};
 
 size_t ActivationBytes(int64_t n, int64_t group) { return IntActivationBytes(n, group); }
 
@@ -147,7 +153,7 @@ QuantKernel MakeKernel() {
     k.dot = IntDotHasAvx2() ? int_dot_avx2::Dot(kBits, kSym) : &DotRef<kBits, kSym>;
   }
   k.isa = &IsaName;
-  if (CpuHasAvx512Vnni()) k.packed = &kPackedFormat<kBits, kSym>;
+  if (CpuHasAvx512Vnni() || IntDotHasAvx2()) k.packed = &kPackedFormat<kBits, kSym>;
   return k;
 }
 

@@ -54,9 +54,10 @@ std::byte* ThreadBuffer(AlignedBuffer& buffer, size_t bytes) {
   return buffer.data();
 }
 
-// Quantizes token t with the kernel's own quantizer, then writes its blocks, corrections and offset factors.
-void ExpandToken(const QuantKernel& kernel, const float* x, int64_t cols, int64_t group, const ActivationLayout& layout,
-                 std::byte* row) {
+// Quantizes token t with the kernel's own quantizer, then writes its blocks, corrections (for weight codes
+// stored with `bias` added) and offset factors.
+void ExpandToken(const QuantKernel& kernel, const float* x, int64_t cols, int64_t group, int bias,
+                 const ActivationLayout& layout, std::byte* row) {
   thread_local AlignedBuffer quantized;
   std::byte* tmp = ThreadBuffer(quantized, kernel.activation_bytes(cols, group));
   kernel.quantize_activation(x, tmp, cols, group);
@@ -66,12 +67,16 @@ void ExpandToken(const QuantKernel& kernel, const float* x, int64_t cols, int64_
   auto* msum = reinterpret_cast<float*>(row + layout.q_bytes + 2 * layout.per_block_bytes);
   // `corr` holds the sums until they become corrections below.
   kernel.packed->expand_activation(tmp, cols, group, q, scale, corr, msum);
-  for (int64_t b = 0; b < layout.blocks; ++b) corr[b] *= -128;
+  for (int64_t b = 0; b < layout.blocks; ++b) corr[b] *= -bias;
 }
 
-// Decodes rows [r0, r0 + n_rows) (n_rows <= 16) into two row-group panels at `panel`.
+// Four bytes plus four bytes, each byte mod 256 (no carry into its neighbour).
+uint32_t AddBytes(uint32_t a, uint32_t b) { return ((a & 0x7f7f7f7fu) + (b & 0x7f7f7f7fu)) ^ ((a ^ b) & 0x80808080u); }
+
+// Decodes rows [r0, r0 + n_rows) (n_rows <= 16) into two row-group panels at `panel`, codes stored + bias.
 void PackTile(const PackedGemmFormat& format, const TensorView& w, int64_t r0, int64_t n_rows, int64_t blocks,
-              std::byte* panel, std::byte* unpack) {
+              int bias, std::byte* panel, std::byte* unpack) {
+  const uint32_t bias4 = 0x01010101u * static_cast<uint8_t>(bias);
   const int width = format.width;
   const size_t block_bytes = PanelBlockBytes(width);
   const size_t group_stride = block_bytes * static_cast<size_t>(blocks);
@@ -84,18 +89,17 @@ void PackTile(const PackedGemmFormat& format, const TensorView& w, int64_t r0, i
     if (i < n_rows) {
       format.unpack_row(w.data + static_cast<size_t>(r0 + i) * w.row_bytes(), w.cols(), w.group, codes, d, m);
     } else {
-      // Rows past the end: zero codes (stored as 128) and zero scales, so they add nothing.
+      // Rows past the end: zero codes and zero scales, so they add nothing.
       std::memset(codes, 0, static_cast<size_t>(blocks) * width);
       std::fill(d, d + 2 * blocks, 0.0f);
     }
     for (int64_t b = 0; b < blocks; ++b) {
       uint8_t* block = base + b * block_bytes;
       const int8_t* c = codes + b * width;
-      // Four codes at a time: c + 128 is c with its sign bit flipped.
       for (int s = 0; s < width / 4; ++s) {
         uint32_t four;
         std::memcpy(&four, c + 4 * s, sizeof four);
-        four ^= 0x80808080u;
+        four = AddBytes(four, bias4);
         std::memcpy(block + (s * kRowsPerGroup + r) * 4, &four, sizeof four);
       }
       auto* block_d = reinterpret_cast<float*>(block + 8 * width);
@@ -108,7 +112,7 @@ void PackTile(const PackedGemmFormat& format, const TensorView& w, int64_t r0, i
 }  // namespace
 
 void MicroKernelRef(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
-                    int n_tokens, int64_t b0, int64_t b1, int width, bool offset, float* out) {
+                    int n_tokens, int64_t b0, int64_t b1, int width, bool offset, int /*code_bits*/, float* out) {
   const size_t block_bytes = PanelBlockBytes(width);
   for (int t = 0; t < n_tokens; ++t) {
     for (int g = 0; g < n_rowgroups; ++g) {
@@ -132,18 +136,33 @@ void MicroKernelRef(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroup
 
 }  // namespace packed_gemm
 
+int64_t PackedGemmMinTokens() { return CpuHasAvx512Vnni() ? 4 : 16; }
+
 bool UsePackedGemm(const QuantKernel& kernel, int64_t n_tokens) {
-  return kernel.packed != nullptr && n_tokens >= kPackedGemmMinTokens && CpuHasAvx512Vnni();
+  return kernel.packed != nullptr && (CpuHasAvx512Vnni() || CpuHasAvx2()) && n_tokens >= PackedGemmMinTokens();
 }
 
-const char* PackedGemmIsa() { return CpuHasAvx512Vnni() ? "AVX512-VNNI" : "none"; }
+const char* PackedGemmIsa() { return CpuHasAvx512Vnni() ? "AVX512-VNNI" : CpuHasAvx2() ? "AVX2" : "none"; }
 
 void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, int64_t n_tokens, float* y,
                 bool reference) {
   using namespace packed_gemm;
   MIXQ_CHECK(kernel.packed != nullptr && w.dtype == kernel.weight_type);
-  MIXQ_CHECK(reference || CpuHasAvx512Vnni());
+  MIXQ_CHECK(reference || CpuHasAvx512Vnni() || CpuHasAvx2());
   const PackedGemmFormat& format = *kernel.packed;
+  // The SIMD kernel this CPU runs fixes the panel's bias; the reference uses the same one (any bias gives
+  // the same exact integer sums, so it is the oracle either way).
+  MicroKernel simd = nullptr;
+  int bias = 128;
+#if defined(__x86_64__)
+  if (CpuHasAvx512Vnni()) {
+    simd = MicroKernelVnni;
+  } else if (CpuHasAvx2()) {
+    simd = MicroKernelAvx2;
+    bias = format.code_bias;
+  }
+#endif
+  const MicroKernel micro = reference || simd == nullptr ? MicroKernelRef : simd;
   const int64_t rows = w.rows(), cols = w.cols();
   if (rows == 0 || n_tokens <= 0) return;
   const int width = format.width;
@@ -155,15 +174,9 @@ void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, 
   // The calling thread's buffer is read by every thread below; the parallel regions only fill and read it.
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n_tokens; ++t) {
-    ExpandToken(kernel, x + t * cols, cols, w.group, layout, act + static_cast<size_t>(t) * layout.stride);
+    ExpandToken(kernel, x + t * cols, cols, w.group, bias, layout, act + static_cast<size_t>(t) * layout.stride);
   }
 
-  const MicroKernel micro =
-#if defined(__x86_64__)
-      reference ? MicroKernelRef : MicroKernelVnni;
-#else
-      MicroKernelRef;
-#endif
   const size_t group_stride = PanelBlockBytes(width) * static_cast<size_t>(blocks);
   const int64_t chunk_blocks = std::max<int64_t>(1, kChunkValues / width);
   const int64_t n_tiles = (rows + kTileRows - 1) / kTileRows;
@@ -181,7 +194,7 @@ void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, 
       const int64_t r0 = tile * kTileRows;
       const int64_t n_rows = std::min(kTileRows, rows - r0);
       const int n_groups = n_rows > kRowsPerGroup ? 2 : 1;
-      PackTile(format, w, r0, n_rows, blocks, panel, unpack);
+      PackTile(format, w, r0, n_rows, blocks, bias, panel, unpack);
       for (int64_t b0 = 0; b0 < blocks; b0 += chunk_blocks) {
         const int64_t b1 = std::min(blocks, b0 + chunk_blocks);
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokens) {
@@ -190,7 +203,7 @@ void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, 
           for (int t = 0; t < nt; ++t) rows_t[t] = layout.Row(act, t0 + t);
           float out[kMaxTokens * kTileRows];
           micro(reinterpret_cast<const uint8_t*>(panel), group_stride, n_groups, rows_t, nt, b0, b1, width,
-                format.offset, out);
+                format.offset, format.code_bits, out);
           for (int t = 0; t < nt; ++t) {
             float* yt = y + (t0 + t) * rows + r0;
             const float* o = out + t * kTileRows;

@@ -1,7 +1,7 @@
 // Packed prefill GEMM for every quantized weight format: rows are decoded once per call into 8-row
 // interleaved panels of signed 8-bit codes with one float scale (and offset) per block, so the inner loop
-// is one int8 x int8 instruction (AVX-512 VNNI `vpdpbusd`) for 8 rows x 4 weights, and the float work per
-// block (convert, scale, accumulate) is shared by 8 rows instead of paid per row.
+// is one int8 x int8 instruction (AVX-512 VNNI `vpdpbusd`; AVX2 `vpmaddubsw` with int16 sums) for 8 rows x 4
+// weights, and the float work per block (convert, scale, accumulate) is shared by 8 rows instead of paid per row.
 //
 // Why: the per-row kernels (`dot`, `dot_rows`) spend about 3 float instructions per (row, token, 32-weight
 // block) next to 1 integer one; prefill was 1.4-3x behind llama.cpp for that reason (docs/kernels.md). The
@@ -26,21 +26,25 @@ struct TensorView;
 struct PackedActivationRow {
   const int8_t* q;
   const float* scale;   // per block
-  const int32_t* corr;  // per block: -128 * sum(q), undoing the +128 bias of the packed weight codes
+  const int32_t* corr;  // per block: -bias * sum(q), undoing the bias of the packed weight codes
   const float* msum;    // per block: scale * sum(q), the factor of the weight offset m
 };
 
 // Whether MatMulQuantized takes the packed path for this kernel and batch: the kernel has a packed format
-// and this CPU runs a packed micro-kernel (AVX-512 VNNI), and n_tokens reaches kPackedGemmMinTokens.
-constexpr int64_t kPackedGemmMinTokens = 4;
+// and this CPU runs a packed micro-kernel (AVX-512 VNNI or AVX2), and n_tokens reaches PackedGemmMinTokens().
 bool UsePackedGemm(const QuantKernel& kernel, int64_t n_tokens);
 
+// The batch from which the packed GEMM beats the per-row kernels on this CPU: it decodes every weight row
+// once per call, which the faster VNNI micro-kernel pays back from 4 tokens, AVX2 from about 16
+// (`ggml_dot_bench --benchmark_filter='BM_Gemm'`, docs/kernels.md).
+int64_t PackedGemmMinTokens();
+
 // y[t * rows + r] = W[r, :] . x[t, :] through packed panels (plus the salient part, if any).
-// `reference` picks the scalar micro-kernel (the oracle of the VNNI one; available on every CPU).
+// `reference` picks the scalar micro-kernel (the oracle of the SIMD ones; available on every CPU).
 void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, int64_t n_tokens, float* y,
                 bool reference = false);
 
-// "AVX512-VNNI" or "none": the micro-kernel UsePackedGemm would run on this CPU.
+// "AVX512-VNNI", "AVX2" or "none": the micro-kernel UsePackedGemm would run on this CPU.
 const char* PackedGemmIsa();
 
 }  // namespace mixq

@@ -82,7 +82,8 @@ TileFn PickTile(int n_rowgroups, int n_tokens) {
 }  // namespace
 
 void MicroKernelVnni(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
-                     int n_tokens, int64_t b0, int64_t b1, int width, bool offset, float* out) {
+                     int n_tokens, int64_t b0, int64_t b1, int width, bool offset, int /*code_bits*/,
+                     float* out) {
   TileFn tile = nullptr;
   if (width == 32) {
     tile = offset ? PickTile<32, true>(n_rowgroups, n_tokens) : PickTile<32, false>(n_rowgroups, n_tokens);

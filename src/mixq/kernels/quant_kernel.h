@@ -15,6 +15,12 @@ namespace mixq {
 struct PackedGemmFormat {
   int width;    // values per block: 32, or 16 for the k-quants with 16-value sub-blocks (Q2_K, Q3_K, Q6_K)
   bool offset;  // whether a block's offset m can be nonzero (Q4_1, Q5_1, k-quant mins, asymmetric INT)
+  // The codes unpack_row writes plus code_bias lie in [0, 2^code_bits): Q4_0's [-8, 7] is 4 bits with bias 8,
+  // Q8_0's [-127, 127] 8 bits with bias 128. AVX2's maddubs saturates int16 pairs of unsigned x signed
+  // bytes, so its micro-kernel stores codes + code_bias and sums as many steps in int16 as 2^code_bits
+  // allows (packed_gemm_avx2.cc); 8-bit codes take a sign trick instead.
+  int code_bits;
+  int code_bias;
   // Blocks of a row of n values with this group size (short blocks at group ends are zero-padded).
   int64_t (*block_count)(int64_t n, int64_t group);
   // A stored weight row as blocks: w_i = d[b] * codes[b * width + j] + m[b] (codes zero-padded).

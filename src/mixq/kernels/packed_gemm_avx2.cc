@@ -1,0 +1,154 @@
+// The packed GEMM's AVX2 micro-kernel. AVX2 has no int8 dot-accumulate (`vpdpbusd`); its `vpmaddubsw`
+// multiplies unsigned by signed bytes and adds pairs into int16 with saturation, so the panel's codes are
+// stored so that no pair can saturate:
+//   - codes of up to 7 bits as the small unsigned c + code_bias < 2^bits. A pair is at most
+//     2 (2^bits - 1) 127, and kSteps = 32767 / that many `vpmaddubsw` results add in int16 (wrapping adds,
+//     exact while the total fits) before one `vpmaddwd` widens them: 8 steps (a whole 32-value block) for
+//     4-bit codes, 4 for 5-bit, 2 for 6-bit, 1 for 7-bit.
+//   - 8-bit codes (stored c + 128) with the sign trick: c = stored ^ 0x80, then |c| (unsigned, <= 128)
+//     times sign(c) * a (|a| <= 127), a pair at most 32512; one `vpmaddwd` per step. This sums c a itself,
+//     so the accumulators start at 0, not at the correction.
+// Tiles are at most 2 row groups x 2 tokens (4 float sums + 4 int accumulators + weights, of 16 registers);
+// a 4-token call runs two token pairs over the same panel chunk, which is in L1.
+#include "mixq/kernels/packed_gemm_internal.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace mixq::packed_gemm {
+namespace {
+
+MIXQ_AVX2 inline __m256i Broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+// kSteps > 0: narrow codes, kSteps `vpmaddubsw` per int16 sum; kSteps == 0: 8-bit codes, sign trick.
+template <int G, int T, int W, bool kOffset, int kSteps>
+MIXQ_AVX2 void Tile(const uint8_t* panel, size_t rowgroup_stride, const PackedActivationRow* acts, int64_t b0,
+                    int64_t b1, float* out) {
+  constexpr size_t kBlockBytes = PanelBlockBytes(W);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 sum[G][T];
+  for (int g = 0; g < G; ++g) {
+    for (int t = 0; t < T; ++t) sum[g][t] = _mm256_setzero_ps();
+  }
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint8_t* block[G];
+    for (int g = 0; g < G; ++g) block[g] = panel + g * rowgroup_stride + b * kBlockBytes;
+    __m256i acc[G][T];
+    for (int t = 0; t < T; ++t) {
+      const __m256i start = kSteps == 0 ? _mm256_setzero_si256() : _mm256_set1_epi32(acts[t].corr[b]);
+      for (int g = 0; g < G; ++g) acc[g][t] = start;
+    }
+    if constexpr (kSteps == 0) {
+      const __m256i sign_bits = _mm256_set1_epi8(static_cast<char>(0x80));
+#pragma GCC unroll 8
+      for (int s = 0; s < W / 4; ++s) {
+        __m256i c[G], abs_c[G];
+        for (int g = 0; g < G; ++g) {
+          c[g] = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(block[g] + 32 * s)), sign_bits);
+          abs_c[g] = _mm256_abs_epi8(c[g]);
+        }
+        for (int t = 0; t < T; ++t) {
+          const __m256i a = Broadcast4(acts[t].q + b * W + 4 * s);
+          for (int g = 0; g < G; ++g) {
+            const __m256i pairs = _mm256_maddubs_epi16(abs_c[g], _mm256_sign_epi8(a, c[g]));
+            acc[g][t] = _mm256_add_epi32(acc[g][t], _mm256_madd_epi16(pairs, ones));
+            asm("" : "+x"(acc[g][t]));  // as below: the sums stay in registers, step by step
+          }
+        }
+      }
+    } else {
+      constexpr int kChunk = kSteps < W / 4 ? kSteps : W / 4;
+#pragma GCC unroll 8
+      for (int s0 = 0; s0 < W / 4; s0 += kChunk) {
+        __m256i part[G][T];
+#pragma GCC unroll 8
+        for (int s = s0; s < s0 + kChunk; ++s) {
+          __m256i wv[G];
+          for (int g = 0; g < G; ++g) wv[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(block[g] + 32 * s));
+          for (int t = 0; t < T; ++t) {
+            const __m256i a = Broadcast4(acts[t].q + b * W + 4 * s);
+            for (int g = 0; g < G; ++g) {
+              const __m256i pairs = _mm256_maddubs_epi16(wv[g], a);
+              part[g][t] = s == s0 ? pairs : _mm256_add_epi16(part[g][t], pairs);
+              // Keeps the compiler from hoisting every step's products ahead of the sums (it did, and
+              // spilled them to the stack: 16 live products for 16 registers).
+              asm("" : "+x"(part[g][t]));
+            }
+          }
+        }
+        for (int t = 0; t < T; ++t) {
+          for (int g = 0; g < G; ++g) acc[g][t] = _mm256_add_epi32(acc[g][t], _mm256_madd_epi16(part[g][t], ones));
+        }
+      }
+    }
+    __m256 d[G], m[G];
+    for (int g = 0; g < G; ++g) {
+      d[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W));
+      if constexpr (kOffset) m[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W + 32));
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m256 scale = _mm256_set1_ps(acts[t].scale[b]);
+      for (int g = 0; g < G; ++g) {
+        sum[g][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[g][t]), _mm256_mul_ps(d[g], scale), sum[g][t]);
+      }
+      if constexpr (kOffset) {
+        const __m256 msum = _mm256_set1_ps(acts[t].msum[b]);
+        for (int g = 0; g < G; ++g) sum[g][t] = _mm256_fmadd_ps(m[g], msum, sum[g][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup, sum[g][t]);
+  }
+}
+
+using TileFn = void (*)(const uint8_t*, size_t, const PackedActivationRow*, int64_t, int64_t, float*);
+
+template <int W, bool kOffset, int kSteps>
+TileFn PickTile(int n_rowgroups, int n_tokens) {
+  static constexpr TileFn kTiles[2][2] = {
+      {Tile<1, 1, W, kOffset, kSteps>, Tile<1, 2, W, kOffset, kSteps>},
+      {Tile<2, 1, W, kOffset, kSteps>, Tile<2, 2, W, kOffset, kSteps>},
+  };
+  return kTiles[n_rowgroups - 1][n_tokens - 1];
+}
+
+template <int W, bool kOffset>
+TileFn PickSteps(int code_bits, int n_rowgroups, int n_tokens) {
+  switch (code_bits) {
+    case 1: case 2: case 3: case 4: return PickTile<W, kOffset, 8>(n_rowgroups, n_tokens);
+    case 5: return PickTile<W, kOffset, 4>(n_rowgroups, n_tokens);
+    case 6: return PickTile<W, kOffset, 2>(n_rowgroups, n_tokens);
+    case 7: return PickTile<W, kOffset, 1>(n_rowgroups, n_tokens);
+    default: return PickTile<W, kOffset, 0>(n_rowgroups, n_tokens);
+  }
+}
+
+}  // namespace
+
+void MicroKernelAvx2(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
+                     int n_tokens, int64_t b0, int64_t b1, int width, bool offset, int code_bits, float* out) {
+  for (int t0 = 0; t0 < n_tokens; t0 += 2) {
+    const int nt = n_tokens - t0 < 2 ? n_tokens - t0 : 2;
+    TileFn tile = nullptr;
+    if (width == 32) {
+      tile = offset ? PickSteps<32, true>(code_bits, n_rowgroups, nt) : PickSteps<32, false>(code_bits, n_rowgroups, nt);
+    } else {
+      tile = offset ? PickSteps<16, true>(code_bits, n_rowgroups, nt) : PickSteps<16, false>(code_bits, n_rowgroups, nt);
+    }
+    tile(panel, rowgroup_stride, acts + t0, b0, b1, out + t0 * kMaxRowGroups * kRowsPerGroup);
+  }
+}
+
+}  // namespace mixq::packed_gemm
+
+#endif  // defined(__x86_64__)
