@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "mixq/base/threads.h"
@@ -62,7 +63,7 @@ const Tensor& Weights(DType dtype, int64_t rows, int64_t cols) {
   return *cached;
 }
 
-enum class Level { kBest, kAvx2Rows, kAvx2, kScalar };
+enum class Level { kBest, kPacked, kAvx2Rows, kAvx2, kScalar };
 
 // Args: dtype (ggml id), rows, cols. kBest is what MatMul uses on this CPU; kAvx2Rows forces the AVX2
 // table; kAvx2 also drops its dot_rows, so MatMul calls the AVX2 `dot` per row: the kernels as they were
@@ -123,19 +124,28 @@ void RunGemm(benchmark::State& state, Level level) {
   }
   QuantKernel copy = *chosen;
   if (level == Level::kAvx2) copy.dot_rows = nullptr;
-  // The forced AVX2 levels are the per-row kernels; kBest takes the packed GEMM where this CPU has one.
-  if (level != Level::kBest) copy.packed = nullptr;
+  // The forced AVX2 levels are the per-row kernels; kBest takes the packed GEMM where this CPU has one
+  // and the batch reaches PackedGemmMinTokens(); kPacked takes it at any batch.
+  if (level == Level::kAvx2 || level == Level::kAvx2Rows) copy.packed = nullptr;
   const QuantKernel* kernel = &copy;
   const Tensor& w = Weights(dtype, rows, cols);
   std::vector<float> x(static_cast<size_t>(cols * n_tokens));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 17) - 8) * 0.1f;
   std::vector<float> y(static_cast<size_t>(rows * n_tokens));
+  const bool packed = level == Level::kPacked || UsePackedGemm(*kernel, n_tokens);
+  if (level == Level::kPacked && (kernel->packed == nullptr || std::string(PackedGemmIsa()) == "none")) {
+    state.SkipWithError("no packed GEMM on this CPU");
+    return;
+  }
   for (auto _ : state) {
-    MatMulQuantized(*kernel, w.view(), x.data(), n_tokens, y.data());
+    if (level == Level::kPacked) {
+      PackedGemm(*kernel, w.view(), x.data(), n_tokens, y.data());
+    } else {
+      MatMulQuantized(*kernel, w.view(), x.data(), n_tokens, y.data());
+    }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  const bool packed = UsePackedGemm(*kernel, n_tokens);
   state.SetLabel(fmt::format("{} {}x{} x {} tokens {}", DTypeName(dtype), rows, cols, n_tokens,
                              packed ? fmt::format("packed {}", PackedGemmIsa())
                                     : fmt::format("{}{}", kernel->isa(), kernel->dot_rows != nullptr ? " rows" : "")));
@@ -146,6 +156,7 @@ void RunGemm(benchmark::State& state, Level level) {
 
 void BM_Gemv(benchmark::State& state) { RunGemv(state, Level::kBest); }
 void BM_Gemm(benchmark::State& state) { RunGemm(state, Level::kBest); }
+void BM_GemmPacked(benchmark::State& state) { RunGemm(state, Level::kPacked); }
 void BM_GemmAvx2(benchmark::State& state) { RunGemm(state, Level::kAvx2); }
 void BM_GemmAvx2Rows(benchmark::State& state) { RunGemm(state, Level::kAvx2Rows); }
 void BM_GemvAvx2(benchmark::State& state) { RunGemv(state, Level::kAvx2); }
@@ -171,11 +182,12 @@ void ScalarArgs(benchmark::internal::Benchmark* b) {
   for (const DType dtype : kTypes) b->Args({static_cast<int64_t>(dtype), 4096, 11008});
 }
 
-// 64 tokens through a 4096 x 4096 matrix (attention projections): the 32-weight types, Q4_K and Q6_K.
+// 4..64 tokens through a 4096 x 4096 matrix (attention projections): the 32-weight types, Q4_K and Q6_K.
+// BM_GemmPacked against BM_GemmAvx2Rows shows where the packed GEMM overtakes the per-row kernels.
 void GemmArgs(benchmark::internal::Benchmark* b) {
   for (const DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL,
                             DType::kQ4_K, DType::kQ6_K}) {
-    for (int64_t t : {4, 8, 12, 16, 64}) b->Args({static_cast<int64_t>(dtype), 4096, 4096, t});
+    for (int64_t t : {4, 8, 16, 32, 64}) b->Args({static_cast<int64_t>(dtype), 4096, 4096, t});
   }
 }
 
@@ -186,6 +198,7 @@ BENCHMARK(BM_GemvAvx2)->Name("BM_GemvAvx2Cached")->Apply(CachedArgs)->UseRealTim
 BENCHMARK(BM_GemvAvx2Rows)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemvAvx2Rows)->Name("BM_GemvAvx2RowsCached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Gemm)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmPacked)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemmAvx2)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemmAvx2Rows)->Apply(GemmArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemvScalar)->Apply(ScalarArgs)->UseRealTime()->Unit(benchmark::kMillisecond);

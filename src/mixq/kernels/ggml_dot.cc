@@ -337,7 +337,7 @@ void UnpackQ4_K(const void* w, int64_t n, int64_t, int8_t* codes, float* d, floa
   const auto* x = Blocks<BlockQ4_K>(w);
   for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {
     const BlockQ4_K& b = x[i];
-    int8_t* c = codes + i * kQK_K;
+    int8_t* __restrict c = codes + i * kQK_K;
     for (int h = 0; h < 4; ++h) {
       for (int l = 0; l < 32; ++l) {
         c[64 * h + l] = static_cast<int8_t>(b.qs[32 * h + l] & 0x0f);
@@ -358,7 +358,7 @@ void UnpackQ6_K(const void* w, int64_t n, int64_t, int8_t* codes, float* d, floa
   const auto* x = Blocks<BlockQ6_K>(w);
   for (int64_t i = 0; i < BlockCount(n, kQK_K); ++i) {
     const BlockQ6_K& b = x[i];
-    int8_t* c = codes + i * kQK_K;
+    int8_t* __restrict c = codes + i * kQK_K;
     for (int h = 0; h < 2; ++h) {
       for (int part = 0; part < 4; ++part) {
         const uint8_t* ql = b.ql + 64 * h + 32 * (part % 2);

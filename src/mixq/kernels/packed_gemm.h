@@ -35,8 +35,9 @@ struct PackedActivationRow {
 bool UsePackedGemm(const QuantKernel& kernel, int64_t n_tokens);
 
 // The batch from which the packed GEMM beats the per-row kernels on this CPU: it decodes every weight row
-// once per call, which the faster VNNI micro-kernel pays back from 4 tokens, AVX2 from about 16
-// (`ggml_dot_bench --benchmark_filter='BM_Gemm'`, docs/kernels.md).
+// once per call, which the VNNI micro-kernel pays back from 4 tokens, the AVX2 one from 8-12 tokens for
+// Q4_0/Q4_K and from 32 for Q6_K, IQ4_NL and Q8_0 (slower decodes); AVX2 takes 32 so that no format is
+// slower than on the per-row kernels (`ggml_dot_bench --benchmark_filter='BM_Gemm(Packed|Avx2Rows)'`).
 int64_t PackedGemmMinTokens();
 
 // y[t * rows + r] = W[r, :] . x[t, :] through packed panels (plus the salient part, if any).
