@@ -360,18 +360,18 @@ void UnpackQ6_K(const void* w, int64_t n, int64_t, int8_t* codes, float* d, floa
     const BlockQ6_K& b = x[i];
     int8_t* __restrict c = codes + i * kQK_K;
     for (int h = 0; h < 2; ++h) {
-      for (int part = 0; part < 4; ++part) {
-        const uint8_t* ql = b.ql + 64 * h + 32 * (part % 2);
-        const uint8_t* qh = b.qh + 32 * h;
-        const int shift = part < 2 ? 0 : 4;
-        for (int l = 0; l < 32; ++l) {
-          const int low = (ql[l] >> shift) & 0x0f;
-          const int high = (qh[l] >> (2 * part)) & 3;
-          c[128 * h + 32 * part + l] = static_cast<int8_t>((low | (high << 4)) - 32);
-        }
+      const uint8_t* ql = b.ql + 64 * h;
+      const uint8_t* qh = b.qh + 32 * h;
+      int8_t* out = c + 128 * h;
+      // The four parts written out: constant shifts let the loop vectorize (a variable one kept it scalar).
+      for (int l = 0; l < 32; ++l) {
+        out[l] = static_cast<int8_t>(((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) - 32);
+        out[32 + l] = static_cast<int8_t>(((ql[32 + l] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+        out[64 + l] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+        out[96 + l] = static_cast<int8_t>(((ql[32 + l] >> 4) | ((qh[l] >> 6) << 4)) - 32);
       }
     }
-    const float dd = F16ToF32(b.d);
+    const float dd = HalfTable()[b.d];
     for (int s = 0; s < 16; ++s) {
       d[i * 16 + s] = dd * static_cast<float>(b.scales[s]);
       m[i * 16 + s] = 0.0f;
