@@ -11,23 +11,16 @@
 // Tiles are at most 2 row groups x 2 tokens (4 float sums + 4 int accumulators + weights, of 16 registers);
 // a 4-token call runs two token pairs over the same panel chunk, which is in L1.
 #include "mixq/kernels/packed_gemm_internal.h"
+#include "mixq/kernels/packed_gemm_tile.h"
 
 #if defined(__x86_64__)
 
 #include <immintrin.h>
 
-#include <cstring>
-
 #define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace mixq::packed_gemm {
 namespace {
-
-MIXQ_AVX2 inline __m256i Broadcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return _mm256_set1_epi32(v);
-}
 
 // kSteps > 0: narrow codes, kSteps `vpmaddubsw` per int16 sum; kSteps == 0: 8-bit codes, sign trick.
 template <int G, int T, int W, bool kOffset, int kSteps>
@@ -90,25 +83,9 @@ MIXQ_AVX2 void Tile(const uint8_t* panel, size_t rowgroup_stride, const PackedAc
         }
       }
     }
-    __m256 d[G], m[G];
-    for (int g = 0; g < G; ++g) {
-      d[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W));
-      if constexpr (kOffset) m[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W + 32));
-    }
-    for (int t = 0; t < T; ++t) {
-      const __m256 scale = _mm256_set1_ps(acts[t].scale[b]);
-      for (int g = 0; g < G; ++g) {
-        sum[g][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[g][t]), _mm256_mul_ps(d[g], scale), sum[g][t]);
-      }
-      if constexpr (kOffset) {
-        const __m256 msum = _mm256_set1_ps(acts[t].msum[b]);
-        for (int g = 0; g < G; ++g) sum[g][t] = _mm256_fmadd_ps(m[g], msum, sum[g][t]);
-      }
-    }
+    AddBlock<G, T, W, kOffset>(block, acts, b, acc, sum);
   }
-  for (int t = 0; t < T; ++t) {
-    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup, sum[g][t]);
-  }
+  StoreSums<G, T>(sum, out);
 }
 
 using TileFn = void (*)(const uint8_t*, size_t, const PackedActivationRow*, int64_t, int64_t, float*);

@@ -4,23 +4,16 @@
 // multiply (row scales x token scale) and one FMA per accumulator (and one FMA for offsets). 2 x 4 uses
 // 8 + 8 accumulators of the 32 registers. 256-bit, not 512: this EPYC (Zen 4) splits 512-bit operations.
 #include "mixq/kernels/packed_gemm_internal.h"
+#include "mixq/kernels/packed_gemm_tile.h"
 
 #if defined(__x86_64__)
 
 #include <immintrin.h>
 
-#include <cstring>
-
 #define MIXQ_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 namespace mixq::packed_gemm {
 namespace {
-
-MIXQ_VNNI inline __m256i Broadcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return _mm256_set1_epi32(v);
-}
 
 template <int G, int T, int W, bool kOffset>
 MIXQ_VNNI void Tile(const uint8_t* panel, size_t rowgroup_stride, const PackedActivationRow* acts, int64_t b0,
@@ -47,25 +40,9 @@ MIXQ_VNNI void Tile(const uint8_t* panel, size_t rowgroup_stride, const PackedAc
         for (int g = 0; g < G; ++g) acc[g][t] = _mm256_dpbusd_epi32(acc[g][t], wv[g], a);
       }
     }
-    __m256 d[G], m[G];
-    for (int g = 0; g < G; ++g) {
-      d[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W));
-      if constexpr (kOffset) m[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W + 32));
-    }
-    for (int t = 0; t < T; ++t) {
-      const __m256 scale = _mm256_set1_ps(acts[t].scale[b]);
-      for (int g = 0; g < G; ++g) {
-        sum[g][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[g][t]), _mm256_mul_ps(d[g], scale), sum[g][t]);
-      }
-      if constexpr (kOffset) {
-        const __m256 msum = _mm256_set1_ps(acts[t].msum[b]);
-        for (int g = 0; g < G; ++g) sum[g][t] = _mm256_fmadd_ps(m[g], msum, sum[g][t]);
-      }
-    }
+    AddBlock<G, T, W, kOffset>(block, acts, b, acc, sum);
   }
-  for (int t = 0; t < T; ++t) {
-    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup, sum[g][t]);
-  }
+  StoreSums<G, T>(sum, out);
 }
 
 using TileFn = void (*)(const uint8_t*, size_t, const PackedActivationRow*, int64_t, int64_t, float*);

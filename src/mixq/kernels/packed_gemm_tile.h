@@ -1,0 +1,61 @@
+// What the AVX-512 VNNI and AVX2 packed micro-kernels share (x86-64 only): the broadcast of a token's 4
+// codes, and a block's float step, which must be the same operations in the same order in both so that
+// each equals the scalar micro-kernel bit for bit (packed_gemm_internal.h):
+//   sum[g][t] = fma(float(acc[g][t]), d[g] * scale_t, sum[g][t]); with offsets sum = fma(m[g], msum_t, sum)
+// Compiled for AVX2 + FMA, a subset of both callers' targets, so it inlines into either.
+#pragma once
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "mixq/kernels/packed_gemm_internal.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace mixq::packed_gemm {
+
+inline __m256i Broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+// Block b's exact integer sums acc (row group g, token t) into the float sums, scaled by the rows' d
+// (and with the rows' offsets m) from the panel block of each row group.
+template <int G, int T, int W, bool kOffset>
+inline void AddBlock(const uint8_t* const (&block)[G], const PackedActivationRow* acts, int64_t b,
+                     const __m256i (&acc)[G][T], __m256 (&sum)[G][T]) {
+  __m256 d[G], m[G];
+  for (int g = 0; g < G; ++g) {
+    d[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W));
+    if constexpr (kOffset) m[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W + 32));
+  }
+  for (int t = 0; t < T; ++t) {
+    const __m256 scale = _mm256_set1_ps(acts[t].scale[b]);
+    for (int g = 0; g < G; ++g) {
+      sum[g][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[g][t]), _mm256_mul_ps(d[g], scale), sum[g][t]);
+    }
+    if constexpr (kOffset) {
+      const __m256 msum = _mm256_set1_ps(acts[t].msum[b]);
+      for (int g = 0; g < G; ++g) sum[g][t] = _mm256_fmadd_ps(m[g], msum, sum[g][t]);
+    }
+  }
+}
+
+// The tile's sums to out[t * 16 + g * 8 + r].
+template <int G, int T>
+inline void StoreSums(const __m256 (&sum)[G][T], float* out) {
+  for (int t = 0; t < T; ++t) {
+    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup, sum[g][t]);
+  }
+}
+
+}  // namespace mixq::packed_gemm
+
+#pragma GCC pop_options
+
+#endif  // defined(__x86_64__)
