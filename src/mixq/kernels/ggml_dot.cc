@@ -72,28 +72,27 @@ void NibbleCodes(const uint8_t qs[kQK / 2], int offset, int8_t* __restrict q) {
   }
 }
 
+// The same as int (for the reference dots: a plain loop, the oracle) or as int8 (the SWAR decode above).
 template <typename T>
-void CodesQ4_0(const BlockQ4_0& b, T* __restrict q) {
-  if constexpr (sizeof(T) == 1) {
-    NibbleCodes(b.qs, 8, reinterpret_cast<int8_t*>(q));
+void NibbleCodes(const uint8_t qs[kQK / 2], int offset, T* __restrict q) {
+  if constexpr (std::is_same_v<T, int8_t>) {
+    NibbleCodes(qs, offset, static_cast<int8_t*>(q));
   } else {
     for (int j = 0; j < kQK / 2; ++j) {
-      q[j] = static_cast<T>((b.qs[j] & 0x0f) - 8);
-      q[j + kQK / 2] = static_cast<T>((b.qs[j] >> 4) - 8);
+      q[j] = static_cast<T>((qs[j] & 0x0f) - offset);
+      q[j + kQK / 2] = static_cast<T>((qs[j] >> 4) - offset);
     }
   }
 }
 
 template <typename T>
+void CodesQ4_0(const BlockQ4_0& b, T* __restrict q) {
+  NibbleCodes<T>(b.qs, 8, q);
+}
+
+template <typename T>
 void CodesQ4_1(const BlockQ4_1& b, T* __restrict q) {
-  if constexpr (sizeof(T) == 1) {
-    NibbleCodes(b.qs, 0, reinterpret_cast<int8_t*>(q));
-  } else {
-    for (int j = 0; j < kQK / 2; ++j) {
-      q[j] = static_cast<T>(b.qs[j] & 0x0f);
-      q[j + kQK / 2] = static_cast<T>(b.qs[j] >> 4);
-    }
-  }
+  NibbleCodes<T>(b.qs, 0, q);
 }
 
 uint32_t HighBits(const uint8_t qh[4]) {

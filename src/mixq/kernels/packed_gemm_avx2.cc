@@ -26,15 +26,12 @@ namespace {
 template <int G, int T, int W, bool kOffset, int kSteps>
 MIXQ_AVX2 void Tile(const uint8_t* panel, size_t rowgroup_stride, const PackedActivationRow* acts, int64_t b0,
                     int64_t b1, float* out) {
-  constexpr size_t kBlockBytes = PanelBlockBytes(W);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 sum[G][T];
-  for (int g = 0; g < G; ++g) {
-    for (int t = 0; t < T; ++t) sum[g][t] = _mm256_setzero_ps();
-  }
+  ZeroSums(sum);
   for (int64_t b = b0; b < b1; ++b) {
     const uint8_t* block[G];
-    for (int g = 0; g < G; ++g) block[g] = panel + g * rowgroup_stride + b * kBlockBytes;
+    BlockPointers<G, W>(panel, rowgroup_stride, b, block);
     __m256i acc[G][T];
     for (int t = 0; t < T; ++t) {
       const __m256i start = kSteps == 0 ? _mm256_setzero_si256() : _mm256_set1_epi32(acts[t].corr[b]);

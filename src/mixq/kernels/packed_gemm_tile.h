@@ -24,6 +24,19 @@ inline __m256i Broadcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+template <int G, int T>
+inline void ZeroSums(__m256 (&sum)[G][T]) {
+  for (int g = 0; g < G; ++g) {
+    for (int t = 0; t < T; ++t) sum[g][t] = _mm256_setzero_ps();
+  }
+}
+
+// Block b of each row group's panel (row group g starts rowgroup_stride bytes after g - 1).
+template <int G, int W>
+inline void BlockPointers(const uint8_t* panel, size_t rowgroup_stride, int64_t b, const uint8_t* (&block)[G]) {
+  for (int g = 0; g < G; ++g) block[g] = panel + g * rowgroup_stride + b * PanelBlockBytes(W);
+}
+
 // Block b's exact integer sums acc (row group g, token t) into the float sums, scaled by the rows' d
 // (and with the rows' offsets m) from the panel block of each row group.
 template <int G, int T, int W, bool kOffset>
