@@ -2,7 +2,8 @@
 // codes, and a block's float step, which must be the same operations in the same order in both so that
 // each equals the scalar micro-kernel bit for bit (packed_gemm_internal.h):
 //   sum[g][t] = fma(float(acc[g][t]), d[g] * scale_t, sum[g][t]); with offsets sum = fma(m[g], msum_t, sum)
-// Compiled for AVX2 + FMA, a subset of both callers' targets, so it inlines into either.
+// Each function is compiled for AVX2 + FMA (an attribute, which GCC and Clang both take), a subset of both
+// callers' targets, so it inlines into either.
 #pragma once
 
 #if defined(__x86_64__)
@@ -13,19 +14,18 @@
 
 #include "mixq/kernels/packed_gemm_internal.h"
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#define MIXQ_PACKED_TILE __attribute__((target("avx2,fma"))) inline
 
 namespace mixq::packed_gemm {
 
-inline __m256i Broadcast4(const int8_t* p) {
+MIXQ_PACKED_TILE __m256i Broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, sizeof v);
   return _mm256_set1_epi32(v);
 }
 
 template <int G, int T>
-inline void ZeroSums(__m256 (&sum)[G][T]) {
+MIXQ_PACKED_TILE void ZeroSums(__m256 (&sum)[G][T]) {
   for (int g = 0; g < G; ++g) {
     for (int t = 0; t < T; ++t) sum[g][t] = _mm256_setzero_ps();
   }
@@ -33,14 +33,14 @@ inline void ZeroSums(__m256 (&sum)[G][T]) {
 
 // Block b of each row group's panel (row group g starts rowgroup_stride bytes after g - 1).
 template <int G, int W>
-inline void BlockPointers(const uint8_t* panel, size_t rowgroup_stride, int64_t b, const uint8_t* (&block)[G]) {
+MIXQ_PACKED_TILE void BlockPointers(const uint8_t* panel, size_t rowgroup_stride, int64_t b, const uint8_t* (&block)[G]) {
   for (int g = 0; g < G; ++g) block[g] = panel + g * rowgroup_stride + b * PanelBlockBytes(W);
 }
 
 // Block b's exact integer sums acc (row group g, token t) into the float sums, scaled by the rows' d
 // (and with the rows' offsets m) from the panel block of each row group.
 template <int G, int T, int W, bool kOffset>
-inline void AddBlock(const uint8_t* const (&block)[G], const PackedActivationRow* acts, int64_t b,
+MIXQ_PACKED_TILE void AddBlock(const uint8_t* const (&block)[G], const PackedActivationRow* acts, int64_t b,
                      const __m256i (&acc)[G][T], __m256 (&sum)[G][T]) {
   __m256 d[G], m[G];
   for (int g = 0; g < G; ++g) {
@@ -61,7 +61,7 @@ inline void AddBlock(const uint8_t* const (&block)[G], const PackedActivationRow
 
 // The tile's sums to out[t * 16 + g * 8 + r].
 template <int G, int T>
-inline void StoreSums(const __m256 (&sum)[G][T], float* out) {
+MIXQ_PACKED_TILE void StoreSums(const __m256 (&sum)[G][T], float* out) {
   for (int t = 0; t < T; ++t) {
     for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup, sum[g][t]);
   }
@@ -69,6 +69,6 @@ inline void StoreSums(const __m256 (&sum)[G][T], float* out) {
 
 }  // namespace mixq::packed_gemm
 
-#pragma GCC pop_options
+#undef MIXQ_PACKED_TILE
 
 #endif  // defined(__x86_64__)
