@@ -182,6 +182,8 @@ void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, 
   } else if (CpuHasAvx2()) {
     simd = MicroKernelAvx2;
     bias = format.code_bias;
+    // The sign-trick path reads 8-bit codes as stored ^ 0x80, which holds only for c + 128.
+    MIXQ_CHECK(format.code_bits >= 1 && format.code_bits <= 8 && (format.code_bits < 8 || bias == 128));
   }
 #endif
   const MicroKernel micro = reference || simd == nullptr ? MicroKernelRef : simd;
