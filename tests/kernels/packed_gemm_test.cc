@@ -1,9 +1,9 @@
 // The packed prefill GEMM: for every ggml and INT format, on shapes that exercise row tails (1..7 rows of
 // a row group), token tails (1..3 of a 4-token tile), several column chunks and short INT blocks, the SIMD
 // micro-kernel this CPU runs (AVX-512 VNNI or AVX2; with MIXQ_MAX_ISA=avx2 the AVX2 one) equals the scalar
-// one bit for bit, both equal the exact product of the stored weights and
-// the quantized activations within float rounding, and `dot_ref` (the per-row oracle) within its own
-// activation-scale rounding; the result does not depend on the thread count.
+// one bit for bit, both equal the exact product of the stored weights and the quantized activations within
+// float rounding, and `dot_ref` (the per-row oracle) within its own activation-scale rounding; the result
+// does not depend on the thread count.
 #include "mixq/kernels/packed_gemm.h"
 
 #include <gtest/gtest.h>

@@ -52,13 +52,10 @@ float QuantizeBlock32(const float* x, int8_t* qs, int* q_sum) {
   return d;
 }
 
-// The 32 weight codes of a legacy block as signed integers (value = code * d (+ m)): as int for the
-// reference dots, as int8 straight into the packed GEMM's rows (UnpackLegacy). `q` never aliases the
-// block: without __restrict an int8 store may alias anything, and the loops stayed scalar.
 // 16 bytes of nibbles as 32 int8 codes minus `offset` (0..15), eight at a time in 64-bit words: the
 // byte loop stayed scalar (the compiler unrolled it instead), and this decode runs once per weight per
 // packed GEMM call.
-void NibbleCodes(const uint8_t qs[kQK / 2], int offset, int8_t* __restrict q) {
+void NibbleCodesInt8(const uint8_t qs[kQK / 2], int offset, int8_t* __restrict q) {
   constexpr uint64_t kLow = 0x0f0f0f0f0f0f0f0full, kTop = 0x8080808080808080ull;
   const uint64_t sub = 0x0101010101010101ull * static_cast<uint64_t>(offset);
   for (int h = 0; h < 2; ++h) {
@@ -72,11 +69,14 @@ void NibbleCodes(const uint8_t qs[kQK / 2], int offset, int8_t* __restrict q) {
   }
 }
 
-// The same as int (for the reference dots: a plain loop, the oracle) or as int8 (the SWAR decode above).
+// The 32 weight codes of a legacy block as signed integers (value = code * d (+ m)): as int for the
+// reference dots (plain loops, the oracle), as int8 straight into the packed GEMM's rows (UnpackLegacy).
+// `q` never aliases the block: without __restrict an int8 store may alias anything, and the loops stayed
+// scalar.
 template <typename T>
 void NibbleCodes(const uint8_t qs[kQK / 2], int offset, T* __restrict q) {
   if constexpr (std::is_same_v<T, int8_t>) {
-    NibbleCodes(qs, offset, static_cast<int8_t*>(q));
+    NibbleCodesInt8(qs, offset, q);
   } else {
     for (int j = 0; j < kQK / 2; ++j) {
       q[j] = static_cast<T>((qs[j] & 0x0f) - offset);
@@ -518,8 +518,10 @@ const char* IsaScalar() { return "scalar"; }
 
 // Code ranges (code_bits, code_bias): Q8_0 [-127, 127], IQ4 levels [-127, 113], Q6_K [-32, 31], Q5_0
 // [-16, 15], Q5_1 / Q5_K [0, 31], Q4_0 [-8, 7], Q4_1 / Q4_K [0, 15], Q3_K [-4, 3], Q2_K [0, 3].
-#define MIXQ_PACKED_LEGACY(name, type, offset, bits, bias, act)                                               \
-  const PackedGemmFormat name{kQK,  offset, bits, bias, Blocks32, UnpackLegacy<Block##type, Codes##type<int8_t>, offset>, \
+#define MIXQ_PACKED_LEGACY(name, type, offset, bits, bias, act)                                              \
+  const PackedGemmFormat name{kQK,      offset,                                                              \
+                              bits,     bias,                                                                \
+                              Blocks32, UnpackLegacy<Block##type, Codes##type<int8_t>, offset>,              \
                               ExpandQ8_32<act>}
 MIXQ_PACKED_LEGACY(kPackedQ8_0, Q8_0, false, 8, 128, BlockQ8_0);
 MIXQ_PACKED_LEGACY(kPackedQ4_0, Q4_0, false, 4, 8, BlockQ8_0);

@@ -79,11 +79,17 @@ float DotRef(const void* w_row, const void* activation, int64_t n, int64_t group
 // ---- Packed GEMM format (packed_gemm.h): blocks follow the activation layout (32 values from each group
 // start, the group's last block shorter). w = s * (c - z) = s * c' + m with c' a signed 8-bit code: c' = c
 // and m = -s z up to 7 bits; for 8 bits c' = c - 128 and m = s (128 - z). Symmetric: c' = c - z, m = 0.
+// The c of that rule: c' = c - UnpackBias (for symmetric groups the zero-point, 2^(bits - 1)).
+template <int kBits, bool kSym>
+constexpr int UnpackBias() {
+  return kSym ? 1 << (kBits - 1) : (kBits == 8 ? 128 : 0);
+}
+
 template <int kBits, bool kSym>
 void UnpackRow(const void* w_row, int64_t n, int64_t group, int8_t* codes, float* d, float* m) {
   const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
   const auto* row = static_cast<const uint8_t*>(w_row);
-  const int bias = kSym ? layout.SymmetricZero() : (kBits == 8 ? 128 : 0);
+  constexpr int bias = UnpackBias<kBits, kSym>();
   int64_t b = 0;
   for (int64_t k = 0; k < layout.n_groups; ++k) {
     const StoredGroup g = ReadGroup<kBits, kSym>(row, layout, k);
@@ -129,8 +135,7 @@ template <int kBits, bool kSym>
 const PackedGemmFormat kPackedFormat{static_cast<int>(kIntActivationBlockSize),
                                      !kSym,
                                      kBits,
-                                     // UnpackRow's codes are c - bias: this brings them back to c.
-                                     kSym ? 1 << (kBits - 1) : (kBits == 8 ? 128 : 0),
+                                     UnpackBias<kBits, kSym>(),  // c' + bias = c, the stored code
                                      PackedBlockCount,
                                      UnpackRow<kBits, kSym>,
                                      ExpandActivation};

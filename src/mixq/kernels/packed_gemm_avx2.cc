@@ -107,18 +107,20 @@ TileFn PickSteps(int code_bits, int n_rowgroups, int n_tokens) {
   }
 }
 
+template <int W>
+TileFn PickTileFor(bool offset, int code_bits, int n_rowgroups, int n_tokens) {
+  return offset ? PickSteps<W, true>(code_bits, n_rowgroups, n_tokens)
+                : PickSteps<W, false>(code_bits, n_rowgroups, n_tokens);
+}
+
 }  // namespace
 
 void MicroKernelAvx2(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
                      int n_tokens, int64_t b0, int64_t b1, int width, bool offset, int code_bits, float* out) {
   for (int t0 = 0; t0 < n_tokens; t0 += 2) {
     const int nt = n_tokens - t0 < 2 ? n_tokens - t0 : 2;
-    TileFn tile = nullptr;
-    if (width == 32) {
-      tile = offset ? PickSteps<32, true>(code_bits, n_rowgroups, nt) : PickSteps<32, false>(code_bits, n_rowgroups, nt);
-    } else {
-      tile = offset ? PickSteps<16, true>(code_bits, n_rowgroups, nt) : PickSteps<16, false>(code_bits, n_rowgroups, nt);
-    }
+    const TileFn tile = width == 32 ? PickTileFor<32>(offset, code_bits, n_rowgroups, nt)
+                                    : PickTileFor<16>(offset, code_bits, n_rowgroups, nt);
     tile(panel, rowgroup_stride, acts + t0, b0, b1, out + t0 * kMaxRowGroups * kRowsPerGroup);
   }
 }

@@ -33,7 +33,8 @@ MIXQ_PACKED_TILE void ZeroSums(__m256 (&sum)[G][T]) {
 
 // Block b of each row group's panel (row group g starts rowgroup_stride bytes after g - 1).
 template <int G, int W>
-MIXQ_PACKED_TILE void BlockPointers(const uint8_t* panel, size_t rowgroup_stride, int64_t b, const uint8_t* (&block)[G]) {
+MIXQ_PACKED_TILE void BlockPointers(const uint8_t* panel, size_t rowgroup_stride, int64_t b,
+                                    const uint8_t* (&block)[G]) {
   for (int g = 0; g < G; ++g) block[g] = panel + g * rowgroup_stride + b * PanelBlockBytes(W);
 }
 
@@ -41,7 +42,7 @@ MIXQ_PACKED_TILE void BlockPointers(const uint8_t* panel, size_t rowgroup_stride
 // (and with the rows' offsets m) from the panel block of each row group.
 template <int G, int T, int W, bool kOffset>
 MIXQ_PACKED_TILE void AddBlock(const uint8_t* const (&block)[G], const PackedActivationRow* acts, int64_t b,
-                     const __m256i (&acc)[G][T], __m256 (&sum)[G][T]) {
+                               const __m256i (&acc)[G][T], __m256 (&sum)[G][T]) {
   __m256 d[G], m[G];
   for (int g = 0; g < G; ++g) {
     d[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W));
@@ -63,7 +64,9 @@ MIXQ_PACKED_TILE void AddBlock(const uint8_t* const (&block)[G], const PackedAct
 template <int G, int T>
 MIXQ_PACKED_TILE void StoreSums(const __m256 (&sum)[G][T], float* out) {
   for (int t = 0; t < T; ++t) {
-    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup, sum[g][t]);
+    for (int g = 0; g < G; ++g) {
+      _mm256_storeu_ps(out + t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup, sum[g][t]);
+    }
   }
 }
 
