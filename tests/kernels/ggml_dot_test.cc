@@ -19,6 +19,7 @@
 #include "mixq/formats/ggml_dequant.h"
 #include "mixq/kernels/cpu_features.h"
 #include "mixq/kernels/ggml_dot_internal.h"
+#include "mixq/kernels/packed_gemm.h"
 #include "mixq/tensor/tensor.h"
 
 namespace mixq {
@@ -424,6 +425,8 @@ TEST_P(GgmlDotIsa, TableNamesTheLevel) {
     // The 32-weight types tile rows and tokens; Q4_K and Q6_K share their unpacked super-blocks among tokens.
     const bool has_rows = Is32WeightType(dtype) || dtype == DType::kQ4_K || dtype == DType::kQ6_K;
     EXPECT_EQ(k.dot_rows != nullptr, GetParam() != Isa::kScalar && has_rows) << DTypeName(dtype);
+    // Interleaved decode rows: Q4_0 at the AVX2 level (AVX-512 VNNI's one-row kernel already streams).
+    EXPECT_EQ(k.interleaved != nullptr, GetParam() == Isa::kAvx2 && dtype == DType::kQ4_0) << DTypeName(dtype);
   }
   // The default table is the best level this CPU has.
   const Isa best = CpuHasAvx512Vnni() ? Isa::kAvx512 : CpuHasAvx2() ? Isa::kAvx2 : Isa::kScalar;
@@ -507,6 +510,126 @@ TEST_P(GgmlDotIsa, DotAndDotRowsMatchReference) {
 
 TEST_P(GgmlDotIsa, MatMulQuantizedMatchesReferences) {
   for (const DType dtype : kTypes) CheckMatMulQuantized(Kernel(dtype));
+}
+
+// Interleaved rows (QuantKernel::interleaved): groups of 8 rows (64 bytes apart beyond their length)
+// interleave and extract back to the same bytes, and dot_groups over 1..3 groups x 1..3 tokens equals
+// dot_ref of each row within the kernels' tolerance, writing only its own outputs.
+TEST_P(GgmlDotIsa, InterleavedRowsMatchReference) {
+  constexpr int kRows = InterleavedRows::kRows;
+  constexpr int64_t kGroups = 3, kMaxTokens = 3;
+  constexpr size_t kPad = 64;
+  constexpr float kUnwritten = 12345.0f;
+  int checked = 0;
+  for (const DType dtype : kTypes) {
+    const QuantKernel& k = Kernel(dtype);
+    if (k.interleaved == nullptr) continue;
+    const InterleavedRows& il = *k.interleaved;
+    const int64_t block = Traits(GgmlActivationType(dtype)).block_size;
+    for (const int64_t n : RowLengths(dtype)) {
+      SCOPED_TRACE(fmt::format("{} n={} isa={}", DTypeName(dtype), n, k.isa()));
+      std::mt19937 rng(static_cast<uint32_t>(n) * 13 + static_cast<uint32_t>(dtype));
+      const size_t row_bytes = *StorageBytes(dtype, n);
+      const size_t stride = row_bytes + kPad;
+      const size_t group_bytes = kRows * row_bytes;
+      std::vector<uint8_t> rows(stride * kRows * kGroups);
+      for (int64_t r = 0; r < kRows * kGroups; ++r) {
+        const auto w = RandomWeights(dtype, n, rng);
+        std::memcpy(rows.data() + r * stride, w.data(), row_bytes);
+      }
+      std::vector<uint8_t> groups(group_bytes * kGroups);
+      for (int64_t g = 0; g < kGroups; ++g) {
+        il.interleave(rows.data() + g * kRows * stride, stride, n, 0, groups.data() + g * group_bytes);
+      }
+      std::vector<uint8_t> extracted(row_bytes);
+      for (int64_t r = 0; r < kRows * kGroups; ++r) {
+        il.extract_row(groups.data() + (r / kRows) * group_bytes, static_cast<int>(r % kRows), n, 0, extracted.data());
+        ASSERT_EQ(std::memcmp(extracted.data(), rows.data() + r * stride, row_bytes), 0) << "row " << r;
+      }
+      const size_t act_bytes = k.activation_bytes(n, 0);
+      std::vector<uint8_t> acts(act_bytes * kMaxTokens);
+      for (int64_t t = 0; t < kMaxTokens; ++t) {
+        const auto act = Quantize(k, RandomActivations(n, block, rng), true);
+        std::memcpy(acts.data() + t * act_bytes, act.data(), act_bytes);
+      }
+      for (int64_t n_groups = 1; n_groups <= kGroups; ++n_groups) {
+        for (int64_t n_tokens = 1; n_tokens <= kMaxTokens; ++n_tokens) {
+          const int64_t out_stride = kRows * n_groups + 5;
+          std::vector<float> out(static_cast<size_t>(out_stride * n_tokens), kUnwritten);
+          il.dot_groups(groups.data(), group_bytes, n_groups, acts.data(), act_bytes, n_tokens, n, 0, out.data(),
+                        out_stride);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            const std::vector<uint8_t> act(acts.begin() + t * act_bytes, acts.begin() + (t + 1) * act_bytes);
+            for (int64_t r = 0; r < kRows * n_groups; ++r) {
+              const uint8_t* row = rows.data() + r * stride;
+              ASSERT_NEAR(out[t * out_stride + r], k.dot_ref(row, act.data(), n, 0),
+                          kDotTol * ExactDot(dtype, row, act, n).scale + 1e-30)
+                  << n_groups << " groups x " << n_tokens << " tokens: row " << r << ", token " << t;
+            }
+            for (int64_t r = kRows * n_groups; r < out_stride; ++r) {
+              ASSERT_EQ(out[t * out_stride + r], kUnwritten) << "dot_groups wrote past its rows, token " << t;
+            }
+          }
+        }
+      }
+      ++checked;
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no type has interleaved rows at the " << IsaName(GetParam()) << " level";
+}
+
+// MatMulQuantized on a view with interleaved rows reads only them: the stored rows it is given are
+// garbage (every byte 0x5a), and the outputs still equal the kernel's own on the real rows, within the
+// dot tolerance for the decode kernels and bit for bit through the packed GEMM (the same codes).
+TEST_P(GgmlDotIsa, MatMulQuantizedReadsInterleavedRows) {
+  constexpr int kRows = InterleavedRows::kRows;
+  int checked = 0;
+  for (const DType dtype : kTypes) {
+    const QuantKernel& k = Kernel(dtype);
+    if (k.interleaved == nullptr) continue;
+    constexpr int64_t rows = 5 * kRows;
+    const int64_t cols = 512;
+    std::mt19937 rng(static_cast<uint32_t>(dtype) + 99);
+    Tensor w = Tensor::Zeros("w", dtype, {rows, cols});
+    const auto bytes = RandomWeights(dtype, rows * cols, rng);
+    std::memcpy(w.storage.data(), bytes.data(), bytes.size());
+    const TensorView plain = w.view();
+    std::vector<uint8_t> groups(bytes.size());
+    for (int64_t g = 0; g < rows / kRows; ++g) {
+      k.interleaved->interleave(plain.row(g * kRows), plain.row_bytes(), cols, 0,
+                                groups.data() + g * kRows * plain.row_bytes());
+    }
+    Tensor garbage = Tensor::Zeros("garbage", dtype, {rows, cols});
+    std::memset(garbage.storage.data(), 0x5a, garbage.storage.size());
+    TensorView interleaved = garbage.view();
+    interleaved.interleaved = reinterpret_cast<const std::byte*>(groups.data());
+    for (const int64_t n_tokens : {int64_t{1}, int64_t{3}, int64_t{64}}) {
+      SCOPED_TRACE(fmt::format("{} tokens={} isa={}", DTypeName(dtype), n_tokens, k.isa()));
+      std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+      std::vector<float> x(static_cast<size_t>(n_tokens * cols));
+      for (float& v : x) v = uniform(rng);
+      std::vector<float> want(static_cast<size_t>(n_tokens * rows)), got(want.size());
+      MatMulQuantized(k, plain, x.data(), n_tokens, want.data());
+      MatMulQuantized(k, interleaved, x.data(), n_tokens, got.data());
+      const bool packed = UsePackedGemm(k, n_tokens);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
+        const auto act = Quantize(k, xt, true);
+        for (int64_t r = 0; r < rows; ++r) {
+          const size_t i = static_cast<size_t>(t * rows + r);
+          if (packed) {
+            ASSERT_EQ(got[i], want[i]) << "packed GEMM, row " << r << ", token " << t;
+          } else {
+            const auto* row = reinterpret_cast<const uint8_t*>(plain.row(r));
+            ASSERT_NEAR(got[i], want[i], 2 * kDotTol * ExactDot(dtype, row, act, cols).scale + 1e-30)
+                << "row " << r << ", token " << t;
+          }
+        }
+      }
+    }
+    ++checked;
+  }
+  if (checked == 0) GTEST_SKIP() << "no type has interleaved rows at the " << IsaName(GetParam()) << " level";
 }
 
 INSTANTIATE_TEST_SUITE_P(Levels, GgmlDotIsa, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),

@@ -14,6 +14,8 @@
 #include "mixq/base/file.h"
 #include "mixq/eval/perplexity.h"
 #include "mixq/formats/convert.h"
+#include "mixq/kernels/quant_kernel.h"
+#include "mixq/model/forward.h"
 #include "test_paths.h"
 
 namespace mixq {
@@ -205,6 +207,64 @@ TEST(QuantizeModelTest, RefusesToOverwriteItsInput) {
   options.type = ParseWeightFormat("q4_0");
   EXPECT_THROW(QuantizeModel(q, path, options), Error);
   EXPECT_NO_THROW(LoadModel(path));  // untouched
+}
+
+// InterleaveForDecode (model.h) changes where the matrix kernels read, never what a model computes: on
+// a tied Q4_0 stories260K (its head is token_embd) and on llama.cpp's own Q4_0 file, every Q4_0 matrix
+// with a multiple of 8 rows is repacked, and the logits of a batch and of single tokens stay those of the
+// plain model. The interleaved kernel sums 8 rows per register where the plain one sums one row per
+// call: the products agree to float rounding (tests/kernels/ggml_dot_test.cc), and on a real model so do
+// the logits (stories260K, measured: rms 6e-8 of the logits' rms, bound `rms_bound` 1e-5). On the
+// llama.cpp file's heavy-tailed random weights a 1e-7 difference can flip an 8-bit activation rounding,
+// which grows over two layers (as between GEMV and GEMM in RunsCloseToItsDequantizedWeights): measured
+// rms 1.1e-4, bound 1e-3. A wiring error (a wrong row, lane or tensor) is O(1).
+void ExpectSameLogitsInterleaved(const std::string& path, int expected_repacked, double rms_bound) {
+  const Model plain = LoadModel(path);
+  Model interleaved = LoadModel(path);
+  const QuantKernel* kernel = FindQuantKernel(DType::kQ4_0);
+  ASSERT_NE(kernel, nullptr);
+  const int repacked = InterleaveForDecode(interleaved);
+  if (kernel->interleaved == nullptr) {
+    EXPECT_EQ(repacked, 0);
+    GTEST_SKIP() << "this CPU's Q4_0 kernel decodes from the stored rows (no interleaved layout)";
+  }
+  EXPECT_EQ(repacked, expected_repacked) << path;
+  EXPECT_NE(interleaved.weights.head().interleaved, nullptr) << "the output head was not repacked";
+  const std::vector<int32_t> tokens = {1, 10, 100, 200, 300, 400, 500, 7, 9, 11};
+  const int64_t vocab = plain.config.vocab_size;
+  for (const bool batch : {true, false}) {
+    InferenceState a = MakeInferenceState(plain.config, 64, 16);
+    InferenceState b = MakeInferenceState(interleaved.config, 64, 16);
+    double diff2 = 0.0, norm2 = 0.0;
+    for (size_t t = 0; t < tokens.size(); t += batch ? tokens.size() : 1) {
+      const size_t n = batch ? tokens.size() : 1;
+      const std::span<const int32_t> span(tokens.data() + t, n);
+      const float* la = Forward(plain, a, span, static_cast<int64_t>(t), batch);
+      const std::vector<float> want(la, la + (batch ? n : 1) * static_cast<size_t>(vocab));
+      const float* lb = Forward(interleaved, b, span, static_cast<int64_t>(t), batch);
+      for (size_t i = 0; i < want.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(lb[i]));
+        diff2 += (static_cast<double>(lb[i]) - want[i]) * (static_cast<double>(lb[i]) - want[i]);
+        norm2 += static_cast<double>(want[i]) * want[i];
+      }
+    }
+    const double rms = std::sqrt(diff2 / norm2);
+    ::testing::Test::RecordProperty(batch ? "batch_rms_relative_difference" : "token_rms_relative_difference",
+                                    std::to_string(rms));
+    EXPECT_LE(rms, rms_bound) << (batch ? "batch" : "token by token") << ", " << path;
+  }
+}
+
+TEST(InterleaveForDecode, TiedStoriesQ4_0GivesTheSameLogits) {
+  const std::string path = TempPath("stories-q4_0-interleave.gguf");
+  Quantize(Stories(), "q4_0", path);
+  // 5 layers x q, k, v, o (gate and up have 172 rows; down's 172 columns make it Q8_0) + the tied head.
+  ExpectSameLogitsInterleaved(path, 5 * 4 + 1, 1e-5);
+}
+
+TEST(InterleaveForDecode, LlamaCppQ4_0FileGivesTheSameLogits) {
+  // 2 layers x 7 matrices + output.weight (token_embd is not a matrix of the forward pass here).
+  ExpectSameLogitsInterleaved(SharedPath("data/ggml-reference/synth-Q4_0.gguf"), 2 * 7 + 1, 1e-3);
 }
 
 }  // namespace

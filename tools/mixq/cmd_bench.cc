@@ -25,7 +25,7 @@ struct BenchArgs {
 };
 
 void RunBench(const BenchArgs& args) {
-  const Model model = LoadModelFromArgs(args.model, /*require_tokenizer=*/false);
+  const Model model = LoadModelToRun(args.model, /*require_tokenizer=*/false);
   SpeedBenchOptions options;
   options.n_prompt = args.n_prompt;
   options.n_gen = args.n_gen;

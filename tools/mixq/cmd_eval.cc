@@ -113,7 +113,7 @@ std::vector<TaskResult> EvaluateAll(const std::string& path, const ModelArgs& mo
                                     const std::string& parallel) {
   ModelArgs args = model_args;
   args.path = path;
-  const Model model = LoadModelFromArgs(args);
+  const Model model = LoadModelToRun(args);
   std::vector<TaskResult> results;
   ZeroShotOptions model_options = options;
   model_options.item_threads = parallel == "items"     ? ThreadCount()

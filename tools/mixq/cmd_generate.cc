@@ -24,7 +24,7 @@ struct GenerateArgs {
 };
 
 void RunGenerate(const GenerateArgs& args) {
-  const Model model = LoadModelFromArgs(args.model);
+  const Model model = LoadModelToRun(args.model);
   SamplerOptions sampling;
   sampling.temperature = args.temperature;
   sampling.top_p = args.top_p;

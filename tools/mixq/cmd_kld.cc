@@ -130,8 +130,8 @@ void RunKldCommand(const KldArgs& args, const CLI::App& cmd) {
     if (cmd.count("--scoring") == 0) options.scoring = header.scoring;
   }
   std::optional<Model> base;
-  if (args.models.size() == 2) base.emplace(LoadModelFromArgs(ArgsFor(args, args.models[0])));
-  const Model quant = LoadModelFromArgs(ArgsFor(args, args.models.back()));
+  if (args.models.size() == 2) base.emplace(LoadModelToRun(ArgsFor(args, args.models[0])));
+  const Model quant = LoadModelToRun(ArgsFor(args, args.models.back()));
   if (options.ctx > quant.config.context_length) {
     Warn("--ctx {} is larger than the model's trained context ({}); quality will suffer", options.ctx,
          quant.config.context_length);

@@ -24,7 +24,7 @@ struct PerplexityArgs {
 };
 
 void RunPerplexity(const PerplexityArgs& args) {
-  const Model model = LoadModelFromArgs(args.model);
+  const Model model = LoadModelToRun(args.model);
   PerplexityOptions options;
   options.ctx = args.ctx;
   options.max_chunks = args.chunks;

@@ -24,5 +24,11 @@ Model LoadModelFromArgs(const ModelArgs& args, bool require_tokenizer) {
   return LoadModel(args.path, options);
 }
 
+Model LoadModelToRun(const ModelArgs& args, bool require_tokenizer) {
+  Model model = LoadModelFromArgs(args, require_tokenizer);
+  InterleaveForDecode(model);
+  return model;
+}
+
 
 }  // namespace mixq::cli

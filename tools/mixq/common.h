@@ -22,4 +22,8 @@ void AddModelArgs(CLI::App* cmd, ModelArgs& args);
 // Applies --threads and loads the model (the tokenizer optional when `require_tokenizer` is false).
 Model LoadModelFromArgs(const ModelArgs& args, bool require_tokenizer = true);
 
+// The same for the commands that run the model: its matrices then also go into the decode kernels'
+// layout where this CPU has one (InterleaveForDecode).
+Model LoadModelToRun(const ModelArgs& args, bool require_tokenizer = true);
+
 }  // namespace mixq::cli

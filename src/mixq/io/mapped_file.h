@@ -22,6 +22,11 @@ class MappedFile {
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
   std::span<const std::byte> bytes() const { return {data_, size_}; }
+  // Whether [p, p + n) lies in the mapping.
+  bool contains(const std::byte* p, size_t n) const { return p >= data_ && n <= size_ && p - data_ <= static_cast<std::ptrdiff_t>(size_ - n); }
+  // Drops this process's pages wholly inside [p, p + n) (they stay in the page cache and fault back in
+  // if read again): for a range whose contents now live in a copy.
+  void Release(const std::byte* p, size_t n) const;
 
  private:
   std::string path_;

@@ -492,6 +492,29 @@ float DotIQ4_XSRef(const void* w, const void* a, int64_t n, int64_t) {
   return DotK<BlockIQ4_XS, DecodeIQ4_XS>(w, a, n);
 }
 
+void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockQ4_0x8*>(dst);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      BlockQ4_0 block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ4_0), sizeof block);
+      out[b].d[r] = block.d;
+      for (int j = 0; j < 4; ++j) std::memcpy(out[b].qs + 32 * j + 4 * r, block.qs + 4 * j, 4);
+    }
+  }
+}
+
+void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockQ4_0x8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    BlockQ4_0 block;
+    block.d = in[b].d[lane];
+    for (int j = 0; j < 4; ++j) std::memcpy(block.qs + 4 * j, in[b].qs + 32 * j + 4 * lane, 4);
+    std::memcpy(out + b * sizeof(BlockQ4_0), &block, sizeof block);
+  }
+}
 
 const float* HalfTable() {
   static const float* table = [] {
@@ -538,6 +561,10 @@ const PackedGemmFormat kPackedQ6_K{16, false, 6, 32, Blocks16, UnpackQ6_K, Expan
 const PackedGemmFormat kPackedIQ4_XS{32, false, 8, 128, Blocks32, UnpackK<BlockIQ4_XS, DecodeIQ4_XS>,
                                      ExpandQ8_K<32>};
 
+#if defined(__x86_64__)
+const InterleavedRows kInterleavedQ4_0Avx2{InterleaveQ4_0, ExtractRowQ4_0, DotGroupsQ4_0Avx2};
+#endif
+
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
 using DotRowsFn = decltype(QuantKernel::dot_rows);
 
@@ -550,6 +577,7 @@ struct Entry {
   DotFn dot_avx512;         // nullptr: the AVX2 kernels serve the AVX-512 level too
   DotRowsFn dot_rows_avx512;
   const PackedGemmFormat* packed;  // handed out at the SIMD levels (packed micro-kernels: VNNI, AVX2)
+  const InterleavedRows* interleaved_avx2 = nullptr;  // handed out at the AVX2 level only
 };
 
 #if defined(__x86_64__)
@@ -565,7 +593,8 @@ struct Entry {
 
 const Entry kEntries[] = {
     {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_SIMD_ROW(Q8_0), &kPackedQ8_0},
-    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0), &kPackedQ4_0},
+    {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0), &kPackedQ4_0,
+     MIXQ_X86_OR_NULL(&kInterleavedQ4_0Avx2)},
     {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1), &kPackedQ4_1},
     {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_SIMD_ROW(Q5_0), &kPackedQ5_0},
     {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1), &kPackedQ5_1},
@@ -620,6 +649,7 @@ QuantKernel MakeKernel(const Entry& e, Isa isa) {
   } else if (simd) {
     k.dot = e.dot_avx2;
     k.dot_rows = e.dot_rows_avx2;
+    if (isa == Isa::kAvx2) k.interleaved = e.interleaved_avx2;
     k.isa = IsaAvx2;
   } else {
     k.dot = e.dot_ref;

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "mixq/formats/float16.h"
 #include "mixq/formats/ggml_blocks.h"
@@ -372,6 +373,74 @@ MIXQ_GGML_DOT_DEFINE_ROWS(Q5_1)
 MIXQ_GGML_DOT_DEFINE_ROWS(IQ4_NL)
 
 #undef MIXQ_GGML_DOT_DEFINE_ROWS
+
+namespace {
+
+// One group of 8 interleaved Q4_0 rows with one token: 8 row sums in one register. Per block, the four
+// 32-byte code runs give 8 registers of 4 codes per row, each meeting one broadcast activation dword in
+// `vpmaddubsw`; the eight int16 results add up before one `vpmaddwd` (|sum| <= 8 * 2 * 15 * 127 = 30480,
+// no saturation). The codes stay unsigned 0..15: the block's value is d_w * d_a * (sum - 8 * sum(a)).
+MIXQ_AVX2 inline __m256 DotGroupQ4_0(const BlockQ4_0x8* x, const BlockQ8_0* y, const float* scale_a,
+                                     const int32_t* offset_a, int64_t nb) {
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* a = reinterpret_cast<const uint8_t*>(y[b].qs);
+    __m256i sums = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      const __m256i run = LoadBytes(x[b].qs + 32 * j);
+      int32_t a_low, a_high;
+      std::memcpy(&a_low, a + 4 * j, 4);
+      std::memcpy(&a_high, a + 16 + 4 * j, 4);
+      sums = _mm256_add_epi16(sums, _mm256_maddubs_epi16(_mm256_and_si256(run, low), _mm256_set1_epi32(a_low)));
+      sums = _mm256_add_epi16(
+          sums, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(run, 4), low), _mm256_set1_epi32(a_high)));
+    }
+    const __m256i dots = _mm256_sub_epi32(_mm256_madd_epi16(sums, _mm256_set1_epi16(1)), _mm256_set1_epi32(offset_a[b]));
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].d))),
+                                   _mm256_set1_ps(scale_a[b]));
+    // Two accumulators, alternating blocks, so consecutive FMAs do not wait on each other.
+    if (b & 1) {
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), d, acc1);
+    } else {
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), d, acc0);
+    }
+  }
+  return _mm256_add_ps(acc0, acc1);
+}
+
+}  // namespace
+
+// Each token's activation scales (as float) and 8 * sum(q) per block are computed once per call; then
+// group by group, every token meets the group while its bytes are in cache.
+MIXQ_AVX2 void DotGroupsQ4_0Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  const int64_t nb = n / kQK;
+  thread_local std::vector<float> scales;
+  thread_local std::vector<int32_t> offsets;
+  scales.resize(static_cast<size_t>(nb * n_tokens));
+  offsets.resize(static_cast<size_t>(nb * n_tokens));
+  const float* half = HalfTable();
+  const auto* ab = static_cast<const uint8_t*>(act);
+  const auto token = [&](int64_t t) { return reinterpret_cast<const BlockQ8_0*>(ab + static_cast<size_t>(t) * act_bytes); };
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const BlockQ8_0* y = token(t);
+    for (int64_t b = 0; b < nb; ++b) {
+      scales[t * nb + b] = half[y[b].d];
+      const __m256i eight_a = _mm256_maddubs_epi16(_mm256_set1_epi8(8), LoadBytes(y[b].qs));
+      offsets[t * nb + b] = HorizontalSum(_mm256_madd_epi16(eight_a, _mm256_set1_epi16(1)));
+    }
+  }
+  const auto* wb = static_cast<const uint8_t*>(w);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const auto* x = reinterpret_cast<const BlockQ4_0x8*>(wb + static_cast<size_t>(g) * group_bytes);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      _mm256_storeu_ps(out + t * out_stride + 8 * g,
+                       DotGroupQ4_0(x, token(t), scales.data() + t * nb, offsets.data() + t * nb, nb));
+    }
+  }
+}
 
 namespace {
 

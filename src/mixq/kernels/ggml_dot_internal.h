@@ -67,6 +67,23 @@ MIXQ_GGML_DOT_DECLARE_ROWS(Q5_1)
 MIXQ_GGML_DOT_DECLARE_ROWS(IQ4_NL)
 #undef MIXQ_GGML_DOT_DECLARE_ROWS
 
+// Q4_0 rows interleaved 8 at a time (QuantKernel::interleaved): block b of a group holds the 8 rows'
+// scales, then their codes in four 32-byte runs, run j holding bytes 4j..4j+3 of each row's qs in row
+// order. A byte's low nibble is weight 4j+i of its row and its high nibble weight 16+4j+i, so one load and
+// two masks give 32 codes: 4 consecutive weights of each of the 8 rows, which one broadcast activation
+// dword meets in `vpmaddubsw`.
+struct BlockQ4_0x8 {
+  uint16_t d[8];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ4_0x8) == 8 * 18);
+
+void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t group, void* row);
+// Defined only on x86-64 builds; callable where CpuHasAvx2().
+void DotGroupsQ4_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+
 // Which of these kernels this CPU runs: CpuHasAvx2() / CpuHasAvx512Vnni() in cpu_features.h.
 
 // F16 -> F32 by table (256 KiB, built once, exact: built from F16ToF32), as ggml does: one load per

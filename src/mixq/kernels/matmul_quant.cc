@@ -48,8 +48,29 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
   for (int64_t t = 0; t < n_tokens; ++t) {
     kernel.quantize_activation(x + t * cols, act + static_cast<size_t>(t) * act_bytes, cols, w.group);
   }
-  // Decode is the same walk with one token: blocks of kRowBlock rows split across threads.
   const size_t row_bytes = w.row_bytes();
+  if (w.interleaved != nullptr && kernel.interleaved != nullptr) {
+    // Rows interleaved 8 at a time: each thread one contiguous run of groups, one call, so the kernel
+    // prepares each token's activation blocks once per thread.
+    constexpr int kRows = InterleavedRows::kRows;
+    MIXQ_CHECK(rows % kRows == 0);
+    const size_t group_bytes = kRows * row_bytes;
+    const int64_t n_groups = rows / kRows;
+#pragma omp parallel if (parallel)
+    {
+      const int n_threads = omp_get_num_threads();
+      const int thread = omp_get_thread_num();
+      const int64_t g0 = n_groups * thread / n_threads;
+      const int64_t g1 = n_groups * (thread + 1) / n_threads;
+      if (g1 > g0) {
+        kernel.interleaved->dot_groups(w.interleaved + static_cast<size_t>(g0) * group_bytes, group_bytes, g1 - g0,
+                                       act, act_bytes, n_tokens, cols, w.group, y + g0 * kRows, rows);
+      }
+      if (!w.salient.empty()) AddSparseProducts(w.salient, g0 * kRows, g1 * kRows, x, cols, n_tokens, y, rows);
+    }
+    return;
+  }
+  // Decode is the same walk with one token: blocks of kRowBlock rows split across threads.
   const auto row = [&](int64_t r) { return w.data + static_cast<size_t>(r) * row_bytes; };
   const int64_t n_blocks = (rows + kRowBlock - 1) / kRowBlock;
   const auto dense_block = [&](int64_t b) {

@@ -82,8 +82,10 @@ size_t UnpackBytes(int64_t blocks, int width) {
 // A row group's 8 rows are decoded first (32 KiB of codes for 4096 columns), then its panel is written
 // block after block, front to back: written row by row instead, each row touched every block's cache
 // lines of an 80 KiB panel, and packing cost as much as 4 tokens of the micro-kernel on AVX2.
-void PackTile(const PackedGemmFormat& format, const TensorView& w, int64_t r0, int64_t n_rows, int64_t blocks,
-              int bias, std::byte* panel, std::byte* unpack) {
+// Rows interleaved for decode (`interleaved` non-null) are first copied back to their stored layout, into
+// `stored_row`: prefill reads the same copy as decode, so the file's pages need not stay resident.
+void PackTile(const PackedGemmFormat& format, const InterleavedRows* interleaved, const TensorView& w, int64_t r0,
+              int64_t n_rows, int64_t blocks, int bias, std::byte* panel, std::byte* unpack, std::byte* stored_row) {
   const uint32_t bias4 = 0x01010101u * static_cast<uint8_t>(bias);
   const int width = format.width;
   const size_t block_bytes = PanelBlockBytes(width);
@@ -101,8 +103,15 @@ void PackTile(const PackedGemmFormat& format, const TensorView& w, int64_t r0, i
       float* row_m = row_d + blocks;
       const int64_t i = g * kRowsPerGroup + r;
       if (i < n_rows) {
-        format.unpack_row(w.data + static_cast<size_t>(r0 + i) * w.row_bytes(), w.cols(), w.group, row_codes, row_d,
-                          row_m);
+        const int64_t r = r0 + i;
+        const std::byte* src = w.data + static_cast<size_t>(r) * w.row_bytes();
+        if (interleaved != nullptr) {
+          constexpr int kRows = InterleavedRows::kRows;
+          interleaved->extract_row(w.interleaved + static_cast<size_t>(r / kRows) * kRows * w.row_bytes(),
+                                   static_cast<int>(r % kRows), w.cols(), w.group, stored_row);
+          src = stored_row;
+        }
+        format.unpack_row(src, w.cols(), w.group, row_codes, row_d, row_m);
       } else {
         // Rows past the end: zero codes and zero scales, so they add nothing.
         std::memset(row_codes, 0, static_cast<size_t>(blocks) * width);
@@ -211,14 +220,16 @@ void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, 
     const int thread = omp_get_thread_num();
     const int64_t tile0 = n_tiles * thread / n_threads;
     const int64_t tile1 = n_tiles * (thread + 1) / n_threads;
-    thread_local AlignedBuffer panel_buffer, unpack_buffer;
+    thread_local AlignedBuffer panel_buffer, unpack_buffer, stored_row_buffer;
     std::byte* panel = ThreadBuffer(panel_buffer, kMaxRowGroups * group_stride);
     std::byte* unpack = ThreadBuffer(unpack_buffer, UnpackBytes(blocks, width));
+    const InterleavedRows* interleaved = w.interleaved != nullptr ? kernel.interleaved : nullptr;
+    std::byte* stored_row = interleaved != nullptr ? ThreadBuffer(stored_row_buffer, w.row_bytes()) : nullptr;
     for (int64_t tile = tile0; tile < tile1; ++tile) {
       const int64_t r0 = tile * kTileRows;
       const int64_t n_rows = std::min(kTileRows, rows - r0);
       const int n_groups = n_rows > kRowsPerGroup ? 2 : 1;
-      PackTile(format, w, r0, n_rows, blocks, bias, panel, unpack);
+      PackTile(format, interleaved, w, r0, n_rows, blocks, bias, panel, unpack, stored_row);
       for (int64_t b0 = 0; b0 < blocks; b0 += chunk_blocks) {
         const int64_t b1 = std::min(blocks, b0 + chunk_blocks);
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokens) {

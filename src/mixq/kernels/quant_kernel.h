@@ -32,6 +32,23 @@ struct PackedGemmFormat {
                             int32_t* sum, float* msum);
 };
 
+// Weight rows repacked 8 at a time for decode (TensorView::interleaved, made at load by
+// InterleaveForDecode): a group holds its 8 rows' blocks side by side in one stream, so one register of
+// integer sums covers 8 rows, their 8 scales convert in one instruction, and no sum is reduced across
+// lanes. A group of 8 stored rows takes exactly 8 * row_bytes bytes.
+struct InterleavedRows {
+  static constexpr int kRows = 8;
+  // 8 stored rows (row_bytes apart) of n weights -> one group.
+  void (*interleave)(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+  // Row `lane` (0..7) of a group back in its stored layout.
+  void (*extract_row)(const void* src, int lane, int64_t n, int64_t group, void* row);
+  // out[t * out_stride + 8 g + i] = `dot`(row i of group g, activation row t) for g < n_groups and
+  // t < n_tokens (activation rows as quantize_activation writes them, activation_bytes apart).
+  void (*dot_groups)(const void* groups, size_t group_bytes, int64_t n_groups, const void* activations,
+                     size_t activation_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
+                     int64_t out_stride);
+};
+
 struct QuantKernel {
   DType weight_type;
   // Bytes of one quantized activation row of n values, for weight rows of n values grouped by `group`
@@ -53,6 +70,8 @@ struct QuantKernel {
                    int64_t out_stride) = nullptr;
   // Optional (nullptr: no packed GEMM): set only at the levels whose CPU runs the packed micro-kernel.
   const PackedGemmFormat* packed = nullptr;
+  // Optional (nullptr: decode reads the stored rows): set only at the levels whose dot_groups is faster.
+  const InterleavedRows* interleaved = nullptr;
 };
 
 // The kernels for weights stored in `dtype`, or nullptr if it has none (the float types use MatMul's

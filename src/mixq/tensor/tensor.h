@@ -55,6 +55,9 @@ struct TensorView {
   SparseRowsView salient;                                // empty unless salient weights were split off
   ActivationQuant activation = ActivationQuant::kFormat;
   float activation_scale = 0.0f;                         // kInt8Tensor: the static scale (max|x| / 127)
+  // The same rows repacked 8 at a time for decode (QuantKernel::interleaved), or nullptr; `data` stays the
+  // stored layout, which every reader but the matrix kernels uses.
+  const std::byte* interleaved = nullptr;
 
   bool empty() const { return data == nullptr; }
   int64_t elements() const { return ElementCount(shape); }
