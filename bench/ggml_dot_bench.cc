@@ -63,11 +63,31 @@ const Tensor& Weights(DType dtype, int64_t rows, int64_t cols) {
   return *cached;
 }
 
-enum class Level { kBest, kPacked, kAvx2Rows, kAvx2, kScalar };
+// The rows of `w` interleaved 8 at a time by `kernel` (QuantKernel::interleaved), as InterleaveForDecode
+// makes them at load; only the latest is kept.
+const std::byte* InterleavedCopy(const Tensor& w, const QuantKernel& kernel) {
+  static std::unique_ptr<Tensor> cached;
+  static const Tensor* source = nullptr;
+  if (cached && source == &w && cached->dtype == w.dtype && cached->shape == w.shape) return cached->storage.data();
+  cached.reset();
+  cached = std::make_unique<Tensor>(Tensor::Zeros("interleaved", w.dtype, w.shape));
+  source = &w;
+  const TensorView v = w.view();
+  constexpr int kRows = InterleavedRows::kRows;
+  for (int64_t g = 0; g < v.rows() / kRows; ++g) {
+    const size_t offset = static_cast<size_t>(g) * kRows * v.row_bytes();
+    kernel.interleaved->interleave(v.data + offset, v.row_bytes(), v.cols(), v.group, cached->storage.data() + offset);
+  }
+  return cached->storage.data();
+}
+
+enum class Level { kBest, kInterleaved, kPacked, kAvx2Rows, kAvx2, kScalar };
 
 // Args: dtype (ggml id), rows, cols. kBest is what MatMul uses on this CPU; kAvx2Rows forces the AVX2
 // table; kAvx2 also drops its dot_rows, so MatMul calls the AVX2 `dot` per row: the kernels as they were
-// before dot_rows and AVX-512, for a before/after in one run. kScalar runs the references.
+// before dot_rows and AVX-512, for a before/after in one run. kScalar runs the references. kBest reads the
+// stored rows; kInterleaved the rows interleaved as the model commands run them (types and CPUs that
+// have the layout: Q4_0 on AVX2).
 void RunGemv(benchmark::State& state, Level level) {
   const auto dtype = static_cast<DType>(state.range(0));
   const int64_t rows = state.range(1), cols = state.range(2);
@@ -86,19 +106,27 @@ void RunGemv(benchmark::State& state, Level level) {
     kernel.quantize_activation = kernel.quantize_activation_ref;
   }
   const Tensor& w = Weights(dtype, rows, cols);
+  TensorView view = w.view();
+  if (level == Level::kInterleaved) {
+    if (kernel.interleaved == nullptr) {
+      state.SkipWithError("no interleaved rows for this type on this CPU");
+      return;
+    }
+    view.interleaved = InterleavedCopy(w, kernel);
+  }
   std::vector<float> x(static_cast<size_t>(cols));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 17) - 8) * 0.1f;
   std::vector<float> y(static_cast<size_t>(rows));
   const double read_gbs = ReadBandwidthGBs();
   const double copy_gbs = CopyBandwidthGBs();
   for (auto _ : state) {
-    MatMulQuantized(kernel, w.view(), x.data(), 1, y.data());
+    MatMulQuantized(kernel, view, x.data(), 1, y.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   const double weight_gb = static_cast<double>(w.view().bytes) * 1e-9;
   state.SetLabel(fmt::format("{} {}x{} {}{}", DTypeName(dtype), rows, cols, scalar ? "scalar" : kernel.isa(),
-                             kernel.dot_rows != nullptr ? " rows" : ""));
+                             view.interleaved != nullptr ? " interleaved" : kernel.dot_rows != nullptr ? " rows" : ""));
   state.counters["threads"] = ThreadCount();
   state.counters["Gweights_s"] =
       benchmark::Counter(static_cast<double>(rows * cols) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
@@ -155,6 +183,7 @@ void RunGemm(benchmark::State& state, Level level) {
 }
 
 void BM_Gemv(benchmark::State& state) { RunGemv(state, Level::kBest); }
+void BM_GemvInterleaved(benchmark::State& state) { RunGemv(state, Level::kInterleaved); }
 void BM_Gemm(benchmark::State& state) { RunGemm(state, Level::kBest); }
 void BM_GemmPacked(benchmark::State& state) { RunGemm(state, Level::kPacked); }
 void BM_GemmAvx2(benchmark::State& state) { RunGemm(state, Level::kAvx2); }
@@ -193,6 +222,8 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_Gemv)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Gemv)->Name("BM_GemvCached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemvInterleaved)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemvInterleaved)->Name("BM_GemvInterleavedCached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GemvAvx2)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemvAvx2)->Name("BM_GemvAvx2Cached")->Apply(CachedArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GemvAvx2Rows)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);

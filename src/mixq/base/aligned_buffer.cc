@@ -12,13 +12,15 @@ namespace {
 constexpr size_t kMmapThresholdBytes = size_t{1} << 20;
 }  // namespace
 
-void AlignedBuffer::Resize(size_t bytes) {
+void AlignedBuffer::Resize(size_t bytes, Pages pages) {
   Release();
   if (bytes == 0) return;
   if (bytes >= kMmapThresholdBytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     data_ = static_cast<std::byte*>(p);  // page-aligned and zero-filled on first touch
+    // Advice only (before the first touch, so the pages come huge): refused, it leaves 4 KiB pages.
+    if (pages == Pages::kHuge) madvise(p, bytes, MADV_HUGEPAGE);
     mapped_ = true;
   } else {
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;

@@ -28,8 +28,14 @@ class AlignedBuffer {
   }
   ~AlignedBuffer() { Release(); }
 
+  // How the pages of a large buffer are asked for. kHuge advises transparent huge pages (2 MiB; honoured
+  // where the kernel's THP mode is `madvise` or `always`): for data streamed whole, such as weights read
+  // once per token, where 4 KiB pages cost a TLB miss every 4 KiB. Not for sparse data (a KV cache), where a
+  // touched byte would commit 2 MiB.
+  enum class Pages { kNormal, kHuge };
+
   // Discards the contents; the new bytes are zero. Throws std::bad_alloc when memory runs out.
-  void Resize(size_t bytes);
+  void Resize(size_t bytes, Pages pages = Pages::kNormal);
 
   std::byte* data() { return data_; }
   const std::byte* data() const { return data_; }

@@ -17,6 +17,7 @@
 #include "mixq/base/check.h"
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/ggml_dot_internal.h"
+#include "mixq/kernels/interleaved_rows.h"
 
 namespace mixq {
 namespace ggml_dot {
@@ -492,6 +493,8 @@ float DotIQ4_XSRef(const void* w, const void* a, int64_t n, int64_t) {
   return DotK<BlockIQ4_XS, DecodeIQ4_XS>(w, a, n);
 }
 
+bool InterleaveAcceptsQ4_0(int64_t, int64_t) { return true; }
+
 void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockQ4_0x8*>(dst);
@@ -500,7 +503,12 @@ void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t, void
       BlockQ4_0 block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ4_0), sizeof block);
       out[b].d[r] = block.d;
-      for (int j = 0; j < 4; ++j) std::memcpy(out[b].qs + 32 * j + 4 * r, block.qs + 4 * j, 4);
+      uint8_t codes[kQK];
+      for (int j = 0; j < kQK / 2; ++j) {
+        codes[j] = block.qs[j] & 0x0f;
+        codes[j + kQK / 2] = block.qs[j] >> 4;
+      }
+      interleaved::PutNibbleRuns(codes, r, out[b].qs);
     }
   }
 }
@@ -511,7 +519,9 @@ void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t, void* row) {
   for (int64_t b = 0; b < n / kQK; ++b) {
     BlockQ4_0 block;
     block.d = in[b].d[lane];
-    for (int j = 0; j < 4; ++j) std::memcpy(block.qs + 4 * j, in[b].qs + 32 * j + 4 * lane, 4);
+    uint8_t codes[kQK];
+    interleaved::GetNibbleRuns(in[b].qs, lane, codes);
+    for (int j = 0; j < kQK / 2; ++j) block.qs[j] = static_cast<uint8_t>(codes[j] | codes[j + kQK / 2] << 4);
     std::memcpy(out + b * sizeof(BlockQ4_0), &block, sizeof block);
   }
 }
@@ -562,7 +572,7 @@ const PackedGemmFormat kPackedIQ4_XS{32, false, 8, 128, Blocks32, UnpackK<BlockI
                                      ExpandQ8_K<32>};
 
 #if defined(__x86_64__)
-const InterleavedRows kInterleavedQ4_0Avx2{InterleaveQ4_0, ExtractRowQ4_0, DotGroupsQ4_0Avx2};
+const InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsQ4_0, InterleaveQ4_0, ExtractRowQ4_0, DotGroupsQ4_0Avx2};
 #endif
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);

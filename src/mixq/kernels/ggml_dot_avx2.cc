@@ -23,6 +23,8 @@
 #define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define MIXQ_TILE_TARGET MIXQ_AVX2
 #include "mixq/kernels/ggml_dot_tile.h"
+#define MIXQ_INTERLEAVED_TARGET MIXQ_AVX2
+#include "mixq/kernels/interleaved_rows_avx2.h"
 
 namespace mixq::ggml_dot {
 
@@ -376,27 +378,14 @@ MIXQ_GGML_DOT_DEFINE_ROWS(IQ4_NL)
 
 namespace {
 
-// One group of 8 interleaved Q4_0 rows with one token: 8 row sums in one register. Per block, the four
-// 32-byte code runs give 8 registers of 4 codes per row, each meeting one broadcast activation dword in
-// `vpmaddubsw`; the eight int16 results add up before one `vpmaddwd` (|sum| <= 8 * 2 * 15 * 127 = 30480,
-// no saturation). The codes stay unsigned 0..15: the block's value is d_w * d_a * (sum - 8 * sum(a)).
+// One group of 8 interleaved Q4_0 rows with one token: 8 row sums in one register, a block's value
+// d_w * d_a * (sum code * q - 8 * sum(q)) with the 8 rows' scales converted by one `vcvtph2ps`.
 MIXQ_AVX2 inline __m256 DotGroupQ4_0(const BlockQ4_0x8* x, const BlockQ8_0* y, const float* scale_a,
                                      const int32_t* offset_a, int64_t nb) {
-  const __m256i low = _mm256_set1_epi8(0x0f);
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* a = reinterpret_cast<const uint8_t*>(y[b].qs);
-    __m256i sums = _mm256_setzero_si256();
-    for (int j = 0; j < 4; ++j) {
-      const __m256i run = LoadBytes(x[b].qs + 32 * j);
-      int32_t a_low, a_high;
-      std::memcpy(&a_low, a + 4 * j, 4);
-      std::memcpy(&a_high, a + 16 + 4 * j, 4);
-      sums = _mm256_add_epi16(sums, _mm256_maddubs_epi16(_mm256_and_si256(run, low), _mm256_set1_epi32(a_low)));
-      sums = _mm256_add_epi16(
-          sums, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(run, 4), low), _mm256_set1_epi32(a_high)));
-    }
-    const __m256i dots = _mm256_sub_epi32(_mm256_madd_epi16(sums, _mm256_set1_epi16(1)), _mm256_set1_epi32(offset_a[b]));
+    interleaved::PrefetchAhead(x + b);
+    const __m256i dots = _mm256_sub_epi32(interleaved::NibbleRunsDot(x[b].qs, y[b].qs), _mm256_set1_epi32(offset_a[b]));
     const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].d))),
                                    _mm256_set1_ps(scale_a[b]));
     // Two accumulators, alternating blocks, so consecutive FMAs do not wait on each other.

@@ -68,16 +68,15 @@ MIXQ_GGML_DOT_DECLARE_ROWS(IQ4_NL)
 #undef MIXQ_GGML_DOT_DECLARE_ROWS
 
 // Q4_0 rows interleaved 8 at a time (QuantKernel::interleaved): block b of a group holds the 8 rows'
-// scales, then their codes in four 32-byte runs, run j holding bytes 4j..4j+3 of each row's qs in row
-// order. A byte's low nibble is weight 4j+i of its row and its high nibble weight 16+4j+i, so one load and
-// two masks give 32 codes: 4 consecutive weights of each of the 8 rows, which one broadcast activation
-// dword meets in `vpmaddubsw`.
+// scales, then their codes as four 32-byte runs (interleaved_rows.h). A Q4_0 byte k < 16 holds codes k and
+// k + 16, so run j's bytes of a row are its qs[4j..4j+3] as they are.
 struct BlockQ4_0x8 {
   uint16_t d[8];
   uint8_t qs[128];
 };
 static_assert(sizeof(BlockQ4_0x8) == 8 * 18);
 
+bool InterleaveAcceptsQ4_0(int64_t n, int64_t group);
 void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t group, void* row);
 // Defined only on x86-64 builds; callable where CpuHasAvx2().

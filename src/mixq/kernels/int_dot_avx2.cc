@@ -19,6 +19,9 @@
 #define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define MIXQ_INT_UNPACK_TARGET MIXQ_AVX2
 #include "mixq/kernels/int_dot_unpack.h"
+#define MIXQ_INTERLEAVED_TARGET MIXQ_AVX2
+#include "mixq/kernels/interleaved_rows.h"
+#include "mixq/kernels/interleaved_rows_avx2.h"
 
 namespace mixq::int_dot_avx2 {
 namespace {
@@ -232,7 +235,76 @@ MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {
   block->sum = _mm_cvtsi128_si32(s);
 }
 
+// One group of 8 interleaved INT4 rows (int_dot.h) with one activation row: per weight group k, the
+// 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
+// zero-point term s_k * z_k * G_k of the 8 rows likewise (zero-points spread from one uint32).
+template <bool kSym>
+MIXQ_AVX2 inline __m256 DotGroup4(const uint8_t* x, const IntActivationBlock* block, const float* group_sums,
+                                  int64_t n_groups, int64_t blocks_per_group, size_t zeros, size_t codes,
+                                  int symmetric_zero) {
+  __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
+  const uint8_t* runs = x + codes;
+  for (int64_t k = 0; k < n_groups; ++k) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= blocks_per_group; b += 2, block += 2, runs += 2 * interleaved::kBlockRunBytes) {
+      interleaved::PrefetchAhead(runs);
+      interleaved::PrefetchAhead(runs + interleaved::kBlockRunBytes);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(interleaved::NibbleRunsDot(runs, block[0].q)),
+                             _mm256_set1_ps(block[0].scale), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(interleaved::NibbleRunsDot(runs + interleaved::kBlockRunBytes, block[1].q)),
+                             _mm256_set1_ps(block[1].scale), acc1);
+    }
+    if (b < blocks_per_group) {
+      interleaved::PrefetchAhead(runs);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(interleaved::NibbleRunsDot(runs, block->q)),
+                             _mm256_set1_ps(block->scale), acc0);
+      ++block;
+      runs += interleaved::kBlockRunBytes;
+    }
+    const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16 * k)));
+    total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), s, total);
+    __m256 z;
+    if constexpr (kSym) {
+      z = _mm256_set1_ps(static_cast<float>(symmetric_zero));
+    } else {
+      uint32_t packed;
+      std::memcpy(&packed, x + zeros + 4 * k, sizeof packed);
+      const __m256i nibbles = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(packed)),
+                                                _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+      z = _mm256_cvtepi32_ps(_mm256_and_si256(nibbles, _mm256_set1_epi32(0xf)));
+    }
+    zero_total = _mm256_fmadd_ps(_mm256_mul_ps(s, z), _mm256_set1_ps(group_sums[k]), zero_total);
+  }
+  return _mm256_sub_ps(total, zero_total);
+}
+
+// Group by group of rows, every token meeting the group while its bytes are in cache.
+template <bool kSym>
+MIXQ_AVX2 void DotGroups4Impl(const void* w, size_t group_bytes, int64_t n_groups, const void* act, size_t act_bytes,
+                              int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride) {
+  const IntRowLayout layout(*IntDType(4, kSym), n, group);
+  const int64_t blocks_per_group = layout.group / interleaved::kBlockCodes;
+  const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
+  const size_t codes = zeros + (kSym ? 0 : 4 * static_cast<size_t>(layout.n_groups));
+  const int64_t activation_blocks = IntActivationBlockCount(n, group);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(act);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const uint8_t* x = wb + static_cast<size_t>(g) * group_bytes;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const auto* block = reinterpret_cast<const IntActivationBlock*>(ab + static_cast<size_t>(t) * act_bytes);
+      const auto* group_sums = reinterpret_cast<const float*>(block + activation_blocks);
+      _mm256_storeu_ps(out + t * out_stride + 8 * g,
+                       DotGroup4<kSym>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes,
+                                       layout.SymmetricZero()));
+    }
+  }
+}
+
 }  // namespace
+
+DotGroupsFn DotGroups4(bool symmetric) { return symmetric ? &DotGroups4Impl<true> : &DotGroups4Impl<false>; }
 
 DotFn Dot(int bits, bool symmetric) {
   static constexpr std::array<DotFn, 7> kAsym = {&DotImpl<2, false>, &DotImpl<3, false>, &DotImpl<4, false>,

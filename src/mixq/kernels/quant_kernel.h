@@ -38,6 +38,8 @@ struct PackedGemmFormat {
 // lanes. A group of 8 stored rows takes exactly 8 * row_bytes bytes.
 struct InterleavedRows {
   static constexpr int kRows = 8;
+  // Whether rows of n weights grouped by `group` have this layout (INT4: whole 32-code blocks per group).
+  bool (*accepts)(int64_t n, int64_t group);
   // 8 stored rows (row_bytes apart) of n weights -> one group.
   void (*interleave)(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
   // Row `lane` (0..7) of a group back in its stored layout.

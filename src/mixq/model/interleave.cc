@@ -20,7 +20,10 @@ int InterleaveForDecode(Model& model) {
                         (slot.role == TensorRole::kEmbedding && tied);
     if (!matrix || w.empty() || w.interleaved != nullptr || w.activation != ActivationQuant::kFormat) return;
     const QuantKernel* kernel = FindQuantKernel(w.dtype);
-    if (kernel == nullptr || kernel->interleaved == nullptr || w.rows() % kRows != 0) return;
+    if (kernel == nullptr || kernel->interleaved == nullptr || w.rows() % kRows != 0 ||
+        !kernel->interleaved->accepts(w.cols(), w.group)) {
+      return;
+    }
     const size_t group_bytes = kRows * w.row_bytes();
     const int64_t n_groups = w.rows() / kRows;
     auto copy = std::make_unique<Tensor>();
@@ -28,7 +31,7 @@ int InterleaveForDecode(Model& model) {
     copy->dtype = w.dtype;
     copy->shape = w.shape;
     copy->group = w.group;
-    copy->storage.Resize(w.bytes);
+    copy->storage.Resize(w.bytes, AlignedBuffer::Pages::kHuge);
     std::byte* dst = copy->storage.data();
 #pragma omp parallel for schedule(static)
     for (int64_t g = 0; g < n_groups; ++g) {

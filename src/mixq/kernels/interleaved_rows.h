@@ -1,0 +1,35 @@
+// The piece the 4-bit interleaved row layouts share (QuantKernel::interleaved; Q4_0 and INT4 on AVX2):
+// a block of 32 codes of 8 rows as four 32-byte runs. Byte 4 * row + i of run j holds the row's code
+// 4j + i in its low nibble and code 16 + 4j + i in its high nibble, so one 32-byte load and two masks give
+// 4 consecutive codes of each of the 8 rows twice over, and one broadcast activation dword meets them in
+// `vpmaddubsw` (interleaved_rows_avx2.h).
+#pragma once
+
+#include <cstdint>
+
+namespace mixq::interleaved {
+
+constexpr int kBlockCodes = 32;
+constexpr int kBlockRunBytes = 128;  // one block of 8 rows: 8 x 32 codes of 4 bits
+
+// Row `lane`'s 32 codes (0..15, one per byte) into the runs of its block.
+inline void PutNibbleRuns(const uint8_t codes[kBlockCodes], int lane, uint8_t* runs) {
+  for (int j = 0; j < 4; ++j) {
+    for (int i = 0; i < 4; ++i) {
+      runs[32 * j + 4 * lane + i] = static_cast<uint8_t>(codes[4 * j + i] | codes[16 + 4 * j + i] << 4);
+    }
+  }
+}
+
+// The inverse: row `lane`'s 32 codes out of the runs.
+inline void GetNibbleRuns(const uint8_t* runs, int lane, uint8_t codes[kBlockCodes]) {
+  for (int j = 0; j < 4; ++j) {
+    for (int i = 0; i < 4; ++i) {
+      const uint8_t byte = runs[32 * j + 4 * lane + i];
+      codes[4 * j + i] = byte & 0x0f;
+      codes[16 + 4 * j + i] = byte >> 4;
+    }
+  }
+}
+
+}  // namespace mixq::interleaved
