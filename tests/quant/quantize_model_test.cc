@@ -5,6 +5,7 @@
 #include "mixq/quant/quantize_model.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 
@@ -210,23 +211,23 @@ TEST(QuantizeModelTest, RefusesToOverwriteItsInput) {
 }
 
 // InterleaveForDecode (model.h) changes where the matrix kernels read, never what a model computes: on
-// a tied Q4_0 stories260K (its head is token_embd) and on llama.cpp's own Q4_0 file, every Q4_0 matrix
-// with a multiple of 8 rows is repacked, and the logits of a batch and of single tokens stay those of the
+// a tied Q4_0 stories260K (its head is token_embd) and on llama.cpp's own Q4_0 and Q8_0 files, every
+// matrix of that type with a multiple of 8 rows is repacked, and the logits of a batch and of single tokens stay those of the
 // plain model. The interleaved kernel sums 8 rows per register where the plain one sums one row per
 // call: the products agree to float rounding (tests/kernels/ggml_dot_test.cc), and on a real model so do
 // the logits (stories260K, measured: rms 6e-8 of the logits' rms, bound `rms_bound` 1e-5). On the
 // llama.cpp file's heavy-tailed random weights a 1e-7 difference can flip an 8-bit activation rounding,
 // which grows over two layers (as between GEMV and GEMM in RunsCloseToItsDequantizedWeights): measured
-// rms 1.1e-4, bound 1e-3. A wiring error (a wrong row, lane or tensor) is O(1).
-void ExpectSameLogitsInterleaved(const std::string& path, int expected_repacked, double rms_bound) {
+// rms 1.1e-4 for Q4_0 (Q8_0: 8.7e-8), bound 1e-3. A wiring error (a wrong row, lane or tensor) is O(1).
+void ExpectSameLogitsInterleaved(const std::string& path, DType dtype, int expected_repacked, double rms_bound) {
   const Model plain = LoadModel(path);
   Model interleaved = LoadModel(path);
-  const QuantKernel* kernel = FindQuantKernel(DType::kQ4_0);
+  const QuantKernel* kernel = FindQuantKernel(dtype);
   ASSERT_NE(kernel, nullptr);
   const int repacked = InterleaveForDecode(interleaved);
   if (kernel->interleaved == nullptr) {
     EXPECT_EQ(repacked, 0);
-    GTEST_SKIP() << "this CPU's Q4_0 kernel decodes from the stored rows (no interleaved layout)";
+    GTEST_SKIP() << "this CPU's " << DTypeName(dtype) << " kernel decodes from the stored rows (no interleaved layout)";
   }
   EXPECT_EQ(repacked, expected_repacked) << path;
   EXPECT_NE(interleaved.weights.head().interleaved, nullptr) << "the output head was not repacked";
@@ -249,8 +250,9 @@ void ExpectSameLogitsInterleaved(const std::string& path, int expected_repacked,
       }
     }
     const double rms = std::sqrt(diff2 / norm2);
-    ::testing::Test::RecordProperty(batch ? "batch_rms_relative_difference" : "token_rms_relative_difference",
-                                    std::to_string(rms));
+    char value[32];
+    std::snprintf(value, sizeof value, "%.3g", rms);
+    ::testing::Test::RecordProperty(batch ? "batch_rms_relative_difference" : "token_rms_relative_difference", value);
     EXPECT_LE(rms, rms_bound) << (batch ? "batch" : "token by token") << ", " << path;
   }
 }
@@ -259,12 +261,16 @@ TEST(InterleaveForDecode, TiedStoriesQ4_0GivesTheSameLogits) {
   const std::string path = TempPath("stories-q4_0-interleave.gguf");
   Quantize(Stories(), "q4_0", path);
   // 5 layers x q, k, v, o (gate and up have 172 rows; down's 172 columns make it Q8_0) + the tied head.
-  ExpectSameLogitsInterleaved(path, 5 * 4 + 1, 1e-5);
+  ExpectSameLogitsInterleaved(path, DType::kQ4_0, 5 * 4 + 1, 1e-5);
 }
 
 TEST(InterleaveForDecode, LlamaCppQ4_0FileGivesTheSameLogits) {
   // 2 layers x 7 matrices + output.weight (token_embd is not a matrix of the forward pass here).
-  ExpectSameLogitsInterleaved(SharedPath("data/ggml-reference/synth-Q4_0.gguf"), 2 * 7 + 1, 1e-3);
+  ExpectSameLogitsInterleaved(SharedPath("data/ggml-reference/synth-Q4_0.gguf"), DType::kQ4_0, 2 * 7 + 1, 1e-3);
+}
+
+TEST(InterleaveForDecode, LlamaCppQ8_0FileGivesTheSameLogits) {
+  ExpectSameLogitsInterleaved(SharedPath("data/ggml-reference/synth-Q8_0.gguf"), DType::kQ8_0, 2 * 7 + 1, 1e-3);
 }
 
 }  // namespace

@@ -493,7 +493,7 @@ float DotIQ4_XSRef(const void* w, const void* a, int64_t n, int64_t) {
   return DotK<BlockIQ4_XS, DecodeIQ4_XS>(w, a, n);
 }
 
-bool InterleaveAcceptsQ4_0(int64_t, int64_t) { return true; }
+bool InterleaveAcceptsAll(int64_t, int64_t) { return true; }
 
 void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
   const auto* src = static_cast<const uint8_t*>(rows);
@@ -523,6 +523,30 @@ void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t, void* row) {
     interleaved::GetNibbleRuns(in[b].qs, lane, codes);
     for (int j = 0; j < kQK / 2; ++j) block.qs[j] = static_cast<uint8_t>(codes[j] | codes[j + kQK / 2] << 4);
     std::memcpy(out + b * sizeof(BlockQ4_0), &block, sizeof block);
+  }
+}
+
+void InterleaveQ8_0(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockQ8_0x8*>(dst);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      BlockQ8_0 block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ8_0), sizeof block);
+      out[b].d[r] = block.d;
+      interleaved::PutByteRuns(block.qs, r, out[b].qs);
+    }
+  }
+}
+
+void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockQ8_0x8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    BlockQ8_0 block;
+    block.d = in[b].d[lane];
+    interleaved::GetByteRuns(in[b].qs, lane, block.qs);
+    std::memcpy(out + b * sizeof(BlockQ8_0), &block, sizeof block);
   }
 }
 
@@ -572,7 +596,8 @@ const PackedGemmFormat kPackedIQ4_XS{32, false, 8, 128, Blocks32, UnpackK<BlockI
                                      ExpandQ8_K<32>};
 
 #if defined(__x86_64__)
-const InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsQ4_0, InterleaveQ4_0, ExtractRowQ4_0, DotGroupsQ4_0Avx2};
+const InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsAll, InterleaveQ4_0, ExtractRowQ4_0, DotGroupsQ4_0Avx2};
+const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, InterleaveQ8_0, ExtractRowQ8_0, DotGroupsQ8_0Avx2};
 #endif
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
@@ -602,7 +627,8 @@ struct Entry {
 #define MIXQ_AVX2_ONLY_ROW(type) MIXQ_X86_OR_NULL(Dot##type##Avx2), nullptr, nullptr, nullptr
 
 const Entry kEntries[] = {
-    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_SIMD_ROW(Q8_0), &kPackedQ8_0},
+    {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_SIMD_ROW(Q8_0), &kPackedQ8_0,
+     MIXQ_X86_OR_NULL(&kInterleavedQ8_0Avx2)},
     {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0), &kPackedQ4_0,
      MIXQ_X86_OR_NULL(&kInterleavedQ4_0Avx2)},
     {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1), &kPackedQ4_1},

@@ -76,11 +76,22 @@ struct BlockQ4_0x8 {
 };
 static_assert(sizeof(BlockQ4_0x8) == 8 * 18);
 
-bool InterleaveAcceptsQ4_0(int64_t n, int64_t group);
+// Q8_0 likewise: block b of a group holds the 8 rows' scales, then their codes as eight 32-byte runs.
+struct BlockQ8_0x8 {
+  uint16_t d[8];
+  int8_t qs[256];
+};
+static_assert(sizeof(BlockQ8_0x8) == 8 * 34);
+
+bool InterleaveAcceptsAll(int64_t n, int64_t group);
 void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t group, void* row);
 // Defined only on x86-64 builds; callable where CpuHasAvx2().
 void DotGroupsQ4_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void InterleaveQ8_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t group, void* row);
+void DotGroupsQ8_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 
 // Which of these kernels this CPU runs: CpuHasAvx2() / CpuHasAvx512Vnni() in cpu_features.h.

@@ -248,15 +248,15 @@ MIXQ_AVX2 inline __m256 DotGroup4(const uint8_t* x, const IntActivationBlock* bl
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= blocks_per_group; b += 2, block += 2, runs += 2 * interleaved::kBlockRunBytes) {
-      interleaved::PrefetchAhead(runs);
-      interleaved::PrefetchAhead(runs + interleaved::kBlockRunBytes);
+      interleaved::PrefetchAhead<interleaved::kBlockRunBytes>(runs);
+      interleaved::PrefetchAhead<interleaved::kBlockRunBytes>(runs + interleaved::kBlockRunBytes);
       acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(interleaved::NibbleRunsDot(runs, block[0].q)),
                              _mm256_set1_ps(block[0].scale), acc0);
       acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(interleaved::NibbleRunsDot(runs + interleaved::kBlockRunBytes, block[1].q)),
                              _mm256_set1_ps(block[1].scale), acc1);
     }
     if (b < blocks_per_group) {
-      interleaved::PrefetchAhead(runs);
+      interleaved::PrefetchAhead<interleaved::kBlockRunBytes>(runs);
       acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(interleaved::NibbleRunsDot(runs, block->q)),
                              _mm256_set1_ps(block->scale), acc0);
       ++block;

@@ -1,5 +1,5 @@
-// The piece the 4-bit interleaved row layouts share (QuantKernel::interleaved; Q4_0 and INT4 on AVX2):
-// a block of 32 codes of 8 rows as four 32-byte runs. Byte 4 * row + i of run j holds the row's code
+// The pieces the interleaved row layouts share (QuantKernel::interleaved; Q4_0, Q8_0 and INT4 on AVX2).
+// 4-bit codes: a block of 32 codes of 8 rows as four 32-byte runs. Byte 4 * row + i of run j holds the row's code
 // 4j + i in its low nibble and code 16 + 4j + i in its high nibble, so one 32-byte load and two masks give
 // 4 consecutive codes of each of the 8 rows twice over, and one broadcast activation dword meets them in
 // `vpmaddubsw` (interleaved_rows_avx2.h).
@@ -29,6 +29,20 @@ inline void GetNibbleRuns(const uint8_t* runs, int lane, uint8_t codes[kBlockCod
       codes[4 * j + i] = byte & 0x0f;
       codes[16 + 4 * j + i] = byte >> 4;
     }
+  }
+}
+
+// 8-bit codes: a block of 32 bytes of 8 rows as eight 32-byte runs, run j holding bytes 4j..4j+3 of each
+// row in row order (ByteRunsDot in interleaved_rows_avx2.h).
+constexpr int kByteRunBytes = 256;
+inline void PutByteRuns(const int8_t codes[kBlockCodes], int lane, int8_t* runs) {
+  for (int j = 0; j < 8; ++j) {
+    for (int i = 0; i < 4; ++i) runs[32 * j + 4 * lane + i] = codes[4 * j + i];
+  }
+}
+inline void GetByteRuns(const int8_t* runs, int lane, int8_t codes[kBlockCodes]) {
+  for (int j = 0; j < 8; ++j) {
+    for (int i = 0; i < 4; ++i) codes[4 * j + i] = runs[32 * j + 4 * lane + i];
   }
 }
 

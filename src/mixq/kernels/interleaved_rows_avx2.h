@@ -16,14 +16,16 @@ namespace mixq::interleaved {
 namespace {
 
 // Decode streams each thread's groups front to back once per token. The hardware prefetchers alone kept
-// the kernel at about two thirds of the read bandwidth on a 2-core Zen 3; asking for the two cache lines
-// 2 KiB ahead of each 128-byte block took Q4_0 generation from 40-48 to 49-57 t/s (4-layer LLaMA-2-7B
-// shape, alternating builds; 4 and 6 KiB measured the same, 16 KiB no gain; docs/kernels.md).
+// the kernel at about two thirds of the read bandwidth on a 2-core Zen 3; asking for the cache lines 2 KiB
+// ahead of each block took Q4_0 generation from 40-48 to 49-57 t/s (4-layer LLaMA-2-7B shape, alternating
+// builds; 4 and 6 KiB measured the same, 16 KiB no gain; docs/kernels.md). kBytes: the block's size;
+// blocks are back to back, so floor(kBytes / 64) lines from each block's start cover every line once.
 constexpr int kPrefetchBytes = 2048;
+template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
+  static_assert(kBytes >= 64);
   const char* ahead = static_cast<const char*>(p) + kPrefetchBytes;
-  _mm_prefetch(ahead, _MM_HINT_T0);
-  _mm_prefetch(ahead + 64, _MM_HINT_T0);
+  for (int line = 0; line < kBytes / 64; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
 }
 
 // sum_i code_i * q_i over one block of 32 codes for each of 8 rows: lane r is row r. The codes stay
@@ -42,6 +44,21 @@ MIXQ_INTERLEAVED_TARGET inline __m256i NibbleRunsDot(const uint8_t* runs, const 
         sums, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(run, 4), low), _mm256_set1_epi32(q_high)));
   }
   return _mm256_madd_epi16(sums, _mm256_set1_epi16(1));
+}
+
+// sum_i w_i * q_i over one block of 32 signed bytes for each of 8 rows, from eight 32-byte runs (run j:
+// bytes 4j..4j+3 of each row, in row order): `vpmaddubsw` with the sign trick, |w| x (q with w's sign),
+// one `vpmaddwd` per run (a pair reaches 2 * 128 * 127, so two runs cannot share an int16 sum).
+MIXQ_INTERLEAVED_TARGET inline __m256i ByteRunsDot(const int8_t* runs, const int8_t* q) {
+  __m256i sums = _mm256_setzero_si256();
+  for (int j = 0; j < 8; ++j) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
+    int32_t four;
+    std::memcpy(&four, q + 4 * j, sizeof four);
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(_mm256_set1_epi32(four), w));
+    sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+  return sums;
 }
 
 }  // namespace
