@@ -70,13 +70,17 @@ const std::byte* InterleavedCopy(const Tensor& w, const QuantKernel& kernel) {
   static const Tensor* source = nullptr;
   if (cached && source == &w && cached->dtype == w.dtype && cached->shape == w.shape) return cached->storage.data();
   cached.reset();
-  cached = std::make_unique<Tensor>(Tensor::Zeros("interleaved", w.dtype, w.shape));
-  source = &w;
   const TensorView v = w.view();
   constexpr int kRows = InterleavedRows::kRows;
+  const size_t group_bytes = kernel.interleaved->group_bytes(v.cols(), v.group);
+  cached = std::make_unique<Tensor>();
+  cached->dtype = w.dtype;
+  cached->shape = w.shape;
+  cached->storage.Resize(group_bytes * static_cast<size_t>(v.rows() / kRows));
+  source = &w;
   for (int64_t g = 0; g < v.rows() / kRows; ++g) {
-    const size_t offset = static_cast<size_t>(g) * kRows * v.row_bytes();
-    kernel.interleaved->interleave(v.data + offset, v.row_bytes(), v.cols(), v.group, cached->storage.data() + offset);
+    kernel.interleaved->interleave(v.data + static_cast<size_t>(g) * kRows * v.row_bytes(), v.row_bytes(), v.cols(),
+                                   v.group, cached->storage.data() + static_cast<size_t>(g) * group_bytes);
   }
   return cached->storage.data();
 }

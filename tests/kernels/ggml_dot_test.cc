@@ -425,9 +425,10 @@ TEST_P(GgmlDotIsa, TableNamesTheLevel) {
     // The 32-weight types tile rows and tokens; Q4_K and Q6_K share their unpacked super-blocks among tokens.
     const bool has_rows = Is32WeightType(dtype) || dtype == DType::kQ4_K || dtype == DType::kQ6_K;
     EXPECT_EQ(k.dot_rows != nullptr, GetParam() != Isa::kScalar && has_rows) << DTypeName(dtype);
-    // Interleaved decode rows: Q4_0 and Q8_0 at the AVX2 level (AVX-512 VNNI's one-row kernels stream already).
-    EXPECT_EQ(k.interleaved != nullptr, GetParam() == Isa::kAvx2 && (dtype == DType::kQ4_0 || dtype == DType::kQ8_0))
-        << DTypeName(dtype);
+    // Interleaved decode rows: Q4_0, Q8_0 and Q4_K at the AVX2 level (AVX-512 VNNI's one-row kernels
+    // stream already).
+    const bool interleaved = dtype == DType::kQ4_0 || dtype == DType::kQ8_0 || dtype == DType::kQ4_K;
+    EXPECT_EQ(k.interleaved != nullptr, GetParam() == Isa::kAvx2 && interleaved) << DTypeName(dtype);
   }
   // The default table is the best level this CPU has.
   const Isa best = CpuHasAvx512Vnni() ? Isa::kAvx512 : CpuHasAvx2() ? Isa::kAvx2 : Isa::kScalar;
@@ -532,7 +533,8 @@ TEST_P(GgmlDotIsa, InterleavedRowsMatchReference) {
       std::mt19937 rng(static_cast<uint32_t>(n) * 13 + static_cast<uint32_t>(dtype));
       const size_t row_bytes = *StorageBytes(dtype, n);
       const size_t stride = row_bytes + kPad;
-      const size_t group_bytes = kRows * row_bytes;
+      const size_t group_bytes = il.group_bytes(n, 0);
+      ASSERT_GE(group_bytes, kRows * row_bytes);
       std::vector<uint8_t> rows(stride * kRows * kGroups);
       for (int64_t r = 0; r < kRows * kGroups; ++r) {
         const auto w = RandomWeights(dtype, n, rng);
@@ -589,16 +591,16 @@ TEST_P(GgmlDotIsa, MatMulQuantizedReadsInterleavedRows) {
     const QuantKernel& k = Kernel(dtype);
     if (k.interleaved == nullptr) continue;
     constexpr int64_t rows = 5 * kRows;
-    const int64_t cols = 512;
+    const int64_t cols = IsSuperBlock(dtype) ? 1024 : 512;
     std::mt19937 rng(static_cast<uint32_t>(dtype) + 99);
     Tensor w = Tensor::Zeros("w", dtype, {rows, cols});
     const auto bytes = RandomWeights(dtype, rows * cols, rng);
     std::memcpy(w.storage.data(), bytes.data(), bytes.size());
     const TensorView plain = w.view();
-    std::vector<uint8_t> groups(bytes.size());
+    const size_t group_bytes = k.interleaved->group_bytes(cols, 0);
+    std::vector<uint8_t> groups(group_bytes * (rows / kRows));
     for (int64_t g = 0; g < rows / kRows; ++g) {
-      k.interleaved->interleave(plain.row(g * kRows), plain.row_bytes(), cols, 0,
-                                groups.data() + g * kRows * plain.row_bytes());
+      k.interleaved->interleave(plain.row(g * kRows), plain.row_bytes(), cols, 0, groups.data() + g * group_bytes);
     }
     Tensor garbage = Tensor::Zeros("garbage", dtype, {rows, cols});
     std::memset(garbage.storage.data(), 0x5a, garbage.storage.size());

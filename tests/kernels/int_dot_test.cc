@@ -372,7 +372,8 @@ TEST(IntDot, InterleavedInt4RowsMatchScalar) {
       const IntRowLayout layout(dtype, n, group);
       const size_t row_bytes = layout.row_bytes;
       const size_t stride = row_bytes + kPad;
-      const size_t group_bytes = kRows * row_bytes;
+      const size_t group_bytes = il.group_bytes(n, group);
+      ASSERT_EQ(group_bytes, kRows * row_bytes);
       std::vector<uint8_t> rows(stride * kRows * kGroups);
       for (int64_t r = 0; r < kRows * kGroups; ++r) {
         std::vector<uint8_t> w = RandomWeightRow(rng, dtype, n, group);

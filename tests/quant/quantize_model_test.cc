@@ -211,14 +211,14 @@ TEST(QuantizeModelTest, RefusesToOverwriteItsInput) {
 }
 
 // InterleaveForDecode (model.h) changes where the matrix kernels read, never what a model computes: on
-// a tied Q4_0 stories260K (its head is token_embd) and on llama.cpp's own Q4_0 and Q8_0 files, every
+// a tied Q4_0 stories260K (its head is token_embd) and on llama.cpp's own Q4_0, Q8_0 and Q4_K files, every
 // matrix of that type with a multiple of 8 rows is repacked, and the logits of a batch and of single tokens stay those of the
 // plain model. The interleaved kernel sums 8 rows per register where the plain one sums one row per
 // call: the products agree to float rounding (tests/kernels/ggml_dot_test.cc), and on a real model so do
 // the logits (stories260K, measured: rms 6e-8 of the logits' rms, bound `rms_bound` 1e-5). On the
 // llama.cpp file's heavy-tailed random weights a 1e-7 difference can flip an 8-bit activation rounding,
 // which grows over two layers (as between GEMV and GEMM in RunsCloseToItsDequantizedWeights): measured
-// rms 1.1e-4 for Q4_0 (Q8_0: 8.7e-8), bound 1e-3. A wiring error (a wrong row, lane or tensor) is O(1).
+// rms 1.1e-4 for Q4_0 (Q8_0 8.7e-8, Q4_K 3.4e-7), bound 1e-3. A wiring error (a wrong row, lane or tensor) is O(1).
 void ExpectSameLogitsInterleaved(const std::string& path, DType dtype, int expected_repacked, double rms_bound) {
   const Model plain = LoadModel(path);
   Model interleaved = LoadModel(path);
@@ -271,6 +271,10 @@ TEST(InterleaveForDecode, LlamaCppQ4_0FileGivesTheSameLogits) {
 
 TEST(InterleaveForDecode, LlamaCppQ8_0FileGivesTheSameLogits) {
   ExpectSameLogitsInterleaved(SharedPath("data/ggml-reference/synth-Q8_0.gguf"), DType::kQ8_0, 2 * 7 + 1, 1e-3);
+}
+
+TEST(InterleaveForDecode, LlamaCppQ4_KFileGivesTheSameLogits) {
+  ExpectSameLogitsInterleaved(SharedPath("data/ggml-reference/synth-Q4_K_M.gguf"), DType::kQ4_K, 2 * 7 + 1, 1e-3);
 }
 
 }  // namespace

@@ -103,6 +103,28 @@ struct BlockQ4_K {
   uint8_t qs[kQK_K / 2];
 };
 
+// Sub-block j's 6-bit scale and min into / out of those 12 bytes (Q4_K and Q5_K). Put ORs the high bits
+// of j >= 4 into bytes that j - 4 wrote: start from zeroed bytes and put j = 0..7 in order.
+inline void PutScaleMinK4(uint8_t* q, int j, uint8_t ls, uint8_t lm) {
+  if (j < 4) {
+    q[j] = ls;
+    q[j + 4] = lm;
+  } else {
+    q[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+    q[j - 4] = static_cast<uint8_t>(q[j - 4] | ((ls >> 4) << 6));
+    q[j] = static_cast<uint8_t>(q[j] | ((lm >> 4) << 6));
+  }
+}
+inline void GetScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
 // Layout: Q5_K — Q4_K plus a fifth bit per weight (q in 0..31): the high bit of weight 64c + l is bit 2c
 // of qh[l], that of weight 64c + 32 + l is bit 2c + 1 of qh[l] (l = 0..31).
 struct BlockQ5_K {

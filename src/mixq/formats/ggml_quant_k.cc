@@ -182,28 +182,6 @@ void Q3_KSuperblock(const float* x, const float* qw, BlockQ3_K& b) {
 
 // ---------------------------------------------------------------- Q4_K / Q5_K
 
-// Eight 6-bit scales and mins into the 12-byte layout get_scale_min_k4 reads (ggml_blocks.h).
-void PutScaleMinK4(uint8_t* q, int j, uint8_t ls, uint8_t lm) {
-  if (j < 4) {
-    q[j] = ls;
-    q[j + 4] = lm;
-  } else {
-    q[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
-    q[j - 4] = static_cast<uint8_t>(q[j - 4] | ((ls >> 4) << 6));
-    q[j] = static_cast<uint8_t>(q[j] | ((lm >> 4) << 6));
-  }
-}
-
-void GetScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
-  if (j < 4) {
-    *d = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
-}
-
 // The shared body of Q4_K (kNmax 15) and Q5_K (kNmax 31): fills d, dmin, scales and the 256 codes L.
 template <int kNmax>
 void QkKScalesAndCodes(const float* x, const float* qw, uint16_t& d_bits, uint16_t& dmin_bits, uint8_t* packed,

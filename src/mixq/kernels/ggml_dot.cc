@@ -550,6 +550,46 @@ void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t, void* row) {
   }
 }
 
+void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockQ4_Kx8*>(dst);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      BlockQ4_K block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ4_K), sizeof block);
+      out[b].d[r] = block.d;
+      out[b].dmin[r] = block.dmin;
+      for (int s = 0; s < 8; ++s) {
+        uint8_t scale, min;
+        GetScaleMinK4(s, block.scales, &scale, &min);
+        out[b].scales[s][r] = scale;
+        out[b].mins[s / 2][2 * r + s % 2] = min;
+        // Sub-block s is the low (even s) or high nibbles of the 32 bytes from 32 * (s / 2).
+        uint8_t codes[32];
+        for (int i = 0; i < 32; ++i) codes[i] = (block.qs[32 * (s / 2) + i] >> (4 * (s % 2))) & 0x0f;
+        interleaved::PutNibbleRuns(codes, r, out[b].qs[s]);
+      }
+    }
+  }
+}
+
+void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockQ4_Kx8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    BlockQ4_K block{};
+    block.d = in[b].d[lane];
+    block.dmin = in[b].dmin[lane];
+    for (int s = 0; s < 8; ++s) {
+      PutScaleMinK4(block.scales, s, in[b].scales[s][lane], in[b].mins[s / 2][2 * lane + s % 2]);
+      uint8_t codes[32];
+      interleaved::GetNibbleRuns(in[b].qs[s], lane, codes);
+      for (int i = 0; i < 32; ++i) block.qs[32 * (s / 2) + i] |= static_cast<uint8_t>(codes[i] << (4 * (s % 2)));
+    }
+    std::memcpy(out + b * sizeof(BlockQ4_K), &block, sizeof block);
+  }
+}
+
 const float* HalfTable() {
   static const float* table = [] {
     static float values[65536];
@@ -596,8 +636,16 @@ const PackedGemmFormat kPackedIQ4_XS{32, false, 8, 128, Blocks32, UnpackK<BlockI
                                      ExpandQ8_K<32>};
 
 #if defined(__x86_64__)
-const InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsAll, InterleaveQ4_0, ExtractRowQ4_0, DotGroupsQ4_0Avx2};
-const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, InterleaveQ8_0, ExtractRowQ8_0, DotGroupsQ8_0Avx2};
+template <typename GroupBlock, int kBlockWeights>
+size_t GroupBytes(int64_t n, int64_t) {
+  return static_cast<size_t>(n / kBlockWeights) * sizeof(GroupBlock);
+}
+const InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
+                                           ExtractRowQ4_0, DotGroupsQ4_0Avx2};
+const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ8_0x8, kQK>, InterleaveQ8_0,
+                                           ExtractRowQ8_0, DotGroupsQ8_0Avx2};
+const InterleavedRows kInterleavedQ4_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_Kx8, kQK_K>, InterleaveQ4_K,
+                                           ExtractRowQ4_K, DotGroupsQ4_KAvx2};
 #endif
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
@@ -638,7 +686,7 @@ const Entry kEntries[] = {
     {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K), &kPackedQ2_K},
     {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K},
     {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_X86_OR_NULL(DotQ4_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ4_KAvx2),
-     nullptr, nullptr, &kPackedQ4_K},
+     nullptr, nullptr, &kPackedQ4_K, MIXQ_X86_OR_NULL(&kInterleavedQ4_KAvx2)},
     {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K), &kPackedQ5_K},
     {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_X86_OR_NULL(DotQ6_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ6_KAvx2),
      nullptr, nullptr, &kPackedQ6_K},

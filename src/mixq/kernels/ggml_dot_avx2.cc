@@ -453,6 +453,58 @@ MIXQ_AVX2 inline __m256 DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, c
 
 }  // namespace
 
+namespace {
+
+// One group of 8 interleaved Q4_K rows with one token. Per super-block: each sub-block's int16 pair sums
+// times its 8 row scales by one `vpmaddwd` (|.| <= 2 * 30480 * 63, and 8 sub-blocks < 2^25), the mins
+// against the activation's sub-block sums (Q8_K bsums, paired) by four more; then one FMA each with
+// d_w * d_a and dmin_w * d_a.
+MIXQ_AVX2 inline __m256 DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, int64_t nb) {
+  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockQ4_Kx8)>(x + b);
+    __m256i sums = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {
+      const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s]));
+      const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales8, duplicate));
+      sums = _mm256_add_epi32(sums, _mm256_madd_epi16(interleaved::NibbleRunsPairs(x[b].qs[s], y[b].qs + 32 * s), scales));
+    }
+    __m256i mins = _mm256_setzero_si256();
+    const int16_t* bsums = y[b].bsums;
+    for (int p = 0; p < 4; ++p) {
+      const auto even = static_cast<uint16_t>(bsums[4 * p] + bsums[4 * p + 1]);
+      const auto odd = static_cast<uint16_t>(bsums[4 * p + 2] + bsums[4 * p + 3]);
+      const __m256i pair = _mm256_set1_epi32(static_cast<int32_t>(even | static_cast<uint32_t>(odd) << 16));
+      const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].mins[p])));
+      mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m, pair));
+    }
+    const __m256 da = _mm256_set1_ps(y[b].d);
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].d))), da);
+    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].dmin))), da);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
+    acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), dmin, acc_min);
+  }
+  return _mm256_sub_ps(acc, acc_min);
+}
+
+}  // namespace
+
+MIXQ_AVX2 void DotGroupsQ4_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  const int64_t nb = n / kQK_K;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(act);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const auto* x = reinterpret_cast<const BlockQ4_Kx8*>(wb + static_cast<size_t>(g) * group_bytes);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const auto* y = reinterpret_cast<const BlockQ8_K*>(ab + static_cast<size_t>(t) * act_bytes);
+      _mm256_storeu_ps(out + t * out_stride + 8 * g, DotGroupQ4_K(x, y, nb));
+    }
+  }
+}
+
 MIXQ_AVX2 void DotGroupsQ8_0Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {

@@ -83,6 +83,19 @@ struct BlockQ8_0x8 {
 };
 static_assert(sizeof(BlockQ8_0x8) == 8 * 34);
 
+// Q4_K: 32 bytes more than its 8 rows per super-block, for scales and mins unpacked to bytes (a
+// `vpmaddwd` operand each, no 6-bit unpacking per row in the loop): the 8 rows' d and dmin; sub-block s's
+// 8 scales; the mins of sub-blocks 2p and 2p + 1 paired per row (row r at 2r, 2r + 1); each sub-block's
+// 32 codes of 8 rows as four nibble runs.
+struct BlockQ4_Kx8 {
+  uint16_t d[8];
+  uint16_t dmin[8];
+  uint8_t scales[8][8];
+  uint8_t mins[4][16];
+  uint8_t qs[8][128];
+};
+static_assert(sizeof(BlockQ4_Kx8) == 8 * 144 + 32);
+
 bool InterleaveAcceptsAll(int64_t n, int64_t group);
 void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t group, void* row);
@@ -91,6 +104,10 @@ void DotGroupsQ4_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void InterleaveQ8_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t group, void* row);
+void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t group, void* row);
+void DotGroupsQ4_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void DotGroupsQ8_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 

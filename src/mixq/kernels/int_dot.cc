@@ -154,7 +154,11 @@ void ExtractRow4(const void* src, int lane, int64_t n, int64_t group, void* row)
   IntExtractRow4(src, lane, n, group, kSym, row);
 }
 template <bool kSym>
-const InterleavedRows kInterleaved4{IntInterleaveAccepts, Interleave4<kSym>, ExtractRow4<kSym>,
+size_t GroupBytes4(int64_t n, int64_t group) {
+  return InterleavedRows::kRows * IntRowLayout(*IntDType(4, kSym), n, group).row_bytes;
+}
+template <bool kSym>
+const InterleavedRows kInterleaved4{IntInterleaveAccepts, GroupBytes4<kSym>, Interleave4<kSym>, ExtractRow4<kSym>,
                                     int_dot_avx2::DotGroups4(kSym)};
 
 template <int kBits, bool kSym>

@@ -28,10 +28,11 @@ MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
   for (int line = 0; line < kBytes / 64; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
 }
 
-// sum_i code_i * q_i over one block of 32 codes for each of 8 rows: lane r is row r. The codes stay
-// unsigned (0..15), so an offset such as Q4_0's 8 or a zero-point is the caller's. Eight `vpmaddubsw`
-// results add up in int16 before one `vpmaddwd`: |sum| <= 8 * 2 * 15 * 127 = 30480, no saturation.
-MIXQ_INTERLEAVED_TARGET inline __m256i NibbleRunsDot(const uint8_t* runs, const int8_t* q) {
+// sum_i code_i * q_i over one block of 32 codes for each of 8 rows, as two int16 halves per row (lanes
+// 2r, 2r + 1: row r). The codes stay unsigned (0..15), so an offset such as Q4_0's 8 or a zero-point is
+// the caller's. Eight `vpmaddubsw` results add up in int16: |sum| <= 8 * 2 * 15 * 127 = 30480, no
+// saturation; a `vpmaddwd` then sums the halves, by ones (NibbleRunsDot) or by a per-row scale (Q4_K).
+MIXQ_INTERLEAVED_TARGET inline __m256i NibbleRunsPairs(const uint8_t* runs, const int8_t* q) {
   const __m256i low = _mm256_set1_epi8(0x0f);
   __m256i sums = _mm256_setzero_si256();
   for (int j = 0; j < 4; ++j) {
@@ -43,7 +44,12 @@ MIXQ_INTERLEAVED_TARGET inline __m256i NibbleRunsDot(const uint8_t* runs, const 
     sums = _mm256_add_epi16(
         sums, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(run, 4), low), _mm256_set1_epi32(q_high)));
   }
-  return _mm256_madd_epi16(sums, _mm256_set1_epi16(1));
+  return sums;
+}
+
+// The same, summed per row: lane r is row r.
+MIXQ_INTERLEAVED_TARGET inline __m256i NibbleRunsDot(const uint8_t* runs, const int8_t* q) {
+  return _mm256_madd_epi16(NibbleRunsPairs(runs, q), _mm256_set1_epi16(1));
 }
 
 // sum_i w_i * q_i over one block of 32 signed bytes for each of 8 rows, from eight 32-byte runs (run j:

@@ -54,7 +54,7 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
     // prepares each token's activation blocks once per thread.
     constexpr int kRows = InterleavedRows::kRows;
     MIXQ_CHECK(rows % kRows == 0);
-    const size_t group_bytes = kRows * row_bytes;
+    const size_t group_bytes = kernel.interleaved->group_bytes(cols, w.group);
     const int64_t n_groups = rows / kRows;
 #pragma omp parallel if (parallel)
     {

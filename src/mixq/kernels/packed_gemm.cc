@@ -107,7 +107,7 @@ void PackTile(const PackedGemmFormat& format, const InterleavedRows* interleaved
         const std::byte* src = w.data + static_cast<size_t>(r) * w.row_bytes();
         if (interleaved != nullptr) {
           constexpr int kRows = InterleavedRows::kRows;
-          interleaved->extract_row(w.interleaved + static_cast<size_t>(r / kRows) * kRows * w.row_bytes(),
+          interleaved->extract_row(w.interleaved + static_cast<size_t>(r / kRows) * interleaved->group_bytes(w.cols(), w.group),
                                    static_cast<int>(r % kRows), w.cols(), w.group, stored_row);
           src = stored_row;
         }

@@ -35,11 +35,13 @@ struct PackedGemmFormat {
 // Weight rows repacked 8 at a time for decode (TensorView::interleaved, made at load by
 // InterleaveForDecode): a group holds its 8 rows' blocks side by side in one stream, so one register of
 // integer sums covers 8 rows, their 8 scales convert in one instruction, and no sum is reduced across
-// lanes. A group of 8 stored rows takes exactly 8 * row_bytes bytes.
+// lanes.
 struct InterleavedRows {
   static constexpr int kRows = 8;
   // Whether rows of n weights grouped by `group` have this layout (INT4: whole 32-code blocks per group).
   bool (*accepts)(int64_t n, int64_t group);
+  // Bytes of one group of 8 rows: 8 * row_bytes, or more where the layout unpacks scales (Q4_K).
+  size_t (*group_bytes)(int64_t n, int64_t group);
   // 8 stored rows (row_bytes apart) of n weights -> one group.
   void (*interleave)(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
   // Row `lane` (0..7) of a group back in its stored layout.

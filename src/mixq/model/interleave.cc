@@ -24,19 +24,19 @@ int InterleaveForDecode(Model& model) {
         !kernel->interleaved->accepts(w.cols(), w.group)) {
       return;
     }
-    const size_t group_bytes = kRows * w.row_bytes();
+    const size_t group_bytes = kernel->interleaved->group_bytes(w.cols(), w.group);
     const int64_t n_groups = w.rows() / kRows;
     auto copy = std::make_unique<Tensor>();
     copy->name = w.name + " (interleaved)";
     copy->dtype = w.dtype;
     copy->shape = w.shape;
     copy->group = w.group;
-    copy->storage.Resize(w.bytes, AlignedBuffer::Pages::kHuge);
+    copy->storage.Resize(group_bytes * static_cast<size_t>(n_groups), AlignedBuffer::Pages::kHuge);
     std::byte* dst = copy->storage.data();
 #pragma omp parallel for schedule(static)
     for (int64_t g = 0; g < n_groups; ++g) {
-      const size_t offset = static_cast<size_t>(g) * group_bytes;
-      kernel->interleaved->interleave(w.data + offset, w.row_bytes(), w.cols(), w.group, dst + offset);
+      kernel->interleaved->interleave(w.data + static_cast<size_t>(g) * kRows * w.row_bytes(), w.row_bytes(), w.cols(),
+                                      w.group, dst + static_cast<size_t>(g) * group_bytes);
     }
     for (const auto& mapping : model.mappings) mapping->Release(w.data, w.bytes);
     w.interleaved = dst;
