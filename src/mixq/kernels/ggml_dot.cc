@@ -590,6 +590,48 @@ void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t, void* row) {
   }
 }
 
+void UnpackRowsQ4_0(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]) {
+  const auto* x = static_cast<const BlockQ4_0x8*>(src);
+  const float* half = HalfTable();
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      d[r][b] = half[x[b].d[r]];
+      m[r][b] = 0.0f;
+    }
+    interleaved::UnpackNibbleRuns(x[b].qs, 8, codes, b * kQK);
+  }
+}
+
+void UnpackRowsQ8_0(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]) {
+  const auto* x = static_cast<const BlockQ8_0x8*>(src);
+  const float* half = HalfTable();
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      d[r][b] = half[x[b].d[r]];
+      m[r][b] = 0.0f;
+      for (int j = 0; j < 8; ++j) std::memcpy(codes[r] + b * kQK + 4 * j, x[b].qs + 32 * j + 4 * r, 4);
+    }
+  }
+}
+
+void UnpackRowsQ4_K(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]) {
+  const auto* x = static_cast<const BlockQ4_Kx8*>(src);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      // The operations of UnpackQ4_K, so the blocks are its bit for bit.
+      const float dd = F16ToF32(x[b].d[r]), dmin = F16ToF32(x[b].dmin[r]);
+      for (int s = 0; s < 8; ++s) {
+        d[r][b * 8 + s] = dd * static_cast<float>(x[b].scales[s][r]);
+        m[r][b * 8 + s] = -dmin * static_cast<float>(x[b].mins[s / 2][2 * r + s % 2]);
+      }
+    }
+    for (int s = 0; s < 8; ++s) interleaved::UnpackNibbleRuns(x[b].qs[s], 0, codes, b * kQK_K + 32 * s);
+  }
+}
+
 const float* HalfTable() {
   static const float* table = [] {
     static float values[65536];
@@ -641,11 +683,11 @@ size_t GroupBytes(int64_t n, int64_t) {
   return static_cast<size_t>(n / kBlockWeights) * sizeof(GroupBlock);
 }
 const InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
-                                           ExtractRowQ4_0, DotGroupsQ4_0Avx2};
+                                           ExtractRowQ4_0, UnpackRowsQ4_0, DotGroupsQ4_0Avx2};
 const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ8_0x8, kQK>, InterleaveQ8_0,
-                                           ExtractRowQ8_0, DotGroupsQ8_0Avx2};
+                                           ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Avx2};
 const InterleavedRows kInterleavedQ4_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_Kx8, kQK_K>, InterleaveQ4_K,
-                                           ExtractRowQ4_K, DotGroupsQ4_KAvx2};
+                                           ExtractRowQ4_K, UnpackRowsQ4_K, DotGroupsQ4_KAvx2};
 #endif
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);

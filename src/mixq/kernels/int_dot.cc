@@ -154,11 +154,17 @@ void ExtractRow4(const void* src, int lane, int64_t n, int64_t group, void* row)
   IntExtractRow4(src, lane, n, group, kSym, row);
 }
 template <bool kSym>
+void UnpackRows4(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                 float* const m[8]) {
+  IntUnpackRows4(src, n, group, kSym, UnpackBias<4, kSym>(), codes, d, m);
+}
+template <bool kSym>
 size_t GroupBytes4(int64_t n, int64_t group) {
   return InterleavedRows::kRows * IntRowLayout(*IntDType(4, kSym), n, group).row_bytes;
 }
 template <bool kSym>
 const InterleavedRows kInterleaved4{IntInterleaveAccepts, GroupBytes4<kSym>, Interleave4<kSym>, ExtractRow4<kSym>,
+                                    UnpackRows4<kSym>,
                                     int_dot_avx2::DotGroups4(kSym)};
 
 template <int kBits, bool kSym>
@@ -245,6 +251,31 @@ void IntInterleave4(const void* rows, size_t row_bytes, int64_t n, int64_t group
         codes[2 * j + 1] = packed[j] >> 4;
       }
       interleaved::PutNibbleRuns(codes, r, out + g.codes + b * interleaved::kBlockRunBytes);
+    }
+  }
+}
+
+void IntUnpackRows4(const void* src, int64_t n, int64_t group, bool symmetric, int bias, int8_t* const codes[8],
+                    float* const d[8], float* const m[8]) {
+  const Int4GroupLayout g(n, group, symmetric);
+  const auto* in = static_cast<const uint8_t*>(src);
+  const int64_t blocks_per_group = g.row.group / interleaved::kBlockCodes;
+  int64_t b = 0;
+  for (int64_t k = 0; k < g.row.n_groups; ++k) {
+    for (int r = 0; r < 8; ++r) {
+      // UnpackRow's d and m, from the same F16 scale and zero-point.
+      uint16_t bits;
+      std::memcpy(&bits, in + 16 * k + 2 * r, sizeof bits);
+      const float scale = F16ToF32(bits);
+      const int zero = symmetric ? g.row.SymmetricZero() : (in[g.zeros + 4 * k + r / 2] >> (4 * (r % 2))) & 0x0f;
+      for (int64_t i = 0; i < blocks_per_group; ++i) {
+        d[r][b + i] = scale;
+        m[r][b + i] = symmetric ? 0.0f : scale * static_cast<float>(bias - zero);
+      }
+    }
+    for (int64_t i = 0; i < blocks_per_group; ++i, ++b) {
+      interleaved::UnpackNibbleRuns(in + g.codes + b * interleaved::kBlockRunBytes, bias, codes,
+                                    b * interleaved::kBlockCodes);
     }
   }
 }

@@ -67,6 +67,9 @@ void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlo
 bool IntInterleaveAccepts(int64_t n, int64_t group);
 void IntInterleave4(const void* rows, size_t row_bytes, int64_t n, int64_t group, bool symmetric, void* dst);
 void IntExtractRow4(const void* src, int lane, int64_t n, int64_t group, bool symmetric, void* row);
+// InterleavedRows::unpack_rows of that layout, codes less `bias` (the packed format's UnpackBias).
+void IntUnpackRows4(const void* src, int64_t n, int64_t group, bool symmetric, int bias, int8_t* const codes[8],
+                    float* const d[8], float* const m[8]);
 
 // Whether this CPU runs the AVX2 paths (AVX2, FMA and F16C; checked once).
 bool IntDotHasAvx2();

@@ -21,6 +21,21 @@ inline void PutNibbleRuns(const uint8_t codes[kBlockCodes], int lane, uint8_t* r
   }
 }
 
+// Every row's 32 codes out of a block's runs, less `bias`, into codes[r][offset..offset + 32): how the
+// packed GEMM reads a whole group (InterleavedRows::unpack_rows).
+inline void UnpackNibbleRuns(const uint8_t* runs, int bias, int8_t* const codes[8], int64_t offset) {
+  for (int r = 0; r < 8; ++r) {
+    int8_t* __restrict c = codes[r] + offset;
+    for (int j = 0; j < 4; ++j) {
+      for (int i = 0; i < 4; ++i) {
+        const uint8_t byte = runs[32 * j + 4 * r + i];
+        c[4 * j + i] = static_cast<int8_t>((byte & 0x0f) - bias);
+        c[16 + 4 * j + i] = static_cast<int8_t>((byte >> 4) - bias);
+      }
+    }
+  }
+}
+
 // The inverse: row `lane`'s 32 codes out of the runs.
 inline void GetNibbleRuns(const uint8_t* runs, int lane, uint8_t codes[kBlockCodes]) {
   for (int j = 0; j < 4; ++j) {

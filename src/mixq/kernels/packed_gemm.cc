@@ -92,34 +92,42 @@ void PackTile(const PackedGemmFormat& format, const InterleavedRows* interleaved
   const size_t group_stride = block_bytes * static_cast<size_t>(blocks);
   const size_t codes_bytes = RoundUp(static_cast<size_t>(blocks) * width);
   const size_t row_bytes = codes_bytes + RoundUp(static_cast<size_t>(blocks) * 8);
-  const int8_t* codes[kRowsPerGroup];
-  const float* d[kRowsPerGroup];
-  const float* m[kRowsPerGroup];
+  int8_t* codes[kRowsPerGroup];
+  float* d[kRowsPerGroup];
+  float* m[kRowsPerGroup];
+  for (int r = 0; r < kRowsPerGroup; ++r) {
+    std::byte* row = unpack + r * row_bytes;
+    codes[r] = reinterpret_cast<int8_t*>(row);
+    d[r] = reinterpret_cast<float*>(row + codes_bytes);
+    m[r] = d[r] + blocks;
+  }
+  constexpr int kRows = InterleavedRows::kRows;
+  static_assert(kRows == kRowsPerGroup);
   for (int g = 0; g < kMaxRowGroups; ++g) {
-    for (int r = 0; r < kRowsPerGroup; ++r) {
-      std::byte* row = unpack + r * row_bytes;
-      auto* row_codes = reinterpret_cast<int8_t*>(row);
-      auto* row_d = reinterpret_cast<float*>(row + codes_bytes);
-      float* row_m = row_d + blocks;
-      const int64_t i = g * kRowsPerGroup + r;
-      if (i < n_rows) {
-        const int64_t r = r0 + i;
-        const std::byte* src = w.data + static_cast<size_t>(r) * w.row_bytes();
-        if (interleaved != nullptr) {
-          constexpr int kRows = InterleavedRows::kRows;
-          interleaved->extract_row(w.interleaved + static_cast<size_t>(r / kRows) * interleaved->group_bytes(w.cols(), w.group),
-                                   static_cast<int>(r % kRows), w.cols(), w.group, stored_row);
-          src = stored_row;
+    const int64_t first = r0 + g * kRowsPerGroup;
+    if (interleaved != nullptr && interleaved->unpack_rows != nullptr && first % kRows == 0 &&
+        g * kRowsPerGroup + kRowsPerGroup <= n_rows) {
+      // A whole interleaved group: its 8 rows decoded straight from the group, in one pass.
+      interleaved->unpack_rows(w.interleaved + static_cast<size_t>(first / kRows) * interleaved->group_bytes(w.cols(), w.group),
+                               w.cols(), w.group, codes, d, m);
+    } else {
+      for (int r = 0; r < kRowsPerGroup; ++r) {
+        const int64_t i = g * kRowsPerGroup + r;
+        if (i < n_rows) {
+          const int64_t row = r0 + i;
+          const std::byte* src = w.data + static_cast<size_t>(row) * w.row_bytes();
+          if (interleaved != nullptr) {
+            interleaved->extract_row(w.interleaved + static_cast<size_t>(row / kRows) * interleaved->group_bytes(w.cols(), w.group),
+                                     static_cast<int>(row % kRows), w.cols(), w.group, stored_row);
+            src = stored_row;
+          }
+          format.unpack_row(src, w.cols(), w.group, codes[r], d[r], m[r]);
+        } else {
+          // Rows past the end: zero codes and zero scales, so they add nothing.
+          std::memset(codes[r], 0, static_cast<size_t>(blocks) * width);
+          std::fill(d[r], d[r] + 2 * blocks, 0.0f);
         }
-        format.unpack_row(src, w.cols(), w.group, row_codes, row_d, row_m);
-      } else {
-        // Rows past the end: zero codes and zero scales, so they add nothing.
-        std::memset(row_codes, 0, static_cast<size_t>(blocks) * width);
-        std::fill(row_d, row_d + 2 * blocks, 0.0f);
       }
-      codes[r] = row_codes;
-      d[r] = row_d;
-      m[r] = row_m;
     }
     auto* out = reinterpret_cast<uint8_t*>(panel + g * group_stride);
     for (int64_t b = 0; b < blocks; ++b, out += block_bytes) {

@@ -46,6 +46,10 @@ struct InterleavedRows {
   void (*interleave)(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
   // Row `lane` (0..7) of a group back in its stored layout.
   void (*extract_row)(const void* src, int lane, int64_t n, int64_t group, void* row);
+  // A group's 8 rows as the packed GEMM's blocks, exactly as the kernel's PackedGemmFormat::unpack_row
+  // gives each of them (row r into codes[r], d[r], m[r]), in one pass over the group.
+  void (*unpack_rows)(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                      float* const m[8]);
   // out[t * out_stride + 8 g + i] = `dot`(row i of group g, activation row t) for g < n_groups and
   // t < n_tokens (activation rows as quantize_activation writes them, activation_bytes apart).
   void (*dot_groups)(const void* groups, size_t group_bytes, int64_t n_groups, const void* activations,
