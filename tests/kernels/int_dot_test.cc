@@ -18,6 +18,7 @@
 #include "mixq/kernels/int_dot_avx512.h"
 #include "mixq/formats/int_dequant.h"
 #include "mixq/kernels/packed_gemm.h"
+#include "kernels/interleaved_check.h"
 #include "mixq/formats/int_quant.h"
 #include "mixq/tensor/int_layout.h"
 #include "mixq/tensor/tensor.h"
@@ -335,35 +336,6 @@ TEST(IntDot, MatMulQuantizedMatchesDequantizedProduct) {
   }
 }
 
-// unpack_rows of each interleaved group equals the packed format's unpack_row of each of its rows, bit for
-// bit (codes, d, m): the packed GEMM reads whole groups through it.
-void ExpectUnpackRowsEqualsUnpackRow(const QuantKernel& k, const uint8_t* groups, size_t group_bytes, int64_t n_groups,
-                                     const uint8_t* rows, size_t stride, int64_t n, int64_t group) {
-  ASSERT_NE(k.packed, nullptr);
-  ASSERT_NE(k.interleaved->unpack_rows, nullptr);
-  const PackedGemmFormat& f = *k.packed;
-  const int64_t blocks = f.block_count(n, group);
-  const size_t codes_size = static_cast<size_t>(blocks * f.width);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    std::vector<std::vector<int8_t>> codes(8, std::vector<int8_t>(codes_size, 99));
-    std::vector<std::vector<float>> d(8, std::vector<float>(static_cast<size_t>(blocks), -1.0f));
-    std::vector<std::vector<float>> m = d;
-    int8_t* c[8];
-    float* dp[8];
-    float* mp[8];
-    for (int r = 0; r < 8; ++r) c[r] = codes[r].data(), dp[r] = d[r].data(), mp[r] = m[r].data();
-    k.interleaved->unpack_rows(groups + g * group_bytes, n, group, c, dp, mp);
-    for (int r = 0; r < 8; ++r) {
-      std::vector<int8_t> want_codes(codes_size);
-      std::vector<float> want_d(static_cast<size_t>(blocks)), want_m(static_cast<size_t>(blocks));
-      f.unpack_row(rows + (g * 8 + r) * stride, n, group, want_codes.data(), want_d.data(), want_m.data());
-      ASSERT_EQ(codes[r], want_codes) << "codes, group " << g << " row " << r;
-      ASSERT_EQ(d[r], want_d) << "d, group " << g << " row " << r;
-      ASSERT_EQ(m[r], want_m) << "m, group " << g << " row " << r;
-    }
-  }
-}
-
 // INT4 rows interleaved 8 at a time (QuantKernel::interleaved, the AVX2 level): which shapes have the
 // layout; groups of 8 random rows (64 bytes apart beyond their length) interleave and extract back to the
 // same bytes and unpack for the packed GEMM as the rows do; dot_groups over 1..3 groups x 1..3 tokens equals dot_ref per row within the SIMD tolerance
@@ -420,7 +392,7 @@ TEST(IntDot, InterleavedInt4RowsMatchScalar) {
                        extracted.data());
         ASSERT_EQ(std::memcmp(extracted.data(), rows.data() + r * stride, row_bytes), 0) << "row " << r;
       }
-      ExpectUnpackRowsEqualsUnpackRow(k, groups.data(), group_bytes, kGroups, rows.data(), stride, n, group);
+      testing::ExpectUnpackRowsEqualsUnpackRow(k, groups.data(), group_bytes, kGroups, rows.data(), stride, n, group);
       const size_t act_bytes = k.activation_bytes(n, group);
       std::vector<std::byte> acts(act_bytes * kMaxTokens);
       for (int64_t t = 0; t < kMaxTokens; ++t) {

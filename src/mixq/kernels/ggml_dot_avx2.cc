@@ -380,8 +380,8 @@ namespace {
 
 // One group of 8 interleaved Q4_0 rows with one token: 8 row sums in one register, a block's value
 // d_w * d_a * (sum code * q - 8 * sum(q)) with the 8 rows' scales converted by one `vcvtph2ps`.
-MIXQ_AVX2 inline __m256 DotGroupQ4_0(const BlockQ4_0x8* x, const BlockQ8_0* y, const float* scale_a,
-                                     const int32_t* offset_a, int64_t nb) {
+MIXQ_AVX2 void DotGroupQ4_0(const BlockQ4_0x8* x, const BlockQ8_0* y, const float* scale_a, const int32_t* offset_a,
+                            int64_t nb, float* out) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ4_0x8)>(x + b);
@@ -395,7 +395,7 @@ MIXQ_AVX2 inline __m256 DotGroupQ4_0(const BlockQ4_0x8* x, const BlockQ8_0* y, c
       acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), d, acc0);
     }
   }
-  return _mm256_add_ps(acc0, acc1);
+  _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
 }
 
 }  // namespace
@@ -421,21 +421,19 @@ MIXQ_AVX2 void DotGroupsQ4_0Avx2(const void* w, size_t group_bytes, int64_t n_gr
       offsets[t * nb + b] = HorizontalSum(_mm256_madd_epi16(eight_a, _mm256_set1_epi16(1)));
     }
   }
-  const auto* wb = static_cast<const uint8_t*>(w);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const auto* x = reinterpret_cast<const BlockQ4_0x8*>(wb + static_cast<size_t>(g) * group_bytes);
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      _mm256_storeu_ps(out + t * out_stride + 8 * g,
-                       DotGroupQ4_0(x, token(t), scales.data() + t * nb, offsets.data() + t * nb, nb));
-    }
-  }
+  interleaved::ForEachGroupAndToken(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                    [&](const uint8_t* x, const uint8_t* y, int64_t t, float* out8) {
+                                      DotGroupQ4_0(reinterpret_cast<const BlockQ4_0x8*>(x),
+                                                   reinterpret_cast<const BlockQ8_0*>(y), scales.data() + t * nb,
+                                                   offsets.data() + t * nb, nb, out8);
+                                    });
 }
 
 namespace {
 
 // One group of 8 interleaved Q8_0 rows with one token: a block's value d_w * d_a * sum w * q, 8 rows a
 // register.
-MIXQ_AVX2 inline __m256 DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, const float* half, int64_t nb) {
+MIXQ_AVX2 void DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, const float* half, int64_t nb, float* out) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ8_0x8)>(x + b);
@@ -448,7 +446,7 @@ MIXQ_AVX2 inline __m256 DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, c
       acc0 = _mm256_fmadd_ps(dots, d, acc0);
     }
   }
-  return _mm256_add_ps(acc0, acc1);
+  _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
 }
 
 }  // namespace
@@ -459,7 +457,7 @@ namespace {
 // times its 8 row scales by one `vpmaddwd` (|.| <= 2 * 30480 * 63, and 8 sub-blocks < 2^25), the mins
 // against the activation's sub-block sums (Q8_K bsums, paired) by four more; then one FMA each with
 // d_w * d_a and dmin_w * d_a.
-MIXQ_AVX2 inline __m256 DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, int64_t nb) {
+MIXQ_AVX2 void DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
   const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -485,7 +483,7 @@ MIXQ_AVX2 inline __m256 DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, i
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
     acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), dmin, acc_min);
   }
-  return _mm256_sub_ps(acc, acc_min);
+  _mm256_storeu_ps(out, _mm256_sub_ps(acc, acc_min));
 }
 
 }  // namespace
@@ -494,15 +492,11 @@ MIXQ_AVX2 void DotGroupsQ4_KAvx2(const void* w, size_t group_bytes, int64_t n_gr
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {
   const int64_t nb = n / kQK_K;
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* ab = static_cast<const uint8_t*>(act);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const auto* x = reinterpret_cast<const BlockQ4_Kx8*>(wb + static_cast<size_t>(g) * group_bytes);
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const auto* y = reinterpret_cast<const BlockQ8_K*>(ab + static_cast<size_t>(t) * act_bytes);
-      _mm256_storeu_ps(out + t * out_stride + 8 * g, DotGroupQ4_K(x, y, nb));
-    }
-  }
+  interleaved::ForEachGroupAndToken(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                    [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8) {
+                                      DotGroupQ4_K(reinterpret_cast<const BlockQ4_Kx8*>(x),
+                                                   reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
+                                    });
 }
 
 MIXQ_AVX2 void DotGroupsQ8_0Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
@@ -510,15 +504,11 @@ MIXQ_AVX2 void DotGroupsQ8_0Avx2(const void* w, size_t group_bytes, int64_t n_gr
                                  int64_t out_stride) {
   const int64_t nb = n / kQK;
   const float* half = HalfTable();
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* ab = static_cast<const uint8_t*>(act);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const auto* x = reinterpret_cast<const BlockQ8_0x8*>(wb + static_cast<size_t>(g) * group_bytes);
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const auto* y = reinterpret_cast<const BlockQ8_0*>(ab + static_cast<size_t>(t) * act_bytes);
-      _mm256_storeu_ps(out + t * out_stride + 8 * g, DotGroupQ8_0(x, y, half, nb));
-    }
-  }
+  interleaved::ForEachGroupAndToken(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                    [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8) {
+                                      DotGroupQ8_0(reinterpret_cast<const BlockQ8_0x8*>(x),
+                                                   reinterpret_cast<const BlockQ8_0*>(y), half, nb, out8);
+                                    });
 }
 
 namespace {

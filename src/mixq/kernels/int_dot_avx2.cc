@@ -239,9 +239,8 @@ MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {
 // 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
 // zero-point term s_k * z_k * G_k of the 8 rows likewise (zero-points spread from one uint32).
 template <bool kSym>
-MIXQ_AVX2 inline __m256 DotGroup4(const uint8_t* x, const IntActivationBlock* block, const float* group_sums,
-                                  int64_t n_groups, int64_t blocks_per_group, size_t zeros, size_t codes,
-                                  int symmetric_zero) {
+MIXQ_AVX2 void DotGroup4(const uint8_t* x, const IntActivationBlock* block, const float* group_sums, int64_t n_groups,
+                         int64_t blocks_per_group, size_t zeros, size_t codes, int symmetric_zero, float* out) {
   __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
   const uint8_t* runs = x + codes;
   for (int64_t k = 0; k < n_groups; ++k) {
@@ -276,10 +275,9 @@ MIXQ_AVX2 inline __m256 DotGroup4(const uint8_t* x, const IntActivationBlock* bl
     }
     zero_total = _mm256_fmadd_ps(_mm256_mul_ps(s, z), _mm256_set1_ps(group_sums[k]), zero_total);
   }
-  return _mm256_sub_ps(total, zero_total);
+  _mm256_storeu_ps(out, _mm256_sub_ps(total, zero_total));
 }
 
-// Group by group of rows, every token meeting the group while its bytes are in cache.
 template <bool kSym>
 MIXQ_AVX2 void DotGroups4Impl(const void* w, size_t group_bytes, int64_t n_groups, const void* act, size_t act_bytes,
                               int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride) {
@@ -288,18 +286,14 @@ MIXQ_AVX2 void DotGroups4Impl(const void* w, size_t group_bytes, int64_t n_group
   const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
   const size_t codes = zeros + (kSym ? 0 : 4 * static_cast<size_t>(layout.n_groups));
   const int64_t activation_blocks = IntActivationBlockCount(n, group);
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* ab = static_cast<const uint8_t*>(act);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const uint8_t* x = wb + static_cast<size_t>(g) * group_bytes;
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const auto* block = reinterpret_cast<const IntActivationBlock*>(ab + static_cast<size_t>(t) * act_bytes);
-      const auto* group_sums = reinterpret_cast<const float*>(block + activation_blocks);
-      _mm256_storeu_ps(out + t * out_stride + 8 * g,
-                       DotGroup4<kSym>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes,
-                                       layout.SymmetricZero()));
-    }
-  }
+  interleaved::ForEachGroupAndToken(
+      w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+      [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8) {
+        const auto* block = reinterpret_cast<const IntActivationBlock*>(y);
+        const auto* group_sums = reinterpret_cast<const float*>(block + activation_blocks);
+        DotGroup4<kSym>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes, layout.SymmetricZero(),
+                        out8);
+      });
 }
 
 }  // namespace

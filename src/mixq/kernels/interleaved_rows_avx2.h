@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -65,6 +66,23 @@ MIXQ_INTERLEAVED_TARGET inline __m256i ByteRunsDot(const int8_t* runs, const int
     sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
   return sums;
+}
+
+// The walk every dot_groups shares: group by group, each token meeting the group while its bytes are in
+// cache. `dot(group, activation_row, t, out8)` writes the group's 8 sums for token t to out8 (a plain
+// call: no vector crosses it, so it may be a lambda, which takes no target attribute).
+template <typename GroupDot>
+inline void ForEachGroupAndToken(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, float* out, int64_t out_stride,
+                                 const GroupDot& dot) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(act);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      dot(wb + static_cast<size_t>(g) * group_bytes, ab + static_cast<size_t>(t) * act_bytes, t,
+          out + t * out_stride + 8 * g);
+    }
+  }
 }
 
 }  // namespace
