@@ -386,8 +386,7 @@ MIXQ_AVX2 void DotGroupQ4_0(const BlockQ4_0x8* x, const BlockQ8_0* y, const floa
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ4_0x8)>(x + b);
     const __m256i dots = _mm256_sub_epi32(interleaved::NibbleRunsDot(x[b].qs, y[b].qs), _mm256_set1_epi32(offset_a[b]));
-    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].d))),
-                                   _mm256_set1_ps(scale_a[b]));
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(scale_a[b]));
     // Two accumulators, alternating blocks, so consecutive FMAs do not wait on each other.
     if (b & 1) {
       acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), d, acc1);
@@ -438,8 +437,7 @@ MIXQ_AVX2 void DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, const floa
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ8_0x8)>(x + b);
     const __m256 dots = _mm256_cvtepi32_ps(interleaved::ByteRunsDot(x[b].qs, y[b].qs));
-    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].d))),
-                                   _mm256_set1_ps(half[y[b].d]));
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(half[y[b].d]));
     if (b & 1) {
       acc1 = _mm256_fmadd_ps(dots, d, acc1);
     } else {
@@ -478,8 +476,8 @@ MIXQ_AVX2 void DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, int64_t nb
       mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m, pair));
     }
     const __m256 da = _mm256_set1_ps(y[b].d);
-    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].d))), da);
-    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].dmin))), da);
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), da);
+    const __m256 dmin = _mm256_mul_ps(interleaved::RowScales(x[b].dmin), da);
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
     acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), dmin, acc_min);
   }

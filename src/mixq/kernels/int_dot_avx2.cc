@@ -261,7 +261,7 @@ MIXQ_AVX2 void DotGroup4(const uint8_t* x, const IntActivationBlock* block, cons
       ++block;
       runs += interleaved::kBlockRunBytes;
     }
-    const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16 * k)));
+    const __m256 s = interleaved::RowScales(x + 16 * k);
     total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), s, total);
     __m256 z;
     if constexpr (kSym) {

@@ -68,6 +68,11 @@ MIXQ_INTERLEAVED_TARGET inline __m256i ByteRunsDot(const int8_t* runs, const int
   return sums;
 }
 
+// The 8 rows' F16 scales of a block (side by side in every layout) as 8 floats.
+MIXQ_INTERLEAVED_TARGET inline __m256 RowScales(const void* h) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+}
+
 // The walk every dot_groups shares: group by group, each token meeting the group while its bytes are in
 // cache. `dot(group, activation_row, t, out8)` writes the group's 8 sums for token t to out8 (a plain
 // call: no vector crosses it, so it may be a lambda, which takes no target attribute).
