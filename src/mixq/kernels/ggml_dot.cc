@@ -503,12 +503,8 @@ void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t, void
       BlockQ4_0 block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ4_0), sizeof block);
       out[b].d[r] = block.d;
-      uint8_t codes[kQK];
-      for (int j = 0; j < kQK / 2; ++j) {
-        codes[j] = block.qs[j] & 0x0f;
-        codes[j + kQK / 2] = block.qs[j] >> 4;
-      }
-      interleaved::PutNibbleRuns(codes, r, out[b].qs);
+      // Q4_0's byte k < 16 holds codes k and k + 16: run j's 4 bytes of the row are its qs[4j..4j+3].
+      for (int j = 0; j < 4; ++j) std::memcpy(out[b].qs + 32 * j + 4 * r, block.qs + 4 * j, 4);
     }
   }
 }
@@ -519,9 +515,7 @@ void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t, void* row) {
   for (int64_t b = 0; b < n / kQK; ++b) {
     BlockQ4_0 block;
     block.d = in[b].d[lane];
-    uint8_t codes[kQK];
-    interleaved::GetNibbleRuns(in[b].qs, lane, codes);
-    for (int j = 0; j < kQK / 2; ++j) block.qs[j] = static_cast<uint8_t>(codes[j] | codes[j + kQK / 2] << 4);
+    for (int j = 0; j < 4; ++j) std::memcpy(block.qs + 4 * j, in[b].qs + 32 * j + 4 * lane, 4);
     std::memcpy(out + b * sizeof(BlockQ4_0), &block, sizeof block);
   }
 }

@@ -82,10 +82,11 @@ size_t UnpackBytes(int64_t blocks, int width) {
 // A row group's 8 rows are decoded first (32 KiB of codes for 4096 columns), then its panel is written
 // block after block, front to back: written row by row instead, each row touched every block's cache
 // lines of an 80 KiB panel, and packing cost as much as 4 tokens of the micro-kernel on AVX2.
-// Rows interleaved for decode (`interleaved` non-null) are first copied back to their stored layout, into
-// `stored_row`: prefill reads the same copy as decode, so the file's pages need not stay resident.
+// Rows interleaved for decode (`interleaved` non-null; InterleaveForDecode makes them only for row counts
+// that are multiples of 8, so a 16-row tile's groups are whole or past the end) are decoded a group at a
+// time from the copy: prefill reads what decode reads, and the file's pages need not stay resident.
 void PackTile(const PackedGemmFormat& format, const InterleavedRows* interleaved, const TensorView& w, int64_t r0,
-              int64_t n_rows, int64_t blocks, int bias, std::byte* panel, std::byte* unpack, std::byte* stored_row) {
+              int64_t n_rows, int64_t blocks, int bias, std::byte* panel, std::byte* unpack) {
   const uint32_t bias4 = 0x01010101u * static_cast<uint8_t>(bias);
   const int width = format.width;
   const size_t block_bytes = PanelBlockBytes(width);
@@ -105,23 +106,18 @@ void PackTile(const PackedGemmFormat& format, const InterleavedRows* interleaved
   static_assert(kRows == kRowsPerGroup);
   for (int g = 0; g < kMaxRowGroups; ++g) {
     const int64_t first = r0 + g * kRowsPerGroup;
-    if (interleaved != nullptr && interleaved->unpack_rows != nullptr && first % kRows == 0 &&
-        g * kRowsPerGroup + kRowsPerGroup <= n_rows) {
-      // A whole interleaved group: its 8 rows decoded straight from the group, in one pass.
+    const bool whole = g * kRowsPerGroup + kRowsPerGroup <= n_rows;
+    if (interleaved != nullptr && whole) {
+      MIXQ_CHECK(first % kRows == 0);
       interleaved->unpack_rows(w.interleaved + static_cast<size_t>(first / kRows) * interleaved->group_bytes(w.cols(), w.group),
                                w.cols(), w.group, codes, d, m);
     } else {
+      MIXQ_CHECK(interleaved == nullptr || g * kRowsPerGroup >= n_rows);
       for (int r = 0; r < kRowsPerGroup; ++r) {
         const int64_t i = g * kRowsPerGroup + r;
         if (i < n_rows) {
-          const int64_t row = r0 + i;
-          const std::byte* src = w.data + static_cast<size_t>(row) * w.row_bytes();
-          if (interleaved != nullptr) {
-            interleaved->extract_row(w.interleaved + static_cast<size_t>(row / kRows) * interleaved->group_bytes(w.cols(), w.group),
-                                     static_cast<int>(row % kRows), w.cols(), w.group, stored_row);
-            src = stored_row;
-          }
-          format.unpack_row(src, w.cols(), w.group, codes[r], d[r], m[r]);
+          format.unpack_row(w.data + static_cast<size_t>(r0 + i) * w.row_bytes(), w.cols(), w.group, codes[r], d[r],
+                            m[r]);
         } else {
           // Rows past the end: zero codes and zero scales, so they add nothing.
           std::memset(codes[r], 0, static_cast<size_t>(blocks) * width);
@@ -228,16 +224,15 @@ void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, 
     const int thread = omp_get_thread_num();
     const int64_t tile0 = n_tiles * thread / n_threads;
     const int64_t tile1 = n_tiles * (thread + 1) / n_threads;
-    thread_local AlignedBuffer panel_buffer, unpack_buffer, stored_row_buffer;
+    thread_local AlignedBuffer panel_buffer, unpack_buffer;
     std::byte* panel = ThreadBuffer(panel_buffer, kMaxRowGroups * group_stride);
     std::byte* unpack = ThreadBuffer(unpack_buffer, UnpackBytes(blocks, width));
     const InterleavedRows* interleaved = w.interleaved != nullptr ? kernel.interleaved : nullptr;
-    std::byte* stored_row = interleaved != nullptr ? ThreadBuffer(stored_row_buffer, w.row_bytes()) : nullptr;
     for (int64_t tile = tile0; tile < tile1; ++tile) {
       const int64_t r0 = tile * kTileRows;
       const int64_t n_rows = std::min(kTileRows, rows - r0);
       const int n_groups = n_rows > kRowsPerGroup ? 2 : 1;
-      PackTile(format, interleaved, w, r0, n_rows, blocks, bias, panel, unpack, stored_row);
+      PackTile(format, interleaved, w, r0, n_rows, blocks, bias, panel, unpack);
       for (int64_t b0 = 0; b0 < blocks; b0 += chunk_blocks) {
         const int64_t b1 = std::min(blocks, b0 + chunk_blocks);
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokens) {

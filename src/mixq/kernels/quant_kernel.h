@@ -44,7 +44,8 @@ struct InterleavedRows {
   size_t (*group_bytes)(int64_t n, int64_t group);
   // 8 stored rows (row_bytes apart) of n weights -> one group.
   void (*interleave)(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
-  // Row `lane` (0..7) of a group back in its stored layout.
+  // Row `lane` (0..7) of a group back in its stored layout: the layout's inverse, which the tests hold
+  // interleave to (the matrix kernels read groups only, through unpack_rows and dot_groups).
   void (*extract_row)(const void* src, int lane, int64_t n, int64_t group, void* row);
   // A group's 8 rows as the packed GEMM's blocks, exactly as the kernel's PackedGemmFormat::unpack_row
   // gives each of them (row r into codes[r], d[r], m[r]), in one pass over the group.
