@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -586,48 +587,76 @@ TEST_P(GgmlDotIsa, InterleavedRowsMatchReference) {
 // MatMulQuantized on a view with interleaved rows reads only them: the stored rows it is given are
 // garbage (every byte 0x5a), and the outputs still equal the kernel's own on the real rows, within the
 // dot tolerance for the decode kernels and bit for bit through the packed GEMM (the same codes).
+// Both views carry the same sparse FP16 part (two weights of 1.0 per row), so a row whose salient part the
+// interleaved walk adds twice or skips (a tail chunk) is off by about |x|, far beyond the tolerance.
+struct SalientPart {
+  std::vector<uint32_t> row_ptr;
+  std::vector<uint16_t> cols, values;
+  SalientPart(int64_t rows, int64_t n) {
+    row_ptr.push_back(0);
+    for (int64_t r = 0; r < rows; ++r) {
+      cols.push_back(static_cast<uint16_t>((7 * r) % (n / 2)));
+      cols.push_back(static_cast<uint16_t>(n / 2 + (13 * r) % (n / 2)));
+      values.insert(values.end(), 2, F32ToF16(1.0f));
+      row_ptr.push_back(static_cast<uint32_t>(cols.size()));
+    }
+  }
+  SparseRowsView view() const {
+    return {row_ptr.data(), cols.data(), values.data(), static_cast<int64_t>(values.size())};
+  }
+};
+
 TEST_P(GgmlDotIsa, MatMulQuantizedReadsInterleavedRows) {
   constexpr int kRows = InterleavedRows::kRows;
   int checked = 0;
   for (const DType dtype : kTypes) {
     const QuantKernel& k = Kernel(dtype);
     if (k.interleaved == nullptr) continue;
-    constexpr int64_t rows = 5 * kRows;
-    const int64_t cols = IsSuperBlock(dtype) ? 1024 : 512;
-    std::mt19937 rng(static_cast<uint32_t>(dtype) + 99);
-    Tensor w = Tensor::Zeros("w", dtype, {rows, cols});
-    const auto bytes = RandomWeights(dtype, rows * cols, rng);
-    std::memcpy(w.storage.data(), bytes.data(), bytes.size());
-    const TensorView plain = w.view();
-    const size_t group_bytes = k.interleaved->group_bytes(cols, 0);
-    std::vector<uint8_t> groups(group_bytes * (rows / kRows));
-    for (int64_t g = 0; g < rows / kRows; ++g) {
-      k.interleaved->interleave(plain.row(g * kRows), plain.row_bytes(), cols, 0, groups.data() + g * group_bytes);
-    }
-    Tensor garbage = Tensor::Zeros("garbage", dtype, {rows, cols});
-    std::memset(garbage.storage.data(), 0x5a, garbage.storage.size());
-    TensorView interleaved = garbage.view();
-    interleaved.interleaved = reinterpret_cast<const std::byte*>(groups.data());
-    for (const int64_t n_tokens : {int64_t{1}, int64_t{3}, int64_t{64}}) {
-      SCOPED_TRACE(fmt::format("{} tokens={} isa={}", DTypeName(dtype), n_tokens, k.isa()));
-      std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-      std::vector<float> x(static_cast<size_t>(n_tokens * cols));
-      for (float& v : x) v = uniform(rng);
-      std::vector<float> want(static_cast<size_t>(n_tokens * rows)), got(want.size());
-      MatMulQuantized(k, plain, x.data(), n_tokens, want.data());
-      MatMulQuantized(k, interleaved, x.data(), n_tokens, got.data());
-      const bool packed = UsePackedGemm(k, n_tokens);
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
-        const auto act = Quantize(k, xt, true);
-        for (int64_t r = 0; r < rows; ++r) {
-          const size_t i = static_cast<size_t>(t * rows + r);
-          if (packed) {
-            ASSERT_EQ(got[i], want[i]) << "packed GEMM, row " << r << ", token " << t;
-          } else {
-            const auto* row = reinterpret_cast<const uint8_t*>(plain.row(r));
-            ASSERT_NEAR(got[i], want[i], 2 * kDotTol * ExactDot(dtype, row, act, cols).scale + 1e-30)
-                << "row " << r << ", token " << t;
+    // 5 groups: one thread; 67 groups: above the parallel threshold, so the threads' heads and the tail
+    // chunks (the last one short) are walked, with and without a salient part.
+    for (const int64_t rows : {int64_t{5} * kRows, int64_t{67} * kRows}) {
+      for (const bool salient : {false, true}) {
+        const int64_t cols = IsSuperBlock(dtype) ? 1024 : 512;
+        std::mt19937 rng(static_cast<uint32_t>(dtype) + 99);
+        Tensor w = Tensor::Zeros("w", dtype, {rows, cols});
+        const auto bytes = RandomWeights(dtype, rows * cols, rng);
+        std::memcpy(w.storage.data(), bytes.data(), bytes.size());
+        const SalientPart part(rows, cols);
+        TensorView plain = w.view();
+        if (salient) plain.salient = part.view();
+        const size_t group_bytes = k.interleaved->group_bytes(cols, 0);
+        std::vector<uint8_t> groups(group_bytes * static_cast<size_t>(rows / kRows));
+        for (int64_t g = 0; g < rows / kRows; ++g) {
+          k.interleaved->interleave(plain.row(g * kRows), plain.row_bytes(), cols, 0, groups.data() + g * group_bytes);
+        }
+        Tensor garbage = Tensor::Zeros("garbage", dtype, {rows, cols});
+        std::memset(garbage.storage.data(), 0x5a, garbage.storage.size());
+        TensorView interleaved = garbage.view();
+        interleaved.interleaved = reinterpret_cast<const std::byte*>(groups.data());
+        interleaved.salient = plain.salient;
+        for (const int64_t n_tokens : {int64_t{1}, int64_t{3}, int64_t{64}}) {
+          SCOPED_TRACE(fmt::format("{} rows={} salient={} tokens={} isa={}", DTypeName(dtype), rows, salient, n_tokens,
+                                   k.isa()));
+          std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+          std::vector<float> x(static_cast<size_t>(n_tokens * cols));
+          for (float& v : x) v = uniform(rng);
+          std::vector<float> want(static_cast<size_t>(n_tokens * rows)), got(want.size());
+          MatMulQuantized(k, plain, x.data(), n_tokens, want.data());
+          MatMulQuantized(k, interleaved, x.data(), n_tokens, got.data());
+          const bool packed = UsePackedGemm(k, n_tokens);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
+            const auto act = Quantize(k, xt, true);
+            for (int64_t r = 0; r < rows; ++r) {
+              const size_t i = static_cast<size_t>(t * rows + r);
+              if (packed) {
+                ASSERT_EQ(got[i], want[i]) << "packed GEMM, row " << r << ", token " << t;
+              } else {
+                const auto* row = reinterpret_cast<const uint8_t*>(plain.row(r));
+                ASSERT_NEAR(got[i], want[i], 2 * kDotTol * ExactDot(dtype, row, act, cols).scale + 1e-30)
+                    << "row " << r << ", token " << t;
+              }
+            }
           }
         }
       }
