@@ -1,6 +1,7 @@
 // llama-bench-style speed measurement.
 #include "mixq/eval/speed_bench.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -67,12 +68,38 @@ std::vector<SpeedTestResult> RunSpeedBench(const Model& model, const SpeedBenchO
     SpeedTestResult r{name, n, {}};
     const std::vector<int32_t> tokens = RandomTokens(n, model.config.vocab_size, rng);
     time_fn(model, tokens);  // warm-up: pages the weights in, sizes the buffers
-    for (int64_t i = 0; i < options.repetitions; ++i) r.tokens_per_second.push_back(n / time_fn(model, tokens));
+    for (int64_t i = 0; i < options.repetitions; ++i) {
+      if (options.between_repetitions) options.between_repetitions(name);
+      r.tokens_per_second.push_back(n / time_fn(model, tokens));
+    }
+    if (options.between_repetitions) options.between_repetitions(name);
     results.push_back(std::move(r));
   };
   if (options.n_prompt > 0) run(fmt::format("pp{}", options.n_prompt), options.n_prompt, TimePrompt);
   if (options.n_gen > 0) run(fmt::format("tg{}", options.n_gen), options.n_gen, TimeGeneration);
   return results;
+}
+
+GenerationBound BoundOfGeneration(const SpeedTestResult& test, const std::vector<double>& probes_gbs,
+                                  int64_t weight_bytes_per_token) {
+  if (probes_gbs.size() != test.tokens_per_second.size() + 1 || weight_bytes_per_token <= 0) {
+    Fail("{}: {} bandwidth probes for {} repetitions and {} weight bytes a token (want one probe more than the "
+         "repetitions, and some bytes)",
+         test.test, probes_gbs.size(), test.tokens_per_second.size(), weight_bytes_per_token);
+  }
+  const auto tps_at = [&](double gbs) { return gbs * 1e9 / static_cast<double>(weight_bytes_per_token); };
+  GenerationBound b;
+  b.probes_gbs = probes_gbs;
+  b.bound_tps = tps_at(*std::max_element(probes_gbs.begin(), probes_gbs.end()));
+  b.fraction = test.mean() / b.bound_tps;
+  for (size_t i = 0; i < test.tokens_per_second.size(); ++i) {
+    b.fraction_per_rep.push_back(test.tokens_per_second[i] / tps_at(std::max(probes_gbs[i], probes_gbs[i + 1])));
+  }
+  std::vector<double> sorted = b.fraction_per_rep;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  b.median_fraction_per_rep = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+  return b;
 }
 
 int64_t WeightBytesPerToken(const Model& model) {

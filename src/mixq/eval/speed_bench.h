@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,10 @@ struct SpeedBenchOptions {
   int64_t n_gen = 128;     // 0 skips the tg test
   int64_t repetitions = 5;
   uint64_t seed = 1234;    // random token ids, as llama-bench uses
+  // Called with the test's name before each timed repetition and once after the last, outside the
+  // timing: `mixq bench` probes the memory bandwidth there, so each repetition has a bound measured
+  // right beside it (the bandwidth of a shared machine drifts from one minute to the next).
+  std::function<void(const std::string& test)> between_repetitions;
 };
 
 struct SpeedTestResult {
@@ -27,6 +32,18 @@ struct SpeedTestResult {
 // Runs each test once to warm up, then `repetitions` timed times, each from an empty KV cache:
 // pp feeds n_prompt random tokens as one batched prompt; tg decodes n_gen tokens one at a time.
 std::vector<SpeedTestResult> RunSpeedBench(const Model& model, const SpeedBenchOptions& options);
+
+// The memory-bandwidth bound of one generation test, from read-bandwidth probes (GB/s) taken before each
+// of its repetitions and after the last (SpeedBenchOptions::between_repetitions).
+struct GenerationBound {
+  std::vector<double> probes_gbs;        // repetitions + 1
+  double bound_tps = 0.0;                // tokens/s at the highest probe
+  double fraction = 0.0;                 // mean tokens/s over bound_tps: the conservative figure
+  std::vector<double> fraction_per_rep;  // each run's tokens/s over the bound at the higher probe beside it
+  double median_fraction_per_rep = 0.0;
+};
+GenerationBound BoundOfGeneration(const SpeedTestResult& test, const std::vector<double>& probes_gbs,
+                                  int64_t weight_bytes_per_token);
 
 // Bytes of weights one decode step reads: every linear layer and the output head (the embedding
 // table contributes one row, counted as nothing). Divided by memory bandwidth this bounds tg speed.

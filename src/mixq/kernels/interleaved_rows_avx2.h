@@ -37,7 +37,8 @@ MIXQ_INTERLEAVED_TARGET inline __m256i NibbleRunsPairs(const uint8_t* runs, cons
   const __m256i low = _mm256_set1_epi8(0x0f);
   __m256i sums = _mm256_setzero_si256();
   for (int j = 0; j < 4; ++j) {
-    const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
+    __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
+    asm("" : "+x"(run));
     int32_t q_low, q_high;
     std::memcpy(&q_low, q + 4 * j, sizeof q_low);
     std::memcpy(&q_high, q + 16 + 4 * j, sizeof q_high);
