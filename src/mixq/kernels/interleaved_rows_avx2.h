@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -29,29 +30,38 @@ MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
   for (int line = 0; line < kBytes / 64; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
 }
 
-// sum_i code_i * q_i over one block of 32 codes for each of 8 rows, as two int16 halves per row (lanes
-// 2r, 2r + 1: row r). The codes stay unsigned (0..15), so an offset such as Q4_0's 8 or a zero-point is
-// the caller's. Eight `vpmaddubsw` results add up in int16: |sum| <= 8 * 2 * 15 * 127 = 30480, no
-// saturation; a `vpmaddwd` then sums the halves, by ones (NibbleRunsDot) or by a per-row scale (Q4_K).
-MIXQ_INTERLEAVED_TARGET inline __m256i NibbleRunsPairs(const uint8_t* runs, const int8_t* q) {
+// sum_i code_i * q_i over one block of 32 codes for each of 8 rows of kGroups groups (runs[i]: group i's
+// block), as two int16 halves per row (lanes 2r, 2r + 1: row r). The codes stay unsigned (0..15), so an
+// offset such as Q4_0's 8 or a zero-point is the caller's. Eight `vpmaddubsw` results add up in int16:
+// |sum| <= 8 * 2 * 15 * 127 = 30480, no saturation; a `vpmaddwd` then sums the halves, by ones
+// (NibbleRunsDot) or by a per-row scale (Q4_K). Each activation dword is broadcast once for all kGroups
+// groups (2 halve the broadcasts per weight: Q4_0 decode +10.5%; Q4_K, whose sub-block scales and mins
+// add registers per group, spilled and lost 14%; docs/kernels.md).
+template <int kGroups>
+MIXQ_INTERLEAVED_TARGET inline void NibbleRunsPairs(const uint8_t* const runs[kGroups], const int8_t* q,
+                                                    __m256i sums[kGroups]) {
   const __m256i low = _mm256_set1_epi8(0x0f);
-  __m256i sums = _mm256_setzero_si256();
+  for (int i = 0; i < kGroups; ++i) sums[i] = _mm256_setzero_si256();
   for (int j = 0; j < 4; ++j) {
-    __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
-    asm("" : "+x"(run));
     int32_t q_low, q_high;
     std::memcpy(&q_low, q + 4 * j, sizeof q_low);
     std::memcpy(&q_high, q + 16 + 4 * j, sizeof q_high);
-    sums = _mm256_add_epi16(sums, _mm256_maddubs_epi16(_mm256_and_si256(run, low), _mm256_set1_epi32(q_low)));
-    sums = _mm256_add_epi16(
-        sums, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(run, 4), low), _mm256_set1_epi32(q_high)));
+    const __m256i a_low = _mm256_set1_epi32(q_low), a_high = _mm256_set1_epi32(q_high);
+    for (int i = 0; i < kGroups; ++i) {
+      const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs[i] + 32 * j));
+      sums[i] = _mm256_add_epi16(sums[i], _mm256_maddubs_epi16(_mm256_and_si256(run, low), a_low));
+      sums[i] = _mm256_add_epi16(
+          sums[i], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(run, 4), low), a_high));
+    }
   }
-  return sums;
 }
 
 // The same, summed per row: lane r is row r.
-MIXQ_INTERLEAVED_TARGET inline __m256i NibbleRunsDot(const uint8_t* runs, const int8_t* q) {
-  return _mm256_madd_epi16(NibbleRunsPairs(runs, q), _mm256_set1_epi16(1));
+template <int kGroups>
+MIXQ_INTERLEAVED_TARGET inline void NibbleRunsDot(const uint8_t* const runs[kGroups], const int8_t* q,
+                                                  __m256i dots[kGroups]) {
+  NibbleRunsPairs<kGroups>(runs, q, dots);
+  for (int i = 0; i < kGroups; ++i) dots[i] = _mm256_madd_epi16(dots[i], _mm256_set1_epi16(1));
 }
 
 // sum_i w_i * q_i over one block of 32 signed bytes for each of 8 rows, from eight 32-byte runs (run j:
@@ -74,19 +84,21 @@ MIXQ_INTERLEAVED_TARGET inline __m256 RowScales(const void* h) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
 }
 
-// The walk every dot_groups shares: group by group, each token meeting the group while its bytes are in
-// cache. `dot(group, activation_row, t, out8)` writes the group's 8 sums for token t to out8 (a plain
+// The walk every dot_groups shares: kGroups groups at a time (fewer at the end), each token meeting
+// them while their bytes are in cache. `dot(groups, activation_row, t, out, n)` writes the 8 sums of
+// each of the n <= kGroups groups from `groups` (group_bytes apart) for token t to out[0..8n) (a plain
 // call: no vector crosses it, so it may be a lambda, which takes no target attribute).
-template <typename GroupDot>
+template <int kGroups, typename GroupDot>
 inline void ForEachGroupAndToken(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, float* out, int64_t out_stride,
                                  const GroupDot& dot) {
   const auto* wb = static_cast<const uint8_t*>(w);
   const auto* ab = static_cast<const uint8_t*>(act);
-  for (int64_t g = 0; g < n_groups; ++g) {
+  for (int64_t g = 0; g < n_groups; g += kGroups) {
+    const int n = static_cast<int>(std::min<int64_t>(kGroups, n_groups - g));
     for (int64_t t = 0; t < n_tokens; ++t) {
       dot(wb + static_cast<size_t>(g) * group_bytes, ab + static_cast<size_t>(t) * act_bytes, t,
-          out + t * out_stride + 8 * g);
+          out + t * out_stride + 8 * g, n);
     }
   }
 }

@@ -65,19 +65,25 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
     };
     // Equal shares finished up to 10% apart (the two cores' memory streams do not run at one speed), so
     // each thread takes the first three quarters of its share in one call, and the last quarter of the
-    // matrix is handed out in chunks to whichever thread is free: four per thread, so the extra calls'
-    // activation preparation stays small.
-    std::atomic<int64_t> next_chunk{0};
+    // matrix is handed out to whichever thread is free in shrinking chunks (a quarter of what is left
+    // per thread, at least 2 groups), so the threads finish within a small chunk of each other while
+    // the number of calls (each prepares its tokens' activation blocks again) stays logarithmic.
+    std::atomic<int64_t> tail_taken{0};
 #pragma omp parallel if (parallel)
     {
       const int64_t n_threads = omp_get_num_threads();
       const int64_t thread = omp_get_thread_num();
       const int64_t head = n_threads > 1 ? n_groups * 3 / 4 : n_groups;
       run_groups(head * thread / n_threads, head * (thread + 1) / n_threads);
-      const int64_t chunk = std::max<int64_t>(1, (n_groups - head) / (4 * n_threads));
-      for (int64_t g0 = head + chunk * next_chunk.fetch_add(1); g0 < n_groups;
-           g0 = head + chunk * next_chunk.fetch_add(1)) {
-        run_groups(g0, std::min(n_groups, g0 + chunk));
+      int64_t taken = tail_taken.load();
+      while (head + taken < n_groups) {
+        const int64_t left = n_groups - head - taken;
+        const int64_t size = std::min(left, std::max<int64_t>(2, left / (4 * n_threads)));
+        // On failure `taken` is reloaded with what the other thread took.
+        if (tail_taken.compare_exchange_weak(taken, taken + size)) {
+          run_groups(head + taken, head + taken + size);
+          taken = tail_taken.load();
+        }
       }
     }
     return;
