@@ -25,6 +25,7 @@
 #include "hwy/aligned_allocator.h"
 #include "mixq/base/check.h"
 #include "mixq/base/error.h"
+#include "mixq/base/threads.h"
 #include "mixq/formats/convert.h"
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/quant_kernel.h"
@@ -156,22 +157,23 @@ void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const
   constexpr size_t kRows = kGemvRows<WT>;
   const int64_t n_steps = (rows + kRows - 1) / kRows;
   const bool parallel = rows * static_cast<int64_t>(cols) >= kMinParallelMacs;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t step = 0; step < n_steps; ++step) {
-    const int64_t r0 = step * static_cast<int64_t>(kRows);
-    const size_t n_rows = static_cast<size_t>(std::min<int64_t>(kRows, rows - r0));
-    const WT* w_rows[kRows] = {};
-    for (size_t i = 0; i < n_rows; ++i) {
-      w_rows[i] = reinterpret_cast<const WT*>(w + static_cast<size_t>(r0 + i) * row_bytes);
+  ParallelForStreaming(n_steps, 1, parallel, [&](int64_t step0, int64_t step1) {
+    for (int64_t step = step0; step < step1; ++step) {
+      const int64_t r0 = step * static_cast<int64_t>(kRows);
+      const size_t n_rows = static_cast<size_t>(std::min<int64_t>(kRows, rows - r0));
+      const WT* w_rows[kRows] = {};
+      for (size_t i = 0; i < n_rows; ++i) {
+        w_rows[i] = reinterpret_cast<const WT*>(w + static_cast<size_t>(r0 + i) * row_bytes);
+      }
+      float sums[kRows];
+      if (n_rows == kRows) {
+        DotTile<kRows, 1>(w_rows, &x, cols, sums);
+      } else {
+        DotTileAnySize<kRows, 1>(n_rows, 1, w_rows, &x, cols, sums);
+      }
+      for (size_t i = 0; i < n_rows; ++i) y[r0 + i] = sums[i] * out_scale;
     }
-    float sums[kRows];
-    if (n_rows == kRows) {
-      DotTile<kRows, 1>(w_rows, &x, cols, sums);
-    } else {
-      DotTileAnySize<kRows, 1>(n_rows, 1, w_rows, &x, cols, sums);
-    }
-    for (size_t i = 0; i < n_rows; ++i) y[r0 + i] = sums[i] * out_scale;
-  }
+  });
 }
 
 // The power of two that brings the largest |x| (finite) into [2^14, 2^15): far from F16's overflow at

@@ -9,10 +9,10 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/base/check.h"
+#include "mixq/base/threads.h"
 #include "mixq/kernels/packed_gemm.h"
 #include "mixq/kernels/quant_kernel.h"
 #include "mixq/kernels/sparse_dot.h"
@@ -51,41 +51,19 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
   }
   const size_t row_bytes = w.row_bytes();
   if (w.interleaved != nullptr && kernel.interleaved != nullptr) {
-    // Rows interleaved 8 at a time: each thread walks contiguous runs of groups, one call per run (the
-    // kernel prepares each token's activation blocks once per call).
+    // Rows interleaved 8 at a time: the threads walk ranges of groups, one call per range (the kernel
+    // prepares each token's activation blocks once per call).
     constexpr int kRows = InterleavedRows::kRows;
     MIXQ_CHECK(rows % kRows == 0);
     const size_t group_bytes = kernel.interleaved->group_bytes(cols, w.group);
     const int64_t n_groups = rows / kRows;
     const auto run_groups = [&](int64_t g0, int64_t g1) {
-      if (g1 <= g0) return;
       kernel.interleaved->dot_groups(w.interleaved + static_cast<size_t>(g0) * group_bytes, group_bytes, g1 - g0, act,
                                      act_bytes, n_tokens, cols, w.group, y + g0 * kRows, rows);
       if (!w.salient.empty()) AddSparseProducts(w.salient, g0 * kRows, g1 * kRows, x, cols, n_tokens, y, rows);
     };
-    // Equal shares finished up to 10% apart (the two cores' memory streams do not run at one speed), so
-    // each thread takes the first three quarters of its share in one call, and the last quarter of the
-    // matrix is handed out to whichever thread is free in shrinking chunks (a quarter of what is left
-    // per thread, at least 2 groups), so the threads finish within a small chunk of each other while
-    // the number of calls (each prepares its tokens' activation blocks again) stays logarithmic.
-    std::atomic<int64_t> tail_taken{0};
-#pragma omp parallel if (parallel)
-    {
-      const int64_t n_threads = omp_get_num_threads();
-      const int64_t thread = omp_get_thread_num();
-      const int64_t head = n_threads > 1 ? n_groups * 3 / 4 : n_groups;
-      run_groups(head * thread / n_threads, head * (thread + 1) / n_threads);
-      int64_t taken = tail_taken.load();
-      while (head + taken < n_groups) {
-        const int64_t left = n_groups - head - taken;
-        const int64_t size = std::min(left, std::max<int64_t>(2, left / (4 * n_threads)));
-        // On failure `taken` is reloaded with what the other thread took.
-        if (tail_taken.compare_exchange_weak(taken, taken + size)) {
-          run_groups(head + taken, head + taken + size);
-          taken = tail_taken.load();
-        }
-      }
-    }
+    // Tail chunks of at least 2 groups: Q4_0's kernel walks groups in pairs.
+    ParallelForStreaming(n_groups, 2, parallel, run_groups);
     return;
   }
   // Decode is the same walk with one token: blocks of kRowBlock rows split across threads.
