@@ -120,6 +120,15 @@ TEST_P(MatMulTest, MatchesReferenceOnAllShapesAndTargets) {
   });
 }
 
+// Decode above the parallel threshold: the threads' head ranges and the shrinking tail chunks of
+// ParallelForStreaming (541 rows: 67 tiles of 8 and a short one) must cover every row exactly once.
+TEST_P(MatMulTest, DecodeSplitAcrossThreadsCoversEveryRow) {
+  const DType dtype = GetParam();
+  ForEachTarget([&] {
+    for (const int64_t rows : {541, 1000}) CheckShape(dtype, rows, 300, 1, 7);
+  });
+}
+
 // Columns spanning several GEMM column blocks (1024 each) exercise the partial-sum accumulation into y.
 TEST_P(MatMulTest, MatchesReferenceOnLongRows) {
   const DType dtype = GetParam();

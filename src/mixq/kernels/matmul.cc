@@ -53,9 +53,11 @@ constexpr size_t kTileRows = 4;
 #if HWY_TARGET <= HWY_AVX3  // AVX-512 and newer x86 targets: 32 vector registers of 16 floats
 constexpr size_t kTileTokens = 6;
 constexpr size_t kHalfGemvRows = 1;
+constexpr size_t kFloatGemvRows = kTileRows;
 #else
 constexpr size_t kTileTokens = 3;
-constexpr size_t kHalfGemvRows = kTileRows;
+constexpr size_t kHalfGemvRows = 8;
+constexpr size_t kFloatGemvRows = 8;
 #endif
 
 using DF = hn::ScalableTag<float>;
@@ -139,17 +141,18 @@ void WidenRow(const WT* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
   for (; c < n; ++c) dst[c] = ScalarWidened(src + c);
 }
 
-// One token: rows split evenly over the threads (contiguous halves), each thread streaming its rows in
+// One token: rows split over the threads by ParallelForStreaming, each thread streaming its rows in
 // tiles of kGemvRows<WT> rows sharing each activation load; y[r] = sum * out_scale. The tile height is
 // measured per CPU kind (docs/kernels.md, F16 decode): on AVX-512 (16-lane vectors) F16/BF16 go one row
 // at a time, faster there whenever the memory gave more than its usual ~33 GB/s (F16 on the
-// LLaMA-2-7B-shaped model, builds alternated: 17.3-22.3 t/s against 16.2-18.6 with 4-row tiles); on AVX2
-// (8 lanes) a single row's FMA chain moves only 16 bytes of F16 per FMA latency, about 12 GB/s per core,
-// and 4-row tiles (4 chains) ran 15.0-17.9 t/s against 9.6-12.6 one row at a time. F32 keeps 4-row tiles everywhere (one
-// row measured 3% slower on AVX-512). A row's sum is the same in any tile (one accumulator per row, the
-// same order), so the outputs do not depend on where a thread's rows start.
+// LLaMA-2-7B-shaped model, builds alternated: 17.3-22.3 t/s against 16.2-18.6 with 4-row tiles), and F32
+// takes 4 rows (one row measured 3% slower). On AVX2 (8 lanes) a single row's FMA chain moves only 16
+// bytes of F16 per FMA latency, about 12 GB/s per core: 4-row tiles ran 15.0-17.9 t/s against 9.6-12.6
+// one row at a time, and 8-row tiles (8 chains, 10 of the 16 registers) beat 4 by 7.0% and 5.9% on F16,
+// 2.7% on BF16 and 6.9% on F32 (in-process alternation, session 11). A row's sum is the same in any tile
+// (one accumulator per row, the same order), so the outputs do not depend on where a thread's rows start.
 template <typename WT>
-constexpr size_t kGemvRows = std::is_same_v<WT, float> ? kTileRows : kHalfGemvRows;
+constexpr size_t kGemvRows = std::is_same_v<WT, float> ? kFloatGemvRows : kHalfGemvRows;
 
 template <typename WT, typename XT>
 void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const XT* x, float out_scale,
