@@ -1,7 +1,7 @@
 // `mixq bench MODEL`: llama-bench-style prompt (ppN) and generation (tgN) tokens/s, with the memory-
 // bandwidth bound of generation measured in the same run.
 #include <algorithm>
-#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,18 +40,20 @@ void RunBench(const BenchArgs& args) {
   // Bandwidth on a shared or virtual machine drifts from one minute to the next, so it is probed right
   // before and after every timed generation run: each run is held to the higher probe beside it, and
   // the whole test to the highest probe of all (a lower estimate of the fraction reached).
-  std::map<std::string, std::vector<double>> probes_gbs;
+  std::vector<double> tg_probes_gbs;
   if (args.bandwidth && !cache_resident) {
     options.between_repetitions = [&](const std::string& test) {
-      if (test.starts_with("tg")) probes_gbs[test].push_back(MeasureReadBandwidthGBs());
+      if (test.starts_with("tg")) tg_probes_gbs.push_back(MeasureReadBandwidthGBs());
     };
   }
   const std::vector<SpeedTestResult> results = RunSpeedBench(model, options);
   const ModelSize size = ComputeModelSize(model);
-  std::map<std::string, GenerationBound> bounds;
+  const SpeedTestResult* tg = nullptr;
   for (const SpeedTestResult& r : results) {
-    if (probes_gbs.count(r.test)) bounds[r.test] = BoundOfGeneration(r, probes_gbs.at(r.test), bytes_per_token);
+    if (r.test.starts_with("tg")) tg = &r;
   }
+  std::optional<GenerationBound> tg_bound;
+  if (tg != nullptr && !tg_probes_gbs.empty()) tg_bound = BoundOfGeneration(*tg, tg_probes_gbs, bytes_per_token);
   const std::string name = fmt::format("{} {}", model.metadata.count("general.name") ? model.metadata.at("general.name")
                                                                                      : model.config.architecture,
                                        DTypeName(PrimaryWeightType(model)));
@@ -69,8 +71,8 @@ void RunBench(const BenchArgs& args) {
                                   {"tokens_per_second", r.mean()},
                                   {"stdev", r.stdev()},
                                   {"samples", r.tokens_per_second}};
-      if (bounds.count(r.test)) {
-        const GenerationBound& b = bounds.at(r.test);
+      if (tg_bound && &r == tg) {
+        const GenerationBound& b = *tg_bound;
         t["read_bandwidth_probes_gbs"] = b.probes_gbs;
         t["bound_tokens_per_second"] = b.bound_tps;
         t["fraction_of_bound"] = b.fraction;
@@ -94,7 +96,9 @@ void RunBench(const BenchArgs& args) {
     fmt::print("\n(the weights, {:.2f} MiB a token, fit in the CPU caches: no memory-bandwidth bound applies)\n",
                bytes_per_token / 1048576.0);
   }
-  for (const auto& [test, b] : bounds) {
+  if (tg_bound) {
+    const GenerationBound& b = *tg_bound;
+    const std::string& test = tg->test;
     const auto [lo, hi] = std::minmax_element(b.probes_gbs.begin(), b.probes_gbs.end());
     fmt::print("\n{}: memory read bandwidth probed before and after each run: {:.2f}-{:.2f} GB/s; weights read per "
                "generated token: {:.2f} MiB\n",
