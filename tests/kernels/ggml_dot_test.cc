@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "mixq/formats/ggml_dequant.h"
 #include "mixq/kernels/cpu_features.h"
 #include "mixq/kernels/ggml_dot_internal.h"
+#include "mixq/kernels/matmul.h"
 #include "mixq/kernels/packed_gemm.h"
 #include "kernels/interleaved_check.h"
 #include "mixq/tensor/tensor.h"
@@ -427,9 +429,10 @@ TEST_P(GgmlDotIsa, TableNamesTheLevel) {
     // The 32-weight types tile rows and tokens; Q4_K and Q6_K share their unpacked super-blocks among tokens.
     const bool has_rows = Is32WeightType(dtype) || dtype == DType::kQ4_K || dtype == DType::kQ6_K;
     EXPECT_EQ(k.dot_rows != nullptr, GetParam() != Isa::kScalar && has_rows) << DTypeName(dtype);
-    // Interleaved decode rows: Q4_0, Q8_0 and Q4_K at the AVX2 level (AVX-512 VNNI's one-row kernels
+    // Interleaved decode rows: Q4_0, Q8_0, Q4_K and Q6_K at the AVX2 level (AVX-512 VNNI's one-row kernels
     // stream already).
-    const bool interleaved = dtype == DType::kQ4_0 || dtype == DType::kQ8_0 || dtype == DType::kQ4_K;
+    const bool interleaved =
+        dtype == DType::kQ4_0 || dtype == DType::kQ8_0 || dtype == DType::kQ4_K || dtype == DType::kQ6_K;
     EXPECT_EQ(k.interleaved != nullptr, GetParam() == Isa::kAvx2 && interleaved) << DTypeName(dtype);
   }
   // The default table is the best level this CPU has.
@@ -664,6 +667,72 @@ TEST_P(GgmlDotIsa, MatMulQuantizedReadsInterleavedRows) {
     ++checked;
   }
   if (checked == 0) GTEST_SKIP() << "no type has interleaved rows at the " << IsaName(GetParam()) << " level";
+}
+
+// MatMulSameInput (Q, K and V; gate and up) walks the interleaved rows of several matrices as one range:
+// each output must equal what MatMul gives for its matrix alone, bit for bit (the same kernel per group),
+// wherever the threads' ranges cross from one matrix into the next (67 groups in the middle: parallel
+// heads and tail chunks), with a salient part on one matrix only; and where the matrices cannot share a
+// walk (mixed types, or a batch the packed GEMM takes) it is one MatMul each.
+TEST(GgmlDot, MatMulSameInputEqualsOneMatMulEach) {
+  constexpr int kRows = InterleavedRows::kRows;
+  struct Matrix {
+    Tensor stored;
+    std::vector<uint8_t> groups;
+    SalientPart salient;
+    TensorView view;
+  };
+  const auto make = [](DType dtype, int64_t rows, int64_t cols, bool salient, uint32_t seed) {
+    auto m = std::make_unique<Matrix>(Matrix{Tensor::Zeros("w", dtype, {rows, cols}), {}, SalientPart(rows, cols), {}});
+    std::mt19937 rng(seed);
+    const auto bytes = RandomWeights(dtype, rows * cols, rng);
+    std::memcpy(m->stored.storage.data(), bytes.data(), bytes.size());
+    m->view = m->stored.view();
+    if (salient) m->view.salient = m->salient.view();
+    const QuantKernel* k = FindQuantKernel(dtype);
+    if (k->interleaved != nullptr) {
+      const size_t group_bytes = k->interleaved->group_bytes(cols, 0);
+      m->groups.resize(group_bytes * static_cast<size_t>(rows / kRows));
+      for (int64_t g = 0; g < rows / kRows; ++g) {
+        k->interleaved->interleave(m->view.row(g * kRows), m->view.row_bytes(), cols, 0,
+                                   m->groups.data() + g * group_bytes);
+      }
+      m->view.interleaved = reinterpret_cast<const std::byte*>(m->groups.data());
+    }
+    return m;
+  };
+  constexpr int64_t kCols = 1024;
+  const std::vector<std::vector<DType>> lists = {
+      {DType::kQ4_K, DType::kQ4_K, DType::kQ4_K}, {DType::kQ4_0, DType::kQ4_0}, {DType::kQ6_K, DType::kQ4_K}};
+  for (const auto& types : lists) {
+    const int64_t row_counts[] = {5 * kRows, 67 * kRows, 3 * kRows};
+    std::vector<std::unique_ptr<Matrix>> matrices;
+    for (size_t i = 0; i < types.size(); ++i) {
+      matrices.push_back(make(types[i], row_counts[i], kCols, i == 1, static_cast<uint32_t>(17 + i)));
+    }
+    for (const int64_t n_tokens : {int64_t{1}, int64_t{3}, int64_t{64}}) {
+      SCOPED_TRACE(fmt::format("{} ({} matrices), {} tokens", DTypeName(types[0]), types.size(), n_tokens));
+      std::mt19937 rng(5);
+      std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+      std::vector<float> x(static_cast<size_t>(n_tokens * kCols));
+      for (float& v : x) v = uniform(rng);
+      std::vector<std::vector<float>> want, got;
+      std::vector<MatMulProduct> products;
+      for (const auto& m : matrices) {
+        const size_t size = static_cast<size_t>(n_tokens * m->view.rows());
+        want.emplace_back(size);
+        got.emplace_back(size, std::nanf(""));
+        MatMul(m->view, x.data(), n_tokens, want.back().data());
+      }
+      for (size_t i = 0; i < matrices.size(); ++i) products.push_back({&matrices[i]->view, got[i].data()});
+      MatMulSameInput(products, x.data(), n_tokens);
+      for (size_t i = 0; i < matrices.size(); ++i) {
+        for (size_t j = 0; j < want[i].size(); ++j) {
+          ASSERT_EQ(got[i][j], want[i][j]) << "matrix " << i << ", output " << j;
+        }
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Levels, GgmlDotIsa, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),

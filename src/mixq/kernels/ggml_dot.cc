@@ -626,6 +626,98 @@ void UnpackRowsQ4_K(const void* src, int64_t n, int64_t, int8_t* const codes[8],
   }
 }
 
+namespace {
+
+// Where Q6_K keeps code i (0..255) of a block: its low 4 bits in ql[ql] at bit ql_shift, its high 2 bits in
+// qh[qh] at bit qh_shift (ggml's layout: two halves of 128 codes, each four parts of 32; UnpackQ6_K).
+struct Q6_KPlace {
+  int ql, ql_shift, qh, qh_shift;
+};
+constexpr Q6_KPlace PlaceOfQ6_KCode(int i) {
+  const int half = i / 128, part = (i % 128) / 32, l = i % 32;
+  return {64 * half + 32 * (part % 2) + l, 4 * (part / 2), 32 * half + l, 2 * part};
+}
+
+// Code k (0..31) of a sub-block in BlockQ6_Kx8::qs: its nibble run and high-bits byte for row r.
+struct Q6_KRunPlace {
+  int run_byte, run_shift, high_byte, high_shift;
+};
+constexpr Q6_KRunPlace RunPlaceOfQ6_KCode(int k, int r) {
+  const int j = (k % 16) / 4, i = k % 4, upper = k / 16;
+  return {32 * j + 4 * r + i, 4 * upper, 128 + 32 * (j / 2) + 4 * r + i, 4 * (j % 2) + 2 * upper};
+}
+
+}  // namespace
+
+void InterleaveQ6_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockQ6_Kx8*>(dst);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    for (int r = 0; r < 8; ++r) {
+      BlockQ6_K block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ6_K), sizeof block);
+      out[b].d[r] = block.d;
+      for (int s = 0; s < 8; ++s) {
+        out[b].scales[s][2 * r] = block.scales[2 * s];
+        out[b].scales[s][2 * r + 1] = block.scales[2 * s + 1];
+        for (int k = 0; k < 32; ++k) {
+          const Q6_KPlace from = PlaceOfQ6_KCode(32 * s + k);
+          const int low = (block.ql[from.ql] >> from.ql_shift) & 0x0f, high = (block.qh[from.qh] >> from.qh_shift) & 3;
+          const Q6_KRunPlace to = RunPlaceOfQ6_KCode(k, r);
+          out[b].qs[s][to.run_byte] |= static_cast<uint8_t>(low << to.run_shift);
+          out[b].qs[s][to.high_byte] |= static_cast<uint8_t>(high << to.high_shift);
+        }
+      }
+    }
+  }
+}
+
+void ExtractRowQ6_K(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockQ6_Kx8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    BlockQ6_K block{};
+    block.d = in[b].d[lane];
+    for (int s = 0; s < 8; ++s) {
+      block.scales[2 * s] = in[b].scales[s][2 * lane];
+      block.scales[2 * s + 1] = in[b].scales[s][2 * lane + 1];
+      for (int k = 0; k < 32; ++k) {
+        const Q6_KRunPlace from = RunPlaceOfQ6_KCode(k, lane);
+        const int low = (in[b].qs[s][from.run_byte] >> from.run_shift) & 0x0f;
+        const int high = (in[b].qs[s][from.high_byte] >> from.high_shift) & 3;
+        const Q6_KPlace to = PlaceOfQ6_KCode(32 * s + k);
+        block.ql[to.ql] |= static_cast<uint8_t>(low << to.ql_shift);
+        block.qh[to.qh] |= static_cast<uint8_t>(high << to.qh_shift);
+      }
+    }
+    std::memcpy(out + b * sizeof(BlockQ6_K), &block, sizeof block);
+  }
+}
+
+void UnpackRowsQ6_K(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]) {
+  const auto* x = static_cast<const BlockQ6_Kx8*>(src);
+  const float* half = HalfTable();
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      // The operations of UnpackQ6_K, so the blocks are its bit for bit.
+      const float dd = half[x[b].d[r]];
+      for (int s = 0; s < 8; ++s) {
+        d[r][b * 16 + 2 * s] = dd * static_cast<float>(x[b].scales[s][2 * r]);
+        d[r][b * 16 + 2 * s + 1] = dd * static_cast<float>(x[b].scales[s][2 * r + 1]);
+        m[r][b * 16 + 2 * s] = m[r][b * 16 + 2 * s + 1] = 0.0f;
+        for (int k = 0; k < 32; ++k) {
+          const Q6_KRunPlace at = RunPlaceOfQ6_KCode(k, r);
+          const int low = (x[b].qs[s][at.run_byte] >> at.run_shift) & 0x0f;
+          const int high = (x[b].qs[s][at.high_byte] >> at.high_shift) & 3;
+          codes[r][b * kQK_K + 32 * s + k] = static_cast<int8_t>((low | high << 4) - 32);
+        }
+      }
+    }
+  }
+}
+
 const float* HalfTable() {
   static const float* table = [] {
     static float values[65536];
@@ -682,6 +774,8 @@ const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<Bloc
                                            ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Avx2};
 const InterleavedRows kInterleavedQ4_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_Kx8, kQK_K>, InterleaveQ4_K,
                                            ExtractRowQ4_K, UnpackRowsQ4_K, DotGroupsQ4_KAvx2};
+const InterleavedRows kInterleavedQ6_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ6_Kx8, kQK_K>, InterleaveQ6_K,
+                                           ExtractRowQ6_K, UnpackRowsQ6_K, DotGroupsQ6_KAvx2};
 #endif
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);
@@ -725,7 +819,7 @@ const Entry kEntries[] = {
      nullptr, nullptr, &kPackedQ4_K, MIXQ_X86_OR_NULL(&kInterleavedQ4_KAvx2)},
     {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K), &kPackedQ5_K},
     {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_X86_OR_NULL(DotQ6_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ6_KAvx2),
-     nullptr, nullptr, &kPackedQ6_K},
+     nullptr, nullptr, &kPackedQ6_K, MIXQ_X86_OR_NULL(&kInterleavedQ6_KAvx2)},
     {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS), &kPackedIQ4_XS},
 };
 constexpr size_t kEntryCount = sizeof(kEntries) / sizeof(kEntries[0]);

@@ -519,6 +519,71 @@ MIXQ_AVX2 void DotGroupsQ4_KAvx2(const void* w, size_t group_bytes, int64_t n_gr
                                        });
 }
 
+namespace {
+
+// One group of 8 interleaved Q6_K rows with one token. Codes stay unsigned (0..63): per sub-block of 32,
+// each run's nibbles get their high bits or-ed in at bits 4-5, two `vpmaddubsw` results (one per run of a
+// pair, <= 2 * 2 * 63 * 127 = 32004) add in int16, and a `vpmaddwd` with the 8 rows' scales for that half
+// of the sub-block (codes 0..15 or 16..31, duplicated per int16 pair) sums to int32. The offset of 32 is
+// 32 * sum over the 16-weight groups of scale * bsum: the rows' scale pairs against the activation's
+// paired bsums, one more `vpmaddwd` a sub-block.
+MIXQ_AVX2 void DotGroupQ6_K(const BlockQ6_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
+  const __m256i low = _mm256_set1_epi8(0x0f), high = _mm256_set1_epi8(0x30);
+  const __m128i even = _mm_setr_epi8(0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14);
+  const __m128i odd = _mm_setr_epi8(1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockQ6_Kx8)>(x + b);
+    __m256i sums = _mm256_setzero_si256(), offsets = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {
+      const uint8_t* q = x[b].qs[s];
+      const int8_t* a = y[b].qs + 32 * s;
+      const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales[s]));
+      const __m256i scales_low = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, even));
+      const __m256i scales_high = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, odd));
+      for (int v = 0; v < 2; ++v) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128 + 32 * v));
+        const __m256i run0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * v));
+        const __m256i run1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * v + 32));
+        const __m256i low0 =
+            _mm256_or_si256(_mm256_and_si256(run0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), high));
+        const __m256i high0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run0, 4), low),
+                                              _mm256_and_si256(_mm256_slli_epi16(h, 2), high));
+        const __m256i low1 = _mm256_or_si256(_mm256_and_si256(run1, low), _mm256_and_si256(h, high));
+        const __m256i high1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run1, 4), low),
+                                              _mm256_and_si256(_mm256_srli_epi16(h, 2), high));
+        const __m256i sum_low = _mm256_add_epi16(_mm256_maddubs_epi16(low0, interleaved::BroadcastDword(a + 8 * v)),
+                                                 _mm256_maddubs_epi16(low1, interleaved::BroadcastDword(a + 8 * v + 4)));
+        const __m256i sum_high = _mm256_add_epi16(_mm256_maddubs_epi16(high0, interleaved::BroadcastDword(a + 16 + 8 * v)),
+                                                  _mm256_maddubs_epi16(high1, interleaved::BroadcastDword(a + 16 + 8 * v + 4)));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(sum_low, scales_low));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(sum_high, scales_high));
+      }
+      int32_t bsum_pair;
+      std::memcpy(&bsum_pair, y[b].bsums + 2 * s, sizeof bsum_pair);
+      offsets = _mm256_add_epi32(
+          offsets, _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), _mm256_set1_epi32(bsum_pair)));
+    }
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(y[b].d));
+    const __m256i dots = _mm256_sub_epi32(sums, _mm256_slli_epi32(offsets, 5));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), d, acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+}  // namespace
+
+MIXQ_AVX2 void DotGroupsQ6_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  const int64_t nb = n / kQK_K;
+  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
+                                         DotGroupQ6_K(reinterpret_cast<const BlockQ6_Kx8*>(x),
+                                                      reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
+                                       });
+}
+
 MIXQ_AVX2 void DotGroupsQ8_0Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {

@@ -96,6 +96,18 @@ struct BlockQ4_Kx8 {
 };
 static_assert(sizeof(BlockQ4_Kx8) == 8 * 144 + 32);
 
+// Q6_K: per super-block the 8 rows' d; each sub-block of 32's scales paired per row (row r's scale for
+// its codes 0..15 at 2r, for 16..31 at 2r + 1); then per sub-block 192 bytes: the low 4 bits of its 32
+// codes of 8 rows as four nibble runs, then the high 2 bits as two 32-byte vectors. Byte 4r + i of
+// vector v holds, from bit 0 up in pairs, the high bits of run 2v's low-nibble code, its high-nibble
+// code, then run 2v + 1's two: one mask or shift and mask puts each pair at bits 4-5, beside its nibble.
+struct BlockQ6_Kx8 {
+  uint16_t d[8];
+  int8_t scales[8][16];
+  uint8_t qs[8][192];
+};
+static_assert(sizeof(BlockQ6_Kx8) == 8 * 210);
+
 bool InterleaveAcceptsAll(int64_t n, int64_t group);
 void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t group, void* row);
@@ -113,6 +125,12 @@ void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t group, void* r
 void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t group, void* row);
 void DotGroupsQ4_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void InterleaveQ6_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+void ExtractRowQ6_K(const void* src, int lane, int64_t n, int64_t group, void* row);
+void UnpackRowsQ6_K(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]);
+void DotGroupsQ6_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void DotGroupsQ8_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);

@@ -30,6 +30,13 @@ MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
   for (int line = 0; line < kBytes / 64; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
 }
 
+// Four activation bytes q[0..4) in every dword of a register: what one byte of each row meets.
+MIXQ_INTERLEAVED_TARGET inline __m256i BroadcastDword(const int8_t* q) {
+  int32_t four;
+  std::memcpy(&four, q, sizeof four);
+  return _mm256_set1_epi32(four);
+}
+
 // sum_i code_i * q_i over one block of 32 codes for each of 8 rows of kGroups groups (runs[i]: group i's
 // block), as two int16 halves per row (lanes 2r, 2r + 1: row r). The codes stay unsigned (0..15), so an
 // offset such as Q4_0's 8 or a zero-point is the caller's. Eight `vpmaddubsw` results add up in int16:
@@ -43,10 +50,7 @@ MIXQ_INTERLEAVED_TARGET inline void NibbleRunsPairs(const uint8_t* const runs[kG
   const __m256i low = _mm256_set1_epi8(0x0f);
   for (int i = 0; i < kGroups; ++i) sums[i] = _mm256_setzero_si256();
   for (int j = 0; j < 4; ++j) {
-    int32_t q_low, q_high;
-    std::memcpy(&q_low, q + 4 * j, sizeof q_low);
-    std::memcpy(&q_high, q + 16 + 4 * j, sizeof q_high);
-    const __m256i a_low = _mm256_set1_epi32(q_low), a_high = _mm256_set1_epi32(q_high);
+    const __m256i a_low = BroadcastDword(q + 4 * j), a_high = BroadcastDword(q + 16 + 4 * j);
     for (int i = 0; i < kGroups; ++i) {
       const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs[i] + 32 * j));
       sums[i] = _mm256_add_epi16(sums[i], _mm256_maddubs_epi16(_mm256_and_si256(run, low), a_low));
@@ -71,9 +75,7 @@ MIXQ_INTERLEAVED_TARGET inline __m256i ByteRunsDot(const int8_t* runs, const int
   __m256i sums = _mm256_setzero_si256();
   for (int j = 0; j < 8; ++j) {
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
-    int32_t four;
-    std::memcpy(&four, q + 4 * j, sizeof four);
-    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(_mm256_set1_epi32(four), w));
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(BroadcastDword(q + 4 * j), w));
     sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
   return sums;

@@ -7,10 +7,13 @@
 // stay in L2 while every token's activation row passes by, so the weights are read from memory once per
 // call, not once a token. A salient (sparse FP16) part is added by each thread for its rows in the same walk.
 #include <algorithm>
+#include <array>
+#include <span>
 
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/base/check.h"
 #include "mixq/base/threads.h"
+#include "mixq/kernels/matmul.h"
 #include "mixq/kernels/packed_gemm.h"
 #include "mixq/kernels/quant_kernel.h"
 #include "mixq/kernels/sparse_dot.h"
@@ -22,6 +25,68 @@ namespace {
 constexpr int64_t kRowBlock = 16;
 // Below this many multiply-adds one thread is faster than waking the others (as in matmul.cc).
 constexpr int64_t kMinParallelMacs = int64_t{1} << 17;
+
+// Whether MatMulQuantized walks w's rows interleaved 8 at a time (decode and small batches; larger
+// batches take the packed GEMM).
+bool WalksInterleavedRows(const QuantKernel& kernel, const TensorView& w, int64_t n_tokens) {
+  return w.interleaved != nullptr && kernel.interleaved != nullptr && !UsePackedGemm(kernel, n_tokens);
+}
+
+// x's n_tokens rows of cols values in the kernel's activation layout, in the calling thread's scratch.
+const std::byte* QuantizeActivations(const QuantKernel& kernel, int64_t cols, int64_t group, const float* x,
+                                     int64_t n_tokens, bool parallel) {
+  const size_t act_bytes = kernel.activation_bytes(cols, group);
+  std::byte* act = ActivationScratch(act_bytes * static_cast<size_t>(n_tokens));
+#pragma omp parallel for schedule(static) if (parallel && n_tokens > 1)
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    kernel.quantize_activation(x + t * cols, act + static_cast<size_t>(t) * act_bytes, cols, group);
+  }
+  return act;
+}
+
+// The most matrices one walk takes (Q, K and V are three).
+constexpr size_t kMaxProductsPerWalk = 4;
+
+// Rows interleaved 8 at a time, of one or more matrices of the kernel's type that share the input, the
+// columns and the group: the input is quantized once, and the threads walk the groups of all the
+// matrices as one range (one matrix after the other), one dot_groups call per piece of a range within a
+// matrix (the kernel prepares each token's activation blocks once per call). Several matrices in one
+// walk meet one barrier instead of one each.
+void WalkInterleavedRows(const QuantKernel& kernel, std::span<const MatMulProduct> products, const float* x,
+                         int64_t n_tokens) {
+  constexpr int kRows = InterleavedRows::kRows;
+  MIXQ_CHECK(!products.empty() && products.size() <= kMaxProductsPerWalk);
+  const int64_t cols = products[0].w->cols();
+  const int64_t group = products[0].w->group;
+  std::array<int64_t, kMaxProductsPerWalk + 1> first_group{};
+  for (size_t i = 0; i < products.size(); ++i) {
+    const TensorView& w = *products[i].w;
+    MIXQ_CHECK(w.rows() % kRows == 0 && w.cols() == cols && w.group == group);
+    first_group[i + 1] = first_group[i] + w.rows() / kRows;
+  }
+  const int64_t n_groups = first_group[products.size()];
+  const bool parallel = n_groups * kRows * cols * n_tokens >= kMinParallelMacs;
+  const std::byte* act = QuantizeActivations(kernel, cols, group, x, n_tokens, parallel);
+  const size_t act_bytes = kernel.activation_bytes(cols, group);
+  const size_t group_bytes = kernel.interleaved->group_bytes(cols, group);
+  const auto run_groups = [&](int64_t g0, int64_t g1) {
+    for (size_t i = 0; i < products.size(); ++i) {
+      const int64_t begin = std::max(g0, first_group[i]) - first_group[i];
+      const int64_t end = std::min(g1, first_group[i + 1]) - first_group[i];
+      if (begin >= end) continue;
+      const TensorView& w = *products[i].w;
+      float* y = products[i].y;
+      kernel.interleaved->dot_groups(w.interleaved + static_cast<size_t>(begin) * group_bytes, group_bytes,
+                                     end - begin, act, act_bytes, n_tokens, cols, group, y + begin * kRows,
+                                     w.rows());
+      if (!w.salient.empty()) {
+        AddSparseProducts(w.salient, begin * kRows, end * kRows, x, cols, n_tokens, y, w.rows());
+      }
+    }
+  };
+  // Tail chunks of at least 2 groups: Q4_0's kernel walks groups in pairs.
+  ParallelForStreaming(n_groups, 2, parallel, run_groups);
+}
 
 }  // namespace
 
@@ -40,30 +105,15 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
     PackedGemm(kernel, w, x, n_tokens, y);
     return;
   }
-  const size_t act_bytes = kernel.activation_bytes(cols, w.group);
-  std::byte* act = ActivationScratch(act_bytes * static_cast<size_t>(n_tokens));
-  const bool parallel = rows * cols * n_tokens >= kMinParallelMacs;
-#pragma omp parallel for schedule(static) if (parallel && n_tokens > 1)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    kernel.quantize_activation(x + t * cols, act + static_cast<size_t>(t) * act_bytes, cols, w.group);
-  }
-  const size_t row_bytes = w.row_bytes();
-  if (w.interleaved != nullptr && kernel.interleaved != nullptr) {
-    // Rows interleaved 8 at a time: the threads walk ranges of groups, one call per range (the kernel
-    // prepares each token's activation blocks once per call).
-    constexpr int kRows = InterleavedRows::kRows;
-    MIXQ_CHECK(rows % kRows == 0);
-    const size_t group_bytes = kernel.interleaved->group_bytes(cols, w.group);
-    const int64_t n_groups = rows / kRows;
-    const auto run_groups = [&](int64_t g0, int64_t g1) {
-      kernel.interleaved->dot_groups(w.interleaved + static_cast<size_t>(g0) * group_bytes, group_bytes, g1 - g0, act,
-                                     act_bytes, n_tokens, cols, w.group, y + g0 * kRows, rows);
-      if (!w.salient.empty()) AddSparseProducts(w.salient, g0 * kRows, g1 * kRows, x, cols, n_tokens, y, rows);
-    };
-    // Tail chunks of at least 2 groups: Q4_0's kernel walks groups in pairs.
-    ParallelForStreaming(n_groups, 2, parallel, run_groups);
+  if (WalksInterleavedRows(kernel, w, n_tokens)) {
+    const MatMulProduct product{&w, y};
+    WalkInterleavedRows(kernel, {&product, 1}, x, n_tokens);
     return;
   }
+  const size_t act_bytes = kernel.activation_bytes(cols, w.group);
+  const bool parallel = rows * cols * n_tokens >= kMinParallelMacs;
+  const std::byte* act = QuantizeActivations(kernel, cols, w.group, x, n_tokens, parallel);
+  const size_t row_bytes = w.row_bytes();
   // Decode is the same walk with one token: blocks of kRowBlock rows split across threads.
   const auto row = [&](int64_t r) { return w.data + static_cast<size_t>(r) * row_bytes; };
   const int64_t n_blocks = (rows + kRowBlock - 1) / kRowBlock;
@@ -91,6 +141,26 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
       AddSparseProducts(w.salient, b0 * kRowBlock, std::min(rows, b1 * kRowBlock), x, cols, n_tokens, y, rows);
     }
   });
+}
+
+int g_experiment_groups = 2;
+
+void MatMulSameInput(std::span<const MatMulProduct> products, const float* x, int64_t n_tokens) {
+  if (products.empty()) return;
+  const TensorView& first = *products[0].w;
+  const QuantKernel* kernel = first.activation == ActivationQuant::kFormat ? FindQuantKernel(first.dtype) : nullptr;
+  bool one_walk = kernel != nullptr && products.size() <= kMaxProductsPerWalk;
+  for (const MatMulProduct& p : products) {
+    const TensorView& w = *p.w;
+    one_walk = one_walk && w.dtype == first.dtype && w.activation == ActivationQuant::kFormat &&
+               w.cols() == first.cols() && w.group == first.group && WalksInterleavedRows(*kernel, w, n_tokens);
+  }
+  if (!one_walk) {
+    for (const MatMulProduct& p : products) MatMul(*p.w, x, n_tokens, p.y);
+    return;
+  }
+  if (n_tokens <= 0) return;
+  WalkInterleavedRows(*kernel, products, x, n_tokens);
 }
 
 }  // namespace mixq

@@ -4,7 +4,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <span>
 #include <vector>
 
 #include <fmt/format.h>
@@ -117,6 +119,40 @@ void Linear(InferenceState& s, int64_t layer, LinearKind kind, const TensorView&
   }
 }
 
+// One linear layer of LinearsSameInput.
+struct LinearJob {
+  LinearKind kind;
+  const TensorView* weight;
+  float* out;
+};
+
+// Linear layers that read the same input (Q, K, V; gate, up) as one MatMulSameInput, reported to the
+// observer in order. Where `stop_after` names one of them they run one by one up to it instead, and the
+// result is true: the layer stops there.
+bool LinearsSameInput(InferenceState& s, int64_t layer, std::span<const LinearJob> jobs, const float* in,
+                      int64_t n, std::optional<LinearKind> stop_after) {
+  const bool stops_here =
+      std::any_of(jobs.begin(), jobs.end(), [&](const LinearJob& job) { return stop_after == job.kind; });
+  if (stops_here) {
+    for (const LinearJob& job : jobs) {
+      Linear(s, layer, job.kind, *job.weight, in, n, job.out);
+      if (stop_after == job.kind) return true;
+    }
+  }
+  std::array<MatMulProduct, 3> products;
+  MIXQ_CHECK_LE(jobs.size(), products.size());
+  for (size_t i = 0; i < jobs.size(); ++i) products[i] = {jobs[i].weight, jobs[i].out};
+  MatMulSameInput(std::span(products.data(), jobs.size()), in, n);
+  if (s.observer) {
+    for (const LinearJob& job : jobs) {
+      const TensorView& w = *job.weight;
+      s.observer(LinearCall{.layer = layer, .kind = job.kind, .weight = &w, .input = in, .output = job.out,
+                            .n_tokens = n, .in_dim = w.shape[1], .out_dim = w.shape[0]});
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 const char* LinearKindName(LinearKind kind) {
@@ -181,12 +217,8 @@ void ForwardLayer(const LlamaConfig& c, const LayerWeights& lw, int64_t l, Infer
   float* q = s.q.as<float>();
   float* k = s.k.as<float>();
   float* v = s.v.as<float>();
-  Linear(s, l, LinearKind::kQ, lw.wq, xn, n, q);
-  if (stop_at(LinearKind::kQ)) return;
-  Linear(s, l, LinearKind::kK, lw.wk, xn, n, k);
-  if (stop_at(LinearKind::kK)) return;
-  Linear(s, l, LinearKind::kV, lw.wv, xn, n, v);
-  if (stop_at(LinearKind::kV)) return;
+  const LinearJob qkv[] = {{LinearKind::kQ, &lw.wq, q}, {LinearKind::kK, &lw.wk, k}, {LinearKind::kV, &lw.wv, v}};
+  if (LinearsSameInput(s, l, qkv, xn, n, stop_after)) return;
   for (int64_t t = 0; t < n; ++t) {
     ApplyRope(c, q + t * c.q_dim(), c.n_heads, rope_cos + t * half, rope_sin + t * half);
     ApplyRope(c, k + t * c.kv_dim(), c.n_kv_heads, rope_cos + t * half, rope_sin + t * half);
@@ -204,10 +236,8 @@ void ForwardLayer(const LlamaConfig& c, const LayerWeights& lw, int64_t l, Infer
   }
   float* gate = s.gate.as<float>();
   float* up = s.up.as<float>();
-  Linear(s, l, LinearKind::kGate, lw.w_gate, xn, n, gate);
-  if (stop_at(LinearKind::kGate)) return;
-  Linear(s, l, LinearKind::kUp, lw.w_up, xn, n, up);
-  if (stop_at(LinearKind::kUp)) return;
+  const LinearJob gate_up[] = {{LinearKind::kGate, &lw.w_gate, gate}, {LinearKind::kUp, &lw.w_up, up}};
+  if (LinearsSameInput(s, l, gate_up, xn, n, stop_after)) return;
   SwiGlu(gate, up, n * c.hidden_dim);
   Linear(s, l, LinearKind::kDown, lw.w_down, gate, n, proj);
   for (int64_t i = 0; i < n * c.dim; ++i) x[i] += proj[i];
