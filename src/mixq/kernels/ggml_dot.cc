@@ -544,6 +544,55 @@ void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t, void* row) {
   }
 }
 
+namespace {
+
+// The d, dmin, scales and mins of Q4_K and Q5_K super-blocks (the same 12-byte packing) as their
+// interleaved groups keep them: row r of BlockKx8 (BlockQ4_Kx8 or BlockQ5_Kx8).
+template <typename BlockKx8>
+void PutKScalesMins(uint16_t d, uint16_t dmin, const uint8_t* scales12, int r, BlockKx8& out) {
+  out.d[r] = d;
+  out.dmin[r] = dmin;
+  for (int s = 0; s < 8; ++s) {
+    uint8_t scale, min;
+    GetScaleMinK4(s, scales12, &scale, &min);
+    out.scales[s][r] = scale;
+    out.mins[s / 2][2 * r + s % 2] = min;
+  }
+}
+template <typename BlockKx8>
+void GetKScalesMins(const BlockKx8& in, int r, uint16_t* d, uint16_t* dmin, uint8_t* scales12) {
+  *d = in.d[r];
+  *dmin = in.dmin[r];
+  for (int s = 0; s < 8; ++s) PutScaleMinK4(scales12, s, in.scales[s][r], in.mins[s / 2][2 * r + s % 2]);
+}
+// d = d * scale_s, m = -dmin * min_s per sub-block of 32, as UnpackQ4_K and UnpackK<BlockQ5_K> give them.
+template <typename BlockKx8>
+void UnpackKScalesMins(const BlockKx8& in, int64_t b, float* const d[8], float* const m[8]) {
+  for (int r = 0; r < 8; ++r) {
+    const float dd = F16ToF32(in.d[r]), dmin = F16ToF32(in.dmin[r]);
+    for (int s = 0; s < 8; ++s) {
+      d[r][b * 8 + s] = dd * static_cast<float>(in.scales[s][r]);
+      m[r][b * 8 + s] = -dmin * static_cast<float>(in.mins[s / 2][2 * r + s % 2]);
+    }
+  }
+}
+
+// Sub-block s's 32 codes' low 4 bits in a Q4_K / Q5_K block: the low (even s) or high nibbles of the 32
+// bytes from 32 * (s / 2).
+void GetKNibbles(const uint8_t* qs, int s, uint8_t codes[32]) {
+  for (int i = 0; i < 32; ++i) codes[i] = (qs[32 * (s / 2) + i] >> (4 * (s % 2))) & 0x0f;
+}
+void PutKNibbles(const uint8_t codes[32], int s, uint8_t* qs) {
+  for (int i = 0; i < 32; ++i) qs[32 * (s / 2) + i] |= static_cast<uint8_t>((codes[i] & 0x0f) << (4 * (s % 2)));
+}
+
+// Where BlockQ5_Kx8 keeps the fifth bit of code k (0..31) of a sub-block, for row r: byte and bit of the
+// 32 bytes after the runs.
+constexpr int FifthBitByte(int k, int r) { return 128 + 4 * r + k % 4; }
+constexpr int FifthBitShift(int k) { return 2 * ((k % 16) / 4) + k / 16; }
+
+}  // namespace
+
 void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockQ4_Kx8*>(dst);
@@ -551,16 +600,10 @@ void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
     for (int r = 0; r < 8; ++r) {
       BlockQ4_K block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ4_K), sizeof block);
-      out[b].d[r] = block.d;
-      out[b].dmin[r] = block.dmin;
+      PutKScalesMins(block.d, block.dmin, block.scales, r, out[b]);
       for (int s = 0; s < 8; ++s) {
-        uint8_t scale, min;
-        GetScaleMinK4(s, block.scales, &scale, &min);
-        out[b].scales[s][r] = scale;
-        out[b].mins[s / 2][2 * r + s % 2] = min;
-        // Sub-block s is the low (even s) or high nibbles of the 32 bytes from 32 * (s / 2).
         uint8_t codes[32];
-        for (int i = 0; i < 32; ++i) codes[i] = (block.qs[32 * (s / 2) + i] >> (4 * (s % 2))) & 0x0f;
+        GetKNibbles(block.qs, s, codes);
         interleaved::PutNibbleRuns(codes, r, out[b].qs[s]);
       }
     }
@@ -572,15 +615,53 @@ void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t, void* row) {
   auto* out = static_cast<uint8_t*>(row);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
     BlockQ4_K block{};
-    block.d = in[b].d[lane];
-    block.dmin = in[b].dmin[lane];
+    GetKScalesMins(in[b], lane, &block.d, &block.dmin, block.scales);
     for (int s = 0; s < 8; ++s) {
-      PutScaleMinK4(block.scales, s, in[b].scales[s][lane], in[b].mins[s / 2][2 * lane + s % 2]);
       uint8_t codes[32];
       interleaved::GetNibbleRuns(in[b].qs[s], lane, codes);
-      for (int i = 0; i < 32; ++i) block.qs[32 * (s / 2) + i] |= static_cast<uint8_t>(codes[i] << (4 * (s % 2)));
+      PutKNibbles(codes, s, block.qs);
     }
     std::memcpy(out + b * sizeof(BlockQ4_K), &block, sizeof block);
+  }
+}
+
+void InterleaveQ5_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockQ5_Kx8*>(dst);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    for (int r = 0; r < 8; ++r) {
+      BlockQ5_K block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ5_K), sizeof block);
+      PutKScalesMins(block.d, block.dmin, block.scales, r, out[b]);
+      for (int s = 0; s < 8; ++s) {
+        uint8_t codes[32];
+        GetKNibbles(block.qs, s, codes);
+        interleaved::PutNibbleRuns(codes, r, out[b].qs[s]);
+        for (int k = 0; k < 32; ++k) {
+          out[b].qs[s][FifthBitByte(k, r)] |= static_cast<uint8_t>(((block.qh[k] >> s) & 1) << FifthBitShift(k));
+        }
+      }
+    }
+  }
+}
+
+void ExtractRowQ5_K(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockQ5_Kx8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    BlockQ5_K block{};
+    GetKScalesMins(in[b], lane, &block.d, &block.dmin, block.scales);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t codes[32];
+      interleaved::GetNibbleRuns(in[b].qs[s], lane, codes);
+      PutKNibbles(codes, s, block.qs);
+      for (int k = 0; k < 32; ++k) {
+        const int bit = (in[b].qs[s][FifthBitByte(k, lane)] >> FifthBitShift(k)) & 1;
+        block.qh[k] |= static_cast<uint8_t>(bit << s);
+      }
+    }
+    std::memcpy(out + b * sizeof(BlockQ5_K), &block, sizeof block);
   }
 }
 
@@ -614,15 +695,25 @@ void UnpackRowsQ4_K(const void* src, int64_t n, int64_t, int8_t* const codes[8],
                     float* const m[8]) {
   const auto* x = static_cast<const BlockQ4_Kx8*>(src);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
-    for (int r = 0; r < 8; ++r) {
-      // The operations of UnpackQ4_K, so the blocks are its bit for bit.
-      const float dd = F16ToF32(x[b].d[r]), dmin = F16ToF32(x[b].dmin[r]);
-      for (int s = 0; s < 8; ++s) {
-        d[r][b * 8 + s] = dd * static_cast<float>(x[b].scales[s][r]);
-        m[r][b * 8 + s] = -dmin * static_cast<float>(x[b].mins[s / 2][2 * r + s % 2]);
+    UnpackKScalesMins(x[b], b, d, m);
+    for (int s = 0; s < 8; ++s) interleaved::UnpackNibbleRuns(x[b].qs[s], 0, codes, b * kQK_K + 32 * s);
+  }
+}
+
+void UnpackRowsQ5_K(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]) {
+  const auto* x = static_cast<const BlockQ5_Kx8*>(src);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    UnpackKScalesMins(x[b], b, d, m);
+    for (int s = 0; s < 8; ++s) {
+      interleaved::UnpackNibbleRuns(x[b].qs[s], 0, codes, b * kQK_K + 32 * s);
+      for (int r = 0; r < 8; ++r) {
+        for (int k = 0; k < 32; ++k) {
+          const int bit = (x[b].qs[s][FifthBitByte(k, r)] >> FifthBitShift(k)) & 1;
+          codes[r][b * kQK_K + 32 * s + k] = static_cast<int8_t>(codes[r][b * kQK_K + 32 * s + k] | bit << 4);
+        }
       }
     }
-    for (int s = 0; s < 8; ++s) interleaved::UnpackNibbleRuns(x[b].qs[s], 0, codes, b * kQK_K + 32 * s);
   }
 }
 
@@ -774,6 +865,8 @@ const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<Bloc
                                            ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Avx2};
 const InterleavedRows kInterleavedQ4_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_Kx8, kQK_K>, InterleaveQ4_K,
                                            ExtractRowQ4_K, UnpackRowsQ4_K, DotGroupsQ4_KAvx2};
+const InterleavedRows kInterleavedQ5_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ5_Kx8, kQK_K>, InterleaveQ5_K,
+                                           ExtractRowQ5_K, UnpackRowsQ5_K, DotGroupsQ5_KAvx2};
 const InterleavedRows kInterleavedQ6_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ6_Kx8, kQK_K>, InterleaveQ6_K,
                                            ExtractRowQ6_K, UnpackRowsQ6_K, DotGroupsQ6_KAvx2};
 #endif
@@ -817,7 +910,8 @@ const Entry kEntries[] = {
     {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K},
     {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_X86_OR_NULL(DotQ4_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ4_KAvx2),
      nullptr, nullptr, &kPackedQ4_K, MIXQ_X86_OR_NULL(&kInterleavedQ4_KAvx2)},
-    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K), &kPackedQ5_K},
+    {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K), &kPackedQ5_K,
+     MIXQ_X86_OR_NULL(&kInterleavedQ5_KAvx2)},
     {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_X86_OR_NULL(DotQ6_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ6_KAvx2),
      nullptr, nullptr, &kPackedQ6_K, MIXQ_X86_OR_NULL(&kInterleavedQ6_KAvx2)},
     {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS), &kPackedIQ4_XS},

@@ -469,6 +469,21 @@ MIXQ_AVX2 void DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, const floa
 
 namespace {
 
+// The mins of one Q4_K / Q5_K super-block of 8 rows against the activation's sub-block sums (Q8_K bsums,
+// paired): sum_s min_s * bsum_s per row, by four `vpmaddwd`.
+template <typename BlockKx8>
+MIXQ_AVX2 __m256i KMins(const BlockKx8& x, const BlockQ8_K& y) {
+  __m256i mins = _mm256_setzero_si256();
+  for (int p = 0; p < 4; ++p) {
+    const auto even = static_cast<uint16_t>(y.bsums[4 * p] + y.bsums[4 * p + 1]);
+    const auto odd = static_cast<uint16_t>(y.bsums[4 * p + 2] + y.bsums[4 * p + 3]);
+    const __m256i pair = _mm256_set1_epi32(static_cast<int32_t>(even | static_cast<uint32_t>(odd) << 16));
+    const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.mins[p])));
+    mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m, pair));
+  }
+  return mins;
+}
+
 // One group of 8 interleaved Q4_K rows with one token. Per super-block: each sub-block's int16 pair sums
 // times its 8 row scales by one `vpmaddwd` (|.| <= 2 * 30480 * 63, and 8 sub-blocks < 2^25), the mins
 // against the activation's sub-block sums (Q8_K bsums, paired) by four more; then one FMA each with
@@ -487,15 +502,7 @@ MIXQ_AVX2 void DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, int64_t nb
       const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales8, duplicate));
       sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, scales));
     }
-    __m256i mins = _mm256_setzero_si256();
-    const int16_t* bsums = y[b].bsums;
-    for (int p = 0; p < 4; ++p) {
-      const auto even = static_cast<uint16_t>(bsums[4 * p] + bsums[4 * p + 1]);
-      const auto odd = static_cast<uint16_t>(bsums[4 * p + 2] + bsums[4 * p + 3]);
-      const __m256i pair = _mm256_set1_epi32(static_cast<int32_t>(even | static_cast<uint32_t>(odd) << 16));
-      const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].mins[p])));
-      mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m, pair));
-    }
+    const __m256i mins = KMins(x[b], y[b]);
     const __m256 da = _mm256_set1_ps(y[b].d);
     const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), da);
     const __m256 dmin = _mm256_mul_ps(interleaved::RowScales(x[b].dmin), da);
@@ -515,6 +522,65 @@ MIXQ_AVX2 void DotGroupsQ4_KAvx2(const void* w, size_t group_bytes, int64_t n_gr
   interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
                                        [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
                                          DotGroupQ4_K(reinterpret_cast<const BlockQ4_Kx8*>(x),
+                                                      reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
+                                       });
+}
+
+namespace {
+
+// One group of 8 interleaved Q5_K rows with one token: Q4_K's walk with each nibble's fifth bit shifted
+// to bit 4 and or-ed in. Codes reach 31, so four `vpmaddubsw` results (two runs) add up in int16
+// (<= 4 * 2 * 31 * 127 = 31496) before each `vpmaddwd` with the sub-block's 8 row scales.
+MIXQ_AVX2 void DotGroupQ5_K(const BlockQ5_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
+  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m256i low = _mm256_set1_epi8(0x0f), fifth = _mm256_set1_epi8(0x10);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockQ5_Kx8)>(x + b);
+    __m256i sums = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {
+      const uint8_t* q = x[b].qs[s];
+      const int8_t* a = y[b].qs + 32 * s;
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128));
+      // Run j's fifth bits: its low-nibble codes' at bit 2j, its high-nibble codes' at bit 2j + 1.
+      const __m256i fifth_low[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h, _mm256_srli_epi16(h, 2)};
+      const __m256i fifth_high[4] = {_mm256_slli_epi16(h, 3), _mm256_slli_epi16(h, 1), _mm256_srli_epi16(h, 1),
+                                     _mm256_srli_epi16(h, 3)};
+      const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s]));
+      const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales8, duplicate));
+      for (int half = 0; half < 2; ++half) {
+        __m256i pairs = _mm256_setzero_si256();
+        for (int j = 2 * half; j < 2 * half + 2; ++j) {
+          const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
+          const __m256i codes_low =
+              _mm256_or_si256(_mm256_and_si256(run, low), _mm256_and_si256(fifth_low[j], fifth));
+          const __m256i codes_high = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run, 4), low),
+                                                     _mm256_and_si256(fifth_high[j], fifth));
+          pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(codes_low, interleaved::BroadcastDword(a + 4 * j)));
+          pairs = _mm256_add_epi16(pairs,
+                                   _mm256_maddubs_epi16(codes_high, interleaved::BroadcastDword(a + 16 + 4 * j)));
+        }
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, scales));
+      }
+    }
+    const __m256 da = _mm256_set1_ps(y[b].d);
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), da);
+    const __m256 dmin = _mm256_mul_ps(interleaved::RowScales(x[b].dmin), da);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
+    acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(KMins(x[b], y[b])), dmin, acc_min);
+  }
+  _mm256_storeu_ps(out, _mm256_sub_ps(acc, acc_min));
+}
+
+}  // namespace
+
+MIXQ_AVX2 void DotGroupsQ5_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  const int64_t nb = n / kQK_K;
+  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
+                                         DotGroupQ5_K(reinterpret_cast<const BlockQ5_Kx8*>(x),
                                                       reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
                                        });
 }

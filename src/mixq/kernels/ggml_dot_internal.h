@@ -96,6 +96,18 @@ struct BlockQ4_Kx8 {
 };
 static_assert(sizeof(BlockQ4_Kx8) == 8 * 144 + 32);
 
+// Q5_K: Q4_K's groups with each sub-block's 32 codes of 8 rows as 160 bytes: the low 4 bits as four nibble
+// runs, then the fifth bits as one 32-byte vector whose byte 4r + i holds at bit 2j run j's low-nibble
+// code's and at bit 2j + 1 its high-nibble code's (one shift and mask puts each at bit 4).
+struct BlockQ5_Kx8 {
+  uint16_t d[8];
+  uint16_t dmin[8];
+  uint8_t scales[8][8];
+  uint8_t mins[4][16];
+  uint8_t qs[8][160];
+};
+static_assert(sizeof(BlockQ5_Kx8) == 8 * 176 + 32);
+
 // Q6_K: per super-block the 8 rows' d; each sub-block of 32's scales paired per row (row r's scale for
 // its codes 0..15 at 2r, for 16..31 at 2r + 1); then per sub-block 192 bytes: the low 4 bits of its 32
 // codes of 8 rows as four nibble runs, then the high 2 bits as two 32-byte vectors. Byte 4r + i of
@@ -125,6 +137,12 @@ void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t group, void* r
 void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t group, void* row);
 void DotGroupsQ4_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void InterleaveQ5_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+void ExtractRowQ5_K(const void* src, int lane, int64_t n, int64_t group, void* row);
+void UnpackRowsQ5_K(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]);
+void DotGroupsQ5_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void InterleaveQ6_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ6_K(const void* src, int lane, int64_t n, int64_t group, void* row);
