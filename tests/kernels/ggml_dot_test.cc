@@ -429,11 +429,10 @@ TEST_P(GgmlDotIsa, TableNamesTheLevel) {
     // The 32-weight types tile rows and tokens; Q4_K and Q6_K share their unpacked super-blocks among tokens.
     const bool has_rows = Is32WeightType(dtype) || dtype == DType::kQ4_K || dtype == DType::kQ6_K;
     EXPECT_EQ(k.dot_rows != nullptr, GetParam() != Isa::kScalar && has_rows) << DTypeName(dtype);
-    // Interleaved decode rows: Q4_0, Q8_0, Q4_K, Q5_K and Q6_K at the AVX2 level (AVX-512 VNNI's one-row kernels
-    // stream already).
-    const bool interleaved =
-        dtype == DType::kQ4_0 || dtype == DType::kQ8_0 || dtype == DType::kQ4_K || dtype == DType::kQ5_K ||
-        dtype == DType::kQ6_K;
+    // Interleaved decode rows: every type but Q2_K, Q3_K, IQ4_NL and IQ4_XS at the AVX2 level (AVX-512
+    // VNNI's one-row kernels stream already).
+    const bool interleaved = dtype != DType::kQ2_K && dtype != DType::kQ3_K && dtype != DType::kIQ4_NL &&
+                             dtype != DType::kIQ4_XS;
     EXPECT_EQ(k.interleaved != nullptr, GetParam() == Isa::kAvx2 && interleaved) << DTypeName(dtype);
   }
   // The default table is the best level this CPU has.

@@ -593,6 +593,136 @@ constexpr int FifthBitShift(int k) { return 2 * ((k % 16) / 4) + k / 16; }
 
 }  // namespace
 
+namespace {
+
+// The 5-bit legacy types' traits for their interleaved groups: whether a block has a fifth bit, an
+// offset m, and the code offset (Q5_0's 16; value = d * (code - offset) + m).
+template <typename BlockLegacyx8>
+struct LegacyTraits;
+template <>
+struct LegacyTraits<BlockQ4_1x8> {
+  static constexpr bool kFifth = false, kMin = true;
+  static constexpr int kOffset = 0;
+};
+template <>
+struct LegacyTraits<BlockQ5_0x8> {
+  static constexpr bool kFifth = true, kMin = false;
+  static constexpr int kOffset = 16;
+};
+template <>
+struct LegacyTraits<BlockQ5_1x8> {
+  static constexpr bool kFifth = true, kMin = true;
+  static constexpr int kOffset = 0;
+};
+
+// A legacy block's 32 codes, unsigned (0..15 or 0..31), and back.
+template <typename Block>
+void GetLegacyCodes(const Block& b, uint8_t codes[32]) {
+  for (int j = 0; j < 16; ++j) {
+    codes[j] = b.qs[j] & 0x0f;
+    codes[j + 16] = b.qs[j] >> 4;
+  }
+  if constexpr (requires { b.qh; }) {
+    const uint32_t qh = HighBits(b.qh);
+    for (int j = 0; j < 32; ++j) codes[j] = static_cast<uint8_t>(codes[j] | ((qh >> j) & 1u) << 4);
+  }
+}
+template <typename Block>
+void PutLegacyCodes(const uint8_t codes[32], Block& b) {
+  for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>((codes[j] & 0x0f) | (codes[j + 16] & 0x0f) << 4);
+  if constexpr (requires { b.qh; }) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; ++j) qh |= static_cast<uint32_t>(codes[j] >> 4) << j;
+    std::memcpy(b.qh, &qh, sizeof qh);
+  }
+}
+
+// A group block's 32 codes of row r (runs, and fifth bits where the type has them), unsigned.
+template <typename BlockLegacyx8>
+void GetGroupCodes(const BlockLegacyx8& x, int r, uint8_t codes[32]) {
+  interleaved::GetNibbleRuns(x.qs, r, codes);
+  if constexpr (LegacyTraits<BlockLegacyx8>::kFifth) {
+    for (int k = 0; k < 32; ++k) {
+      codes[k] = static_cast<uint8_t>(codes[k] | ((x.qs[FifthBitByte(k, r)] >> FifthBitShift(k)) & 1) << 4);
+    }
+  }
+}
+
+}  // namespace
+
+template <typename BlockLegacyx8, typename Block>
+void InterleaveLegacy(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockLegacyx8*>(dst);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    for (int r = 0; r < 8; ++r) {
+      Block block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(Block), sizeof block);
+      out[b].d[r] = block.d;
+      if constexpr (LegacyTraits<BlockLegacyx8>::kMin) out[b].m[r] = block.m;
+      uint8_t codes[32];
+      GetLegacyCodes(block, codes);
+      interleaved::PutNibbleRuns(codes, r, out[b].qs);  // takes the low 4 bits
+      if constexpr (LegacyTraits<BlockLegacyx8>::kFifth) {
+        for (int k = 0; k < 32; ++k) {
+          out[b].qs[FifthBitByte(k, r)] |= static_cast<uint8_t>((codes[k] >> 4) << FifthBitShift(k));
+        }
+      }
+    }
+  }
+}
+
+template <typename BlockLegacyx8, typename Block>
+void ExtractRowLegacy(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockLegacyx8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    Block block{};
+    block.d = in[b].d[lane];
+    if constexpr (LegacyTraits<BlockLegacyx8>::kMin) block.m = in[b].m[lane];
+    uint8_t codes[32];
+    GetGroupCodes(in[b], lane, codes);
+    PutLegacyCodes(codes, block);
+    std::memcpy(out + b * sizeof(Block), &block, sizeof block);
+  }
+}
+
+template <typename BlockLegacyx8>
+void UnpackRowsLegacy(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                      float* const m[8]) {
+  using Traits = LegacyTraits<BlockLegacyx8>;
+  const auto* x = static_cast<const BlockLegacyx8*>(src);
+  const float* half = HalfTable();
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      // As UnpackLegacy gives the row's blocks.
+      d[r][b] = half[x[b].d[r]];
+      if constexpr (Traits::kMin) {
+        m[r][b] = half[x[b].m[r]];
+      } else {
+        m[r][b] = 0.0f;
+      }
+      uint8_t c[32];
+      GetGroupCodes(x[b], r, c);
+      for (int k = 0; k < 32; ++k) codes[r][b * kQK + k] = static_cast<int8_t>(c[k] - Traits::kOffset);
+    }
+  }
+}
+
+template void InterleaveLegacy<BlockQ4_1x8, BlockQ4_1>(const void*, size_t, int64_t, int64_t, void*);
+template void InterleaveLegacy<BlockQ5_0x8, BlockQ5_0>(const void*, size_t, int64_t, int64_t, void*);
+template void InterleaveLegacy<BlockQ5_1x8, BlockQ5_1>(const void*, size_t, int64_t, int64_t, void*);
+template void ExtractRowLegacy<BlockQ4_1x8, BlockQ4_1>(const void*, int, int64_t, int64_t, void*);
+template void ExtractRowLegacy<BlockQ5_0x8, BlockQ5_0>(const void*, int, int64_t, int64_t, void*);
+template void ExtractRowLegacy<BlockQ5_1x8, BlockQ5_1>(const void*, int, int64_t, int64_t, void*);
+template void UnpackRowsLegacy<BlockQ4_1x8>(const void*, int64_t, int64_t, int8_t* const[8], float* const[8],
+                                            float* const[8]);
+template void UnpackRowsLegacy<BlockQ5_0x8>(const void*, int64_t, int64_t, int8_t* const[8], float* const[8],
+                                            float* const[8]);
+template void UnpackRowsLegacy<BlockQ5_1x8>(const void*, int64_t, int64_t, int8_t* const[8], float* const[8],
+                                            float* const[8]);
+
 void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockQ4_Kx8*>(dst);
@@ -865,6 +995,15 @@ const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<Bloc
                                            ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Avx2};
 const InterleavedRows kInterleavedQ4_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_Kx8, kQK_K>, InterleaveQ4_K,
                                            ExtractRowQ4_K, UnpackRowsQ4_K, DotGroupsQ4_KAvx2};
+#define MIXQ_INTERLEAVED_LEGACY(type)                                                                        \
+  const InterleavedRows kInterleaved##type##Avx2{InterleaveAcceptsAll, GroupBytes<Block##type##x8, kQK>,          \
+                                                 InterleaveLegacy<Block##type##x8, Block##type>,                  \
+                                                 ExtractRowLegacy<Block##type##x8, Block##type>,                  \
+                                                 UnpackRowsLegacy<Block##type##x8>, DotGroups##type##Avx2}
+MIXQ_INTERLEAVED_LEGACY(Q4_1);
+MIXQ_INTERLEAVED_LEGACY(Q5_0);
+MIXQ_INTERLEAVED_LEGACY(Q5_1);
+#undef MIXQ_INTERLEAVED_LEGACY
 const InterleavedRows kInterleavedQ5_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ5_Kx8, kQK_K>, InterleaveQ5_K,
                                            ExtractRowQ5_K, UnpackRowsQ5_K, DotGroupsQ5_KAvx2};
 const InterleavedRows kInterleavedQ6_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ6_Kx8, kQK_K>, InterleaveQ6_K,
@@ -902,9 +1041,12 @@ const Entry kEntries[] = {
      MIXQ_X86_OR_NULL(&kInterleavedQ8_0Avx2)},
     {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0), &kPackedQ4_0,
      MIXQ_X86_OR_NULL(&kInterleavedQ4_0Avx2)},
-    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1), &kPackedQ4_1},
-    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_SIMD_ROW(Q5_0), &kPackedQ5_0},
-    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1), &kPackedQ5_1},
+    {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1), &kPackedQ4_1,
+     MIXQ_X86_OR_NULL(&kInterleavedQ4_1Avx2)},
+    {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_SIMD_ROW(Q5_0), &kPackedQ5_0,
+     MIXQ_X86_OR_NULL(&kInterleavedQ5_0Avx2)},
+    {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1), &kPackedQ5_1,
+     MIXQ_X86_OR_NULL(&kInterleavedQ5_1Avx2)},
     {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL), &kPackedIQ4_NL},
     {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K), &kPackedQ2_K},
     {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K},

@@ -528,40 +528,47 @@ MIXQ_AVX2 void DotGroupsQ4_KAvx2(const void* w, size_t group_bytes, int64_t n_gr
 
 namespace {
 
-// One group of 8 interleaved Q5_K rows with one token: Q4_K's walk with each nibble's fifth bit shifted
-// to bit 4 and or-ed in. Codes reach 31, so four `vpmaddubsw` results (two runs) add up in int16
-// (<= 4 * 2 * 31 * 127 = 31496) before each `vpmaddwd` with the sub-block's 8 row scales.
+// sum code * q over one block of 32 five-bit codes of 8 rows (four nibble runs at q, the fifth bits at
+// q + 128, as BlockQ5_Kx8 lays them out) as int16 pair sums (lanes 2r, 2r + 1: row r) in two halves, runs
+// 0-1 and 2-3: codes reach 31, so four `vpmaddubsw` results are as many as int16 holds (<= 4 * 2 * 31 *
+// 127 = 31496). Each fifth bit is shifted to bit 4 and or-ed into its nibble.
+MIXQ_AVX2 inline void FiveBitRunsPairs(const uint8_t* q, const int8_t* a, __m256i pairs[2]) {
+  const __m256i low = _mm256_set1_epi8(0x0f), fifth = _mm256_set1_epi8(0x10);
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128));
+  // Run j's fifth bits: its low-nibble codes' at bit 2j, its high-nibble codes' at bit 2j + 1.
+  const __m256i fifth_low[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h, _mm256_srli_epi16(h, 2)};
+  const __m256i fifth_high[4] = {_mm256_slli_epi16(h, 3), _mm256_slli_epi16(h, 1), _mm256_srli_epi16(h, 1),
+                                 _mm256_srli_epi16(h, 3)};
+  for (int half = 0; half < 2; ++half) {
+    pairs[half] = _mm256_setzero_si256();
+    for (int j = 2 * half; j < 2 * half + 2; ++j) {
+      const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
+      const __m256i codes_low = _mm256_or_si256(_mm256_and_si256(run, low), _mm256_and_si256(fifth_low[j], fifth));
+      const __m256i codes_high = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run, 4), low),
+                                                 _mm256_and_si256(fifth_high[j], fifth));
+      pairs[half] =
+          _mm256_add_epi16(pairs[half], _mm256_maddubs_epi16(codes_low, interleaved::BroadcastDword(a + 4 * j)));
+      pairs[half] = _mm256_add_epi16(
+          pairs[half], _mm256_maddubs_epi16(codes_high, interleaved::BroadcastDword(a + 16 + 4 * j)));
+    }
+  }
+}
+
+// One group of 8 interleaved Q5_K rows with one token: Q4_K's walk on five-bit codes, each half of a
+// sub-block's pair sums times its 8 row scales by one `vpmaddwd`.
 MIXQ_AVX2 void DotGroupQ5_K(const BlockQ5_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
   const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  const __m256i low = _mm256_set1_epi8(0x0f), fifth = _mm256_set1_epi8(0x10);
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ5_Kx8)>(x + b);
     __m256i sums = _mm256_setzero_si256();
     for (int s = 0; s < 8; ++s) {
-      const uint8_t* q = x[b].qs[s];
-      const int8_t* a = y[b].qs + 32 * s;
-      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128));
-      // Run j's fifth bits: its low-nibble codes' at bit 2j, its high-nibble codes' at bit 2j + 1.
-      const __m256i fifth_low[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h, _mm256_srli_epi16(h, 2)};
-      const __m256i fifth_high[4] = {_mm256_slli_epi16(h, 3), _mm256_slli_epi16(h, 1), _mm256_srli_epi16(h, 1),
-                                     _mm256_srli_epi16(h, 3)};
+      __m256i pairs[2];
+      FiveBitRunsPairs(x[b].qs[s], y[b].qs + 32 * s, pairs);
       const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s]));
       const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales8, duplicate));
-      for (int half = 0; half < 2; ++half) {
-        __m256i pairs = _mm256_setzero_si256();
-        for (int j = 2 * half; j < 2 * half + 2; ++j) {
-          const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
-          const __m256i codes_low =
-              _mm256_or_si256(_mm256_and_si256(run, low), _mm256_and_si256(fifth_low[j], fifth));
-          const __m256i codes_high = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run, 4), low),
-                                                     _mm256_and_si256(fifth_high[j], fifth));
-          pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(codes_low, interleaved::BroadcastDword(a + 4 * j)));
-          pairs = _mm256_add_epi16(pairs,
-                                   _mm256_maddubs_epi16(codes_high, interleaved::BroadcastDword(a + 16 + 4 * j)));
-        }
-        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, scales));
-      }
+      sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs[0], scales));
+      sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs[1], scales));
     }
     const __m256 da = _mm256_set1_ps(y[b].d);
     const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), da);
@@ -572,7 +579,89 @@ MIXQ_AVX2 void DotGroupQ5_K(const BlockQ5_Kx8* x, const BlockQ8_K* y, int64_t nb
   _mm256_storeu_ps(out, _mm256_sub_ps(acc, acc_min));
 }
 
+// One group of 8 interleaved Q4_1 / Q5_0 / Q5_1 rows with one token: per block (d_w * d_a) * (sum code * q
+// - offset_a) + m_w * s_a, with the activation's d_a and (offset_a or s_a) per block prepared by the caller
+// (offset_a = 16 * sum q for Q5_0; s_a = Q8_1's d * sum q for the types with an offset m).
+template <typename BlockLegacyx8, typename Act, bool kFifth, bool kMin>
+MIXQ_AVX2 void DotGroupLegacy(const BlockLegacyx8* x, const Act* y, const float* scale_a, const float* second_a,
+                              int64_t nb, float* out) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockLegacyx8)>(x + b);
+    __m256i dots;
+    if constexpr (kFifth) {
+      __m256i pairs[2];
+      FiveBitRunsPairs(x[b].qs, y[b].qs, pairs);
+      const __m256i ones = _mm256_set1_epi16(1);
+      dots = _mm256_add_epi32(_mm256_madd_epi16(pairs[0], ones), _mm256_madd_epi16(pairs[1], ones));
+    } else {
+      const uint8_t* runs = x[b].qs;
+      interleaved::NibbleRunsDot<1>(&runs, y[b].qs, &dots);
+    }
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(scale_a[b]));
+    if constexpr (kMin) {
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), d, acc);
+      acc = _mm256_fmadd_ps(interleaved::RowScales(x[b].m), _mm256_set1_ps(second_a[b]), acc);
+    } else {
+      acc = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(dots), _mm256_set1_ps(second_a[b])), d, acc);
+    }
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+// The walk of the legacy groups: each token's d_a and second term per block once per call, then group
+// by group, every token meeting the group while its bytes are in cache.
+template <typename BlockLegacyx8, typename Act, bool kFifth, bool kMin, int kOffset>
+MIXQ_AVX2 void DotGroupsLegacy(const void* w, size_t group_bytes, int64_t n_groups, const void* act, size_t act_bytes,
+                               int64_t n_tokens, int64_t n, float* out, int64_t out_stride) {
+  const int64_t nb = n / kQK;
+  thread_local std::vector<float> scales, seconds;
+  scales.resize(static_cast<size_t>(nb * n_tokens));
+  seconds.resize(static_cast<size_t>(nb * n_tokens));
+  const float* half = HalfTable();
+  const auto* ab = static_cast<const uint8_t*>(act);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const auto* y = reinterpret_cast<const Act*>(ab + static_cast<size_t>(t) * act_bytes);
+    for (int64_t b = 0; b < nb; ++b) {
+      scales[t * nb + b] = half[y[b].d];
+      if constexpr (kMin) {
+        seconds[t * nb + b] = half[y[b].s];
+      } else {
+        int sum = 0;
+        for (int j = 0; j < kQK; ++j) sum += y[b].qs[j];
+        seconds[t * nb + b] = static_cast<float>(kOffset * sum);
+      }
+    }
+  }
+  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t t, float* out8, int) {
+                                         DotGroupLegacy<BlockLegacyx8, Act, kFifth, kMin>(
+                                             reinterpret_cast<const BlockLegacyx8*>(x),
+                                             reinterpret_cast<const Act*>(y), scales.data() + t * nb,
+                                             seconds.data() + t * nb, nb, out8);
+                                       });
+}
+
 }  // namespace
+
+MIXQ_AVX2 void DotGroupsQ4_1Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  DotGroupsLegacy<BlockQ4_1x8, BlockQ8_1, false, true, 0>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n,
+                                                          out, out_stride);
+}
+MIXQ_AVX2 void DotGroupsQ5_0Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  DotGroupsLegacy<BlockQ5_0x8, BlockQ8_0, true, false, 16>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n,
+                                                           out, out_stride);
+}
+MIXQ_AVX2 void DotGroupsQ5_1Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  DotGroupsLegacy<BlockQ5_1x8, BlockQ8_1, true, true, 0>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n,
+                                                         out, out_stride);
+}
 
 MIXQ_AVX2 void DotGroupsQ5_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,

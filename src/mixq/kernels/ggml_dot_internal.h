@@ -76,6 +76,26 @@ struct BlockQ4_0x8 {
 };
 static_assert(sizeof(BlockQ4_0x8) == 8 * 18);
 
+// Q4_1, Q5_0 and Q5_1 as Q4_0: the 8 rows' d (and offsets m), then the low 4 bits of their codes as four
+// nibble runs and, for the 5-bit types, the fifth bits as one 32-byte vector laid out as BlockQ5_Kx8's.
+struct BlockQ4_1x8 {
+  uint16_t d[8];
+  uint16_t m[8];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ4_1x8) == 8 * 20);
+struct BlockQ5_0x8 {
+  uint16_t d[8];
+  uint8_t qs[160];
+};
+static_assert(sizeof(BlockQ5_0x8) == 8 * 22);
+struct BlockQ5_1x8 {
+  uint16_t d[8];
+  uint16_t m[8];
+  uint8_t qs[160];
+};
+static_assert(sizeof(BlockQ5_1x8) == 8 * 24);
+
 // Q8_0 likewise: block b of a group holds the 8 rows' scales, then their codes as eight 32-byte runs.
 struct BlockQ8_0x8 {
   uint16_t d[8];
@@ -137,6 +157,20 @@ void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t group, void* r
 void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t group, void* row);
 void DotGroupsQ4_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+// Q4_1, Q5_0, Q5_1 (BlockLegacyx8: BlockQ4_1x8, BlockQ5_0x8, BlockQ5_1x8; Block: BlockQ4_1, ...).
+template <typename BlockLegacyx8, typename Block>
+void InterleaveLegacy(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+template <typename BlockLegacyx8, typename Block>
+void ExtractRowLegacy(const void* src, int lane, int64_t n, int64_t group, void* row);
+template <typename BlockLegacyx8>
+void UnpackRowsLegacy(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                      float* const m[8]);
+void DotGroupsQ4_1Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void DotGroupsQ5_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void DotGroupsQ5_1Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void InterleaveQ5_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ5_K(const void* src, int lane, int64_t n, int64_t group, void* row);

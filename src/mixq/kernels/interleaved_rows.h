@@ -12,11 +12,11 @@ namespace mixq::interleaved {
 constexpr int kBlockCodes = 32;
 constexpr int kBlockRunBytes = 128;  // one block of 8 rows: 8 x 32 codes of 4 bits
 
-// Row `lane`'s 32 codes (0..15, one per byte) into the runs of its block.
+// The low 4 bits of row `lane`'s 32 codes (one per byte) into the runs of its block.
 inline void PutNibbleRuns(const uint8_t codes[kBlockCodes], int lane, uint8_t* runs) {
   for (int j = 0; j < 4; ++j) {
     for (int i = 0; i < 4; ++i) {
-      runs[32 * j + 4 * lane + i] = static_cast<uint8_t>(codes[4 * j + i] | codes[16 + 4 * j + i] << 4);
+      runs[32 * j + 4 * lane + i] = static_cast<uint8_t>((codes[4 * j + i] & 0x0f) | (codes[16 + 4 * j + i] & 0x0f) << 4);
     }
   }
 }
