@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 
@@ -723,6 +724,86 @@ template void UnpackRowsLegacy<BlockQ5_0x8>(const void*, int64_t, int64_t, int8_
 template void UnpackRowsLegacy<BlockQ5_1x8>(const void*, int64_t, int64_t, int8_t* const[8], float* const[8],
                                             float* const[8]);
 
+static_assert(sizeof(BlockIQ4_NL) == sizeof(BlockQ4_0) && offsetof(BlockIQ4_NL, qs) == offsetof(BlockQ4_0, qs),
+              "IQ4_NL's groups are Q4_0's (InterleaveQ4_0, ExtractRowQ4_0)");
+
+void UnpackRowsIQ4_NL(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                      float* const m[8]) {
+  const auto* x = static_cast<const BlockQ4_0x8*>(src);
+  const float* half = HalfTable();
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      d[r][b] = half[x[b].d[r]];
+      m[r][b] = 0.0f;
+      uint8_t indices[32];
+      interleaved::GetNibbleRuns(x[b].qs, r, indices);
+      for (int k = 0; k < 32; ++k) codes[r][b * kQK + k] = kIq4nlValues[indices[k]];
+    }
+  }
+}
+
+namespace {
+
+// IQ4_XS sub-block s's 6-bit scale (0..63) in a block, and back.
+int GetIQ4_XSScale(const BlockIQ4_XS& b, int s) {
+  return ((b.scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) | ((b.scales_h >> (2 * s)) & 3) << 4;
+}
+void PutIQ4_XSScale(int scale, int s, BlockIQ4_XS& b) {
+  b.scales_l[s / 2] = static_cast<uint8_t>(b.scales_l[s / 2] | (scale & 0x0f) << (4 * (s % 2)));
+  b.scales_h = static_cast<uint16_t>(b.scales_h | (scale >> 4) << (2 * s));
+}
+
+}  // namespace
+
+void InterleaveIQ4_XS(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockIQ4_XSx8*>(dst);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      BlockIQ4_XS block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockIQ4_XS), sizeof block);
+      out[b].d[r] = block.d;
+      for (int s = 0; s < 8; ++s) {
+        out[b].scales[s][r] = static_cast<int8_t>(GetIQ4_XSScale(block, s) - 32);
+        // Sub-block s is packed as IQ4_NL's block: byte j holds codes j and j + 16.
+        for (int j = 0; j < 4; ++j) std::memcpy(out[b].qs[s] + 32 * j + 4 * r, block.qs + 16 * s + 4 * j, 4);
+      }
+    }
+  }
+}
+
+void ExtractRowIQ4_XS(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockIQ4_XSx8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    BlockIQ4_XS block{};
+    block.d = in[b].d[lane];
+    for (int s = 0; s < 8; ++s) {
+      PutIQ4_XSScale(in[b].scales[s][lane] + 32, s, block);
+      for (int j = 0; j < 4; ++j) std::memcpy(block.qs + 16 * s + 4 * j, in[b].qs[s] + 32 * j + 4 * lane, 4);
+    }
+    std::memcpy(out + b * sizeof(BlockIQ4_XS), &block, sizeof block);
+  }
+}
+
+void UnpackRowsIQ4_XS(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                      float* const m[8]) {
+  const auto* x = static_cast<const BlockIQ4_XSx8*>(src);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      // As UnpackK<BlockIQ4_XS> gives them: d * scale, and -0 * 0 for m.
+      const float dd = F16ToF32(x[b].d[r]);
+      for (int s = 0; s < 8; ++s) {
+        d[r][b * 8 + s] = dd * static_cast<float>(x[b].scales[s][r]);
+        m[r][b * 8 + s] = -0.0f;
+        uint8_t indices[32];
+        interleaved::GetNibbleRuns(x[b].qs[s], r, indices);
+        for (int k = 0; k < 32; ++k) codes[r][b * kQK_K + 32 * s + k] = kIq4nlValues[indices[k]];
+      }
+    }
+  }
+}
+
 void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockQ4_Kx8*>(dst);
@@ -1004,6 +1085,11 @@ MIXQ_INTERLEAVED_LEGACY(Q4_1);
 MIXQ_INTERLEAVED_LEGACY(Q5_0);
 MIXQ_INTERLEAVED_LEGACY(Q5_1);
 #undef MIXQ_INTERLEAVED_LEGACY
+const InterleavedRows kInterleavedIQ4_NLAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
+                                             ExtractRowQ4_0, UnpackRowsIQ4_NL, DotGroupsIQ4_NLAvx2};
+const InterleavedRows kInterleavedIQ4_XSAvx2{InterleaveAcceptsAll, GroupBytes<BlockIQ4_XSx8, kQK_K>,
+                                             InterleaveIQ4_XS, ExtractRowIQ4_XS, UnpackRowsIQ4_XS,
+                                             DotGroupsIQ4_XSAvx2};
 const InterleavedRows kInterleavedQ5_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ5_Kx8, kQK_K>, InterleaveQ5_K,
                                            ExtractRowQ5_K, UnpackRowsQ5_K, DotGroupsQ5_KAvx2};
 const InterleavedRows kInterleavedQ6_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ6_Kx8, kQK_K>, InterleaveQ6_K,
@@ -1047,7 +1133,8 @@ const Entry kEntries[] = {
      MIXQ_X86_OR_NULL(&kInterleavedQ5_0Avx2)},
     {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1), &kPackedQ5_1,
      MIXQ_X86_OR_NULL(&kInterleavedQ5_1Avx2)},
-    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL), &kPackedIQ4_NL},
+    {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL), &kPackedIQ4_NL,
+     MIXQ_X86_OR_NULL(&kInterleavedIQ4_NLAvx2)},
     {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K), &kPackedQ2_K},
     {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K},
     {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_X86_OR_NULL(DotQ4_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ4_KAvx2),
@@ -1056,7 +1143,8 @@ const Entry kEntries[] = {
      MIXQ_X86_OR_NULL(&kInterleavedQ5_KAvx2)},
     {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_X86_OR_NULL(DotQ6_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ6_KAvx2),
      nullptr, nullptr, &kPackedQ6_K, MIXQ_X86_OR_NULL(&kInterleavedQ6_KAvx2)},
-    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS), &kPackedIQ4_XS},
+    {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS), &kPackedIQ4_XS,
+     MIXQ_X86_OR_NULL(&kInterleavedIQ4_XSAvx2)},
 };
 constexpr size_t kEntryCount = sizeof(kEntries) / sizeof(kEntries[0]);
 constexpr int kIsaCount = 3;

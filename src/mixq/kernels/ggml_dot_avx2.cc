@@ -644,6 +644,86 @@ MIXQ_AVX2 void DotGroupsLegacy(const void* w, size_t group_bytes, int64_t n_grou
 
 }  // namespace
 
+namespace {
+
+// sum over one block of 32 IQ4 code indices of 8 rows (four nibble runs) of kIq4nlValues[index] * q, times
+// each row's int16 scale pair (1 for IQ4_NL; the sub-block scale for IQ4_XS), as 8 int32 row sums. The
+// levels are signed, so `vpmaddubsw` takes |level| against q with the level's sign; a pair reaches
+// 2 * 127 * 127, so each result goes to int32 by its own `vpmaddwd`.
+MIXQ_AVX2 inline __m256i IQ4RunsDot(const uint8_t* runs, const int8_t* q, __m256i scales) {
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+  __m256i sums = _mm256_setzero_si256();
+  for (int j = 0; j < 4; ++j) {
+    const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
+    const __m256i w_low = _mm256_shuffle_epi8(levels, _mm256_and_si256(run, low));
+    const __m256i w_high = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(run, 4), low));
+    const __m256i p_low = _mm256_maddubs_epi16(_mm256_abs_epi8(w_low),
+                                               _mm256_sign_epi8(interleaved::BroadcastDword(q + 4 * j), w_low));
+    const __m256i p_high = _mm256_maddubs_epi16(
+        _mm256_abs_epi8(w_high), _mm256_sign_epi8(interleaved::BroadcastDword(q + 16 + 4 * j), w_high));
+    sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p_low, scales));
+    sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p_high, scales));
+  }
+  return sums;
+}
+
+// One group of 8 interleaved IQ4_NL rows with one token: per block d_w * d_a * sum level * q.
+MIXQ_AVX2 void DotGroupIQ4_NL(const BlockQ4_0x8* x, const BlockQ8_0* y, const float* half, int64_t nb, float* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockQ4_0x8)>(x + b);
+    const __m256 dots = _mm256_cvtepi32_ps(IQ4RunsDot(x[b].qs, y[b].qs, ones));
+    acc = _mm256_fmadd_ps(dots, _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(half[y[b].d])), acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+// One group of 8 interleaved IQ4_XS rows with one token: each sub-block's sums times its 8 row scales
+// (duplicated per int16 pair) inside IQ4RunsDot, then d_w * d_a per super-block.
+MIXQ_AVX2 void DotGroupIQ4_XS(const BlockIQ4_XSx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
+  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockIQ4_XSx8)>(x + b);
+    __m256i sums = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {
+      const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s]));
+      const __m256i scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales8, duplicate));
+      sums = _mm256_add_epi32(sums, IQ4RunsDot(x[b].qs[s], y[b].qs + 32 * s, scales));
+    }
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(y[b].d));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+}  // namespace
+
+MIXQ_AVX2 void DotGroupsIQ4_NLAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                   size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                   int64_t out_stride) {
+  const int64_t nb = n / kQK;
+  const float* half = HalfTable();
+  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
+                                         DotGroupIQ4_NL(reinterpret_cast<const BlockQ4_0x8*>(x),
+                                                        reinterpret_cast<const BlockQ8_0*>(y), half, nb, out8);
+                                       });
+}
+
+MIXQ_AVX2 void DotGroupsIQ4_XSAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                   size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                   int64_t out_stride) {
+  const int64_t nb = n / kQK_K;
+  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
+                                         DotGroupIQ4_XS(reinterpret_cast<const BlockIQ4_XSx8*>(x),
+                                                        reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
+                                       });
+}
+
 MIXQ_AVX2 void DotGroupsQ4_1Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {

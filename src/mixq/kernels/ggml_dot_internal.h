@@ -96,6 +96,16 @@ struct BlockQ5_1x8 {
 };
 static_assert(sizeof(BlockQ5_1x8) == 8 * 24);
 
+// IQ4_NL uses BlockQ4_0x8 as it is (the same block layout; its codes index kIq4nlValues). IQ4_XS: per
+// super-block the 8 rows' d, each sub-block's 8 scales unpacked to signed bytes (scale - 32; 16 bytes more
+// than the 8 rows), then each sub-block's 32 code indices of 8 rows as four nibble runs.
+struct BlockIQ4_XSx8 {
+  uint16_t d[8];
+  int8_t scales[8][8];
+  uint8_t qs[8][128];
+};
+static_assert(sizeof(BlockIQ4_XSx8) == 8 * 136 + 16);
+
 // Q8_0 likewise: block b of a group holds the 8 rows' scales, then their codes as eight 32-byte runs.
 struct BlockQ8_0x8 {
   uint16_t d[8];
@@ -172,6 +182,16 @@ void DotGroupsQ5_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void DotGroupsQ5_1Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void UnpackRowsIQ4_NL(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                      float* const m[8]);
+void DotGroupsIQ4_NLAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a,
+                         size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void InterleaveIQ4_XS(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+void ExtractRowIQ4_XS(const void* src, int lane, int64_t n, int64_t group, void* row);
+void UnpackRowsIQ4_XS(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                      float* const m[8]);
+void DotGroupsIQ4_XSAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a,
+                         size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void InterleaveQ5_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ5_K(const void* src, int lane, int64_t n, int64_t group, void* row);
 void UnpackRowsQ5_K(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
