@@ -336,12 +336,12 @@ TEST(IntDot, MatMulQuantizedMatchesDequantizedProduct) {
   }
 }
 
-// INT4 rows interleaved 8 at a time (QuantKernel::interleaved, the AVX2 level): which shapes have the
+// INT4 and INT8 rows interleaved 8 at a time (QuantKernel::interleaved, the AVX2 level): which shapes have the
 // layout; groups of 8 random rows (64 bytes apart beyond their length) interleave and extract back to the
 // same bytes and unpack for the packed GEMM as the rows do; dot_groups over 1..3 groups x 1..3 tokens equals dot_ref per row within the SIMD tolerance
 // and writes only its own outputs; and MatMulQuantized on a view whose stored rows are garbage but whose
 // interleaved rows are real gives the plain view's outputs (bit for bit through the packed GEMM).
-TEST(IntDot, InterleavedInt4RowsMatchScalar) {
+TEST(IntDot, InterleavedInt4AndInt8RowsMatchScalar) {
   constexpr int kRows = InterleavedRows::kRows;
   EXPECT_TRUE(IntInterleaveAccepts(4096, 128));
   EXPECT_TRUE(IntInterleaveAccepts(512, 0));
@@ -351,7 +351,8 @@ TEST(IntDot, InterleavedInt4RowsMatchScalar) {
   EXPECT_FALSE(IntInterleaveAccepts(256, 48));    // nor the group
   for (const DType dtype : kAllIntTypes) {
     const QuantKernel& k = *IntQuantKernel(dtype);
-    const bool expected = Traits(dtype).bits == 4 && IntDotHasAvx2() && !CpuHasAvx512Vnni();
+    const int bits = Traits(dtype).bits;
+    const bool expected = (bits == 4 || bits == 8) && IntDotHasAvx2() && !CpuHasAvx512Vnni();
     EXPECT_EQ(k.interleaved != nullptr, expected) << DTypeName(dtype);
   }
   if (IntQuantKernel(DType::kInt4)->interleaved == nullptr) {
@@ -364,7 +365,7 @@ TEST(IntDot, InterleavedInt4RowsMatchScalar) {
   constexpr size_t kPad = 64;
   constexpr float kUnwritten = 12345.0f;
   const int64_t shapes[][2] = {{256, 32}, {256, 64}, {4096, 128}, {512, 0}, {96, 0}, {384, 96}, {160, 32}};
-  for (const DType dtype : {DType::kInt4, DType::kInt4Sym}) {
+  for (const DType dtype : {DType::kInt4, DType::kInt4Sym, DType::kInt8, DType::kInt8Sym}) {
     const QuantKernel& k = *IntQuantKernel(dtype);
     const InterleavedRows& il = *k.interleaved;
     for (const auto& [n, group] : shapes) {
@@ -379,7 +380,7 @@ TEST(IntDot, InterleavedInt4RowsMatchScalar) {
       for (int64_t r = 0; r < kRows * kGroups; ++r) {
         std::vector<uint8_t> w = RandomWeightRow(rng, dtype, n, group);
         // The zero-points' padding nibble (an odd group count) is not kept: written as 0, as mixq writes it.
-        if (!layout.symmetric && layout.n_groups % 2 == 1) w[layout.codes_offset - 1] &= 0x0f;
+        if (layout.bits == 4 && !layout.symmetric && layout.n_groups % 2 == 1) w[layout.codes_offset - 1] &= 0x0f;
         std::memcpy(rows.data() + r * stride, w.data(), row_bytes);
       }
       std::vector<uint8_t> groups(group_bytes * kGroups);

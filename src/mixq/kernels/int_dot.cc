@@ -145,27 +145,27 @@ size_t ActivationBytes(int64_t n, int64_t group) { return IntActivationBytes(n, 
 
 const char* IsaName() { return CpuHasAvx512Vnni() ? "AVX512-VNNI" : IntDotHasAvx2() ? "AVX2" : "scalar"; }
 
-template <bool kSym>
-void Interleave4(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst) {
-  IntInterleave4(rows, row_bytes, n, group, kSym, dst);
+template <int kBits, bool kSym>
+void InterleaveInt(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst) {
+  IntInterleave(rows, row_bytes, n, group, kBits, kSym, dst);
 }
-template <bool kSym>
-void ExtractRow4(const void* src, int lane, int64_t n, int64_t group, void* row) {
-  IntExtractRow4(src, lane, n, group, kSym, row);
+template <int kBits, bool kSym>
+void ExtractRowInt(const void* src, int lane, int64_t n, int64_t group, void* row) {
+  IntExtractRow(src, lane, n, group, kBits, kSym, row);
 }
-template <bool kSym>
-void UnpackRows4(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
-                 float* const m[8]) {
-  IntUnpackRows4(src, n, group, kSym, UnpackBias<4, kSym>(), codes, d, m);
+template <int kBits, bool kSym>
+void UnpackRowsInt(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                   float* const m[8]) {
+  IntUnpackRows(src, n, group, kBits, kSym, UnpackBias<kBits, kSym>(), codes, d, m);
 }
-template <bool kSym>
-size_t GroupBytes4(int64_t n, int64_t group) {
-  return InterleavedRows::kRows * IntRowLayout(*IntDType(4, kSym), n, group).row_bytes;
+template <int kBits, bool kSym>
+size_t GroupBytesInt(int64_t n, int64_t group) {
+  return InterleavedRows::kRows * IntRowLayout(*IntDType(kBits, kSym), n, group).row_bytes;
 }
-template <bool kSym>
-const InterleavedRows kInterleaved4{IntInterleaveAccepts, GroupBytes4<kSym>, Interleave4<kSym>, ExtractRow4<kSym>,
-                                    UnpackRows4<kSym>,
-                                    int_dot_avx2::DotGroups4(kSym)};
+template <int kBits, bool kSym>
+const InterleavedRows kInterleavedInt{IntInterleaveAccepts,      GroupBytesInt<kBits, kSym>,
+                                      InterleaveInt<kBits, kSym>, ExtractRowInt<kBits, kSym>,
+                                      UnpackRowsInt<kBits, kSym>, int_dot_avx2::DotGroups(kBits, kSym)};
 
 template <int kBits, bool kSym>
 QuantKernel MakeKernel() {
@@ -182,9 +182,9 @@ QuantKernel MakeKernel() {
   }
   k.isa = &IsaName;
   if (CpuHasAvx512Vnni() || IntDotHasAvx2()) k.packed = &kPackedFormat<kBits, kSym>;
-  // Interleaved decode rows: INT4 at the AVX2 level (the VNNI row walk is not measured against it).
-  if constexpr (kBits == 4) {
-    if (!CpuHasAvx512Vnni() && IntDotHasAvx2()) k.interleaved = &kInterleaved4<kSym>;
+  // Interleaved decode rows: INT4 and INT8 at the AVX2 level (the VNNI row walk is not measured against it).
+  if constexpr (kBits == 4 || kBits == 8) {
+    if (!CpuHasAvx512Vnni() && IntDotHasAvx2()) k.interleaved = &kInterleavedInt<kBits, kSym>;
   }
   return k;
 }
@@ -211,24 +211,40 @@ bool IntInterleaveAccepts(int64_t n, int64_t group) {
 
 namespace {
 
-// Where the parts of an interleaved INT4 group lie (int_dot.h).
-struct Int4GroupLayout {
+// Where the parts of an interleaved INT4 or INT8 group lie (int_dot.h).
+struct IntGroupLayout {
   IntRowLayout row;
-  size_t zeros = 0;   // offset of the zero-points
-  size_t codes = 0;   // offset of the first block's runs
-  int64_t blocks = 0; // 32-code blocks per row
+  size_t zeros = 0;       // offset of the zero-points
+  size_t codes = 0;       // offset of the first block's runs
+  size_t block_bytes = 0; // one block of 8 rows: four nibble runs (INT4) or eight byte runs (INT8)
+  int64_t blocks = 0;     // 32-code blocks per row
 
-  Int4GroupLayout(int64_t n, int64_t group, bool symmetric)
-      : row(*IntDType(4, symmetric), n, group),
+  IntGroupLayout(int64_t n, int64_t group, int bits, bool symmetric)
+      : row(*IntDType(bits, symmetric), n, group),
         zeros(16 * static_cast<size_t>(row.n_groups)),
-        codes(zeros + (symmetric ? 0 : 4 * static_cast<size_t>(row.n_groups))),
-        blocks(n / interleaved::kBlockCodes) {}
+        codes(zeros + (symmetric ? 0 : static_cast<size_t>(bits) * static_cast<size_t>(row.n_groups))),
+        block_bytes(bits == 4 ? interleaved::kBlockRunBytes : interleaved::kByteRunBytes),
+        blocks(n / interleaved::kBlockCodes) {
+    MIXQ_CHECK(bits == 4 || bits == 8);
+  }
+  // Row r's zero-point of weight group k.
+  int Zero(const uint8_t* in, int64_t k, int r) const {
+    if (row.bits == 8) return in[zeros + 8 * k + r];
+    return (in[zeros + 4 * k + r / 2] >> (4 * (r % 2))) & 0x0f;
+  }
+  void PutZero(uint8_t* out, int64_t k, int r, uint32_t zero) const {
+    if (row.bits == 8) {
+      out[zeros + 8 * k + r] = static_cast<uint8_t>(zero);
+    } else {
+      out[zeros + 4 * k + r / 2] |= static_cast<uint8_t>(zero << (4 * (r % 2)));
+    }
+  }
 };
 
 }  // namespace
 
-void IntInterleave4(const void* rows, size_t row_bytes, int64_t n, int64_t group, bool symmetric, void* dst) {
-  const Int4GroupLayout g(n, group, symmetric);
+void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group, int bits, bool symmetric, void* dst) {
+  const IntGroupLayout g(n, group, bits, symmetric);
   MIXQ_CHECK(IntInterleaveAccepts(n, group) && row_bytes >= g.row.row_bytes);
   auto* out = static_cast<uint8_t*>(dst);
   std::memset(out, 0, 8 * g.row.row_bytes);
@@ -236,68 +252,85 @@ void IntInterleave4(const void* rows, size_t row_bytes, int64_t n, int64_t group
     const auto* row = static_cast<const uint8_t*>(rows) + r * row_bytes;
     for (int64_t k = 0; k < g.row.n_groups; ++k) {
       std::memcpy(out + 16 * k + 2 * r, row + 2 * k, 2);
-      if (!symmetric) {
-        const uint32_t zero = ReadPackedCode(row + g.row.zeros_offset, k, 4);
-        out[g.zeros + 4 * k + r / 2] |= static_cast<uint8_t>(zero << (4 * (r % 2)));
-      }
+      if (!symmetric) g.PutZero(out, k, r, ReadPackedCode(row + g.row.zeros_offset, k, bits));
     }
-    // Groups hold whole blocks, so block b's codes are bytes 16b.. of the row's codes: byte j holds codes 2j
-    // (low nibble) and 2j + 1.
+    // Groups hold whole blocks, so block b's codes are the row's codes 32b.. (INT4: byte j of a block holds
+    // codes 2j (low nibble) and 2j + 1; INT8: one byte each, kept as c - 128 so the kernel's sign trick
+    // never saturates).
     const uint8_t* packed = row + g.row.codes_offset;
-    uint8_t codes[interleaved::kBlockCodes];
-    for (int64_t b = 0; b < g.blocks; ++b, packed += interleaved::kBlockCodes / 2) {
-      for (int j = 0; j < interleaved::kBlockCodes / 2; ++j) {
-        codes[2 * j] = packed[j] & 0x0f;
-        codes[2 * j + 1] = packed[j] >> 4;
+    for (int64_t b = 0; b < g.blocks; ++b) {
+      uint8_t* block = out + g.codes + b * g.block_bytes;
+      if (bits == 4) {
+        uint8_t codes[interleaved::kBlockCodes];
+        for (int j = 0; j < interleaved::kBlockCodes / 2; ++j) {
+          codes[2 * j] = packed[16 * b + j] & 0x0f;
+          codes[2 * j + 1] = packed[16 * b + j] >> 4;
+        }
+        interleaved::PutNibbleRuns(codes, r, block);
+      } else {
+        int8_t codes[interleaved::kBlockCodes];
+        for (int i = 0; i < interleaved::kBlockCodes; ++i) codes[i] = static_cast<int8_t>(packed[32 * b + i] - 128);
+        interleaved::PutByteRuns(codes, r, reinterpret_cast<int8_t*>(block));
       }
-      interleaved::PutNibbleRuns(codes, r, out + g.codes + b * interleaved::kBlockRunBytes);
     }
   }
 }
 
-void IntUnpackRows4(const void* src, int64_t n, int64_t group, bool symmetric, int bias, int8_t* const codes[8],
-                    float* const d[8], float* const m[8]) {
-  const Int4GroupLayout g(n, group, symmetric);
+void IntUnpackRows(const void* src, int64_t n, int64_t group, int bits, bool symmetric, int bias,
+                   int8_t* const codes[8], float* const d[8], float* const m[8]) {
+  const IntGroupLayout g(n, group, bits, symmetric);
   const auto* in = static_cast<const uint8_t*>(src);
   const int64_t blocks_per_group = g.row.group / interleaved::kBlockCodes;
   int64_t b = 0;
   for (int64_t k = 0; k < g.row.n_groups; ++k) {
     for (int r = 0; r < 8; ++r) {
       // UnpackRow's d and m, from the same F16 scale and zero-point.
-      uint16_t bits;
-      std::memcpy(&bits, in + 16 * k + 2 * r, sizeof bits);
-      const float scale = F16ToF32(bits);
-      const int zero = symmetric ? g.row.SymmetricZero() : (in[g.zeros + 4 * k + r / 2] >> (4 * (r % 2))) & 0x0f;
+      uint16_t scale_bits;
+      std::memcpy(&scale_bits, in + 16 * k + 2 * r, sizeof scale_bits);
+      const float scale = F16ToF32(scale_bits);
+      const int zero = symmetric ? g.row.SymmetricZero() : g.Zero(in, k, r);
       for (int64_t i = 0; i < blocks_per_group; ++i) {
         d[r][b + i] = scale;
         m[r][b + i] = symmetric ? 0.0f : scale * static_cast<float>(bias - zero);
       }
     }
     for (int64_t i = 0; i < blocks_per_group; ++i, ++b) {
-      interleaved::UnpackNibbleRuns(in + g.codes + b * interleaved::kBlockRunBytes, bias, codes,
-                                    b * interleaved::kBlockCodes);
+      const uint8_t* block = in + g.codes + b * g.block_bytes;
+      if (bits == 4) {
+        interleaved::UnpackNibbleRuns(block, bias, codes, b * interleaved::kBlockCodes);
+      } else {
+        // Stored as c - 128, and INT8's bias is 128 either way (UnpackBias): the bytes as they are.
+        MIXQ_CHECK_EQ(bias, 128);
+        for (int r = 0; r < 8; ++r) {
+          interleaved::GetByteRuns(reinterpret_cast<const int8_t*>(block), r, codes[r] + b * interleaved::kBlockCodes);
+        }
+      }
     }
   }
 }
 
-void IntExtractRow4(const void* src, int lane, int64_t n, int64_t group, bool symmetric, void* dst) {
-  const Int4GroupLayout g(n, group, symmetric);
+void IntExtractRow(const void* src, int lane, int64_t n, int64_t group, int bits, bool symmetric, void* dst) {
+  const IntGroupLayout g(n, group, bits, symmetric);
   const auto* in = static_cast<const uint8_t*>(src);
   auto* row = static_cast<uint8_t*>(dst);
   std::memset(row, 0, g.row.row_bytes);
   for (int64_t k = 0; k < g.row.n_groups; ++k) {
     std::memcpy(row + 2 * k, in + 16 * k + 2 * lane, 2);
-    if (!symmetric) {
-      const uint32_t zero = (in[g.zeros + 4 * k + lane / 2] >> (4 * (lane % 2))) & 0x0f;
-      WritePackedCode(row + g.row.zeros_offset, k, 4, zero);
-    }
+    if (!symmetric) WritePackedCode(row + g.row.zeros_offset, k, bits, static_cast<uint32_t>(g.Zero(in, k, lane)));
   }
   uint8_t* packed = row + g.row.codes_offset;
-  uint8_t codes[interleaved::kBlockCodes];
-  for (int64_t b = 0; b < g.blocks; ++b, packed += interleaved::kBlockCodes / 2) {
-    interleaved::GetNibbleRuns(in + g.codes + b * interleaved::kBlockRunBytes, lane, codes);
-    for (int j = 0; j < interleaved::kBlockCodes / 2; ++j) {
-      packed[j] = static_cast<uint8_t>(codes[2 * j] | codes[2 * j + 1] << 4);
+  for (int64_t b = 0; b < g.blocks; ++b) {
+    const uint8_t* block = in + g.codes + b * g.block_bytes;
+    if (bits == 4) {
+      uint8_t codes[interleaved::kBlockCodes];
+      interleaved::GetNibbleRuns(block, lane, codes);
+      for (int j = 0; j < interleaved::kBlockCodes / 2; ++j) {
+        packed[16 * b + j] = static_cast<uint8_t>(codes[2 * j] | codes[2 * j + 1] << 4);
+      }
+    } else {
+      int8_t codes[interleaved::kBlockCodes];
+      interleaved::GetByteRuns(reinterpret_cast<const int8_t*>(block), lane, codes);
+      for (int i = 0; i < interleaved::kBlockCodes; ++i) packed[32 * b + i] = static_cast<uint8_t>(codes[i] + 128);
     }
   }
 }

@@ -56,20 +56,24 @@ void WriteIntActivationGroupSums(void* activation, int64_t n, int64_t group);
 // Scalar reference quantization of one block of len (1..32) values into `block` (the rest zeroed).
 void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlock* block);
 
-// INT4 rows interleaved 8 at a time (QuantKernel::interleaved, at the AVX2 level) for rows whose groups
-// are whole 32-code blocks (group % 32 == 0 and n % group == 0; group 0 = the row). A group of 8 rows,
-// 8 * row_bytes bytes:
+// INT4 and INT8 rows interleaved 8 at a time (QuantKernel::interleaved, at the AVX2 level) for rows whose
+// groups are whole 32-code blocks (group % 32 == 0 and n % group == 0; group 0 = the row). A group of 8
+// rows, 8 * row_bytes bytes:
 //   scales  n_groups x 8 F16: group k's scale of row r at 16 k + 2 r
-//   zeros   asymmetric only: n_groups x 4 bytes, group k's zero-point of row r in nibble r (LSB first) of
-//           the little-endian uint32 at 4 k, so one variable shift spreads 8 rows' zero-points to lanes
-//   codes   block after block (group after group), 128 bytes each: interleaved_rows.h's four runs
-//   zero padding up to 8 * row_bytes (the rows' own zero-point padding nibbles)
+//   zeros   asymmetric only: INT4 n_groups x 4 bytes, group k's zero-point of row r in nibble r (LSB first)
+//           of the little-endian uint32 at 4 k, so one variable shift spreads 8 rows' zero-points to lanes;
+//           INT8 n_groups x 8 bytes, row r's at 8 k + r
+//   codes   block after block (group after group): INT4 128 bytes each, interleaved_rows.h's four nibble
+//           runs; INT8 256 bytes each, eight byte runs of c - 128 (run j: codes 4j..4j+3 of each row)
+//   zero padding up to 8 * row_bytes (the rows' zero-point padding nibbles)
+// bits is 4 or 8.
 bool IntInterleaveAccepts(int64_t n, int64_t group);
-void IntInterleave4(const void* rows, size_t row_bytes, int64_t n, int64_t group, bool symmetric, void* dst);
-void IntExtractRow4(const void* src, int lane, int64_t n, int64_t group, bool symmetric, void* row);
+void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group, int bits, bool symmetric,
+                   void* dst);
+void IntExtractRow(const void* src, int lane, int64_t n, int64_t group, int bits, bool symmetric, void* row);
 // InterleavedRows::unpack_rows of that layout, codes less `bias` (the packed format's UnpackBias).
-void IntUnpackRows4(const void* src, int64_t n, int64_t group, bool symmetric, int bias, int8_t* const codes[8],
-                    float* const d[8], float* const m[8]);
+void IntUnpackRows(const void* src, int64_t n, int64_t group, int bits, bool symmetric, int bias,
+                   int8_t* const codes[8], float* const d[8], float* const m[8]);
 
 // Whether this CPU runs the AVX2 paths (AVX2, FMA and F16C; checked once).
 bool IntDotHasAvx2();

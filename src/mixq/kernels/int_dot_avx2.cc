@@ -235,36 +235,46 @@ MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {
   block->sum = _mm_cvtsi128_si32(s);
 }
 
-// One 32-code block of 8 interleaved INT4 rows against one activation block: 8 row sums as floats.
-MIXQ_AVX2 inline __m256 BlockDot4(const uint8_t* runs, const IntActivationBlock& block) {
-  __m256i dots[1];
-  interleaved::NibbleRunsDot<1>(&runs, block.q, dots);
-  return _mm256_cvtepi32_ps(dots[0]);
+// One 32-code block of 8 interleaved INT4 or INT8 rows against one activation block: the 8 rows' sum
+// c_i q_i as floats. INT8 blocks hold c - 128 (the sign trick's `vpmaddubsw` then never saturates), so
+// 128 * sum(q) is added back.
+template <int kBits>
+MIXQ_AVX2 inline __m256 BlockDotInt(const uint8_t* runs, const IntActivationBlock& block) {
+  if constexpr (kBits == 4) {
+    __m256i dots[1];
+    interleaved::NibbleRunsDot<1>(&runs, block.q, dots);
+    return _mm256_cvtepi32_ps(dots[0]);
+  } else {
+    const __m256i dots = interleaved::ByteRunsDot(reinterpret_cast<const int8_t*>(runs), block.q);
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(dots, _mm256_set1_epi32(128 * block.sum)));
+  }
 }
 
-// One group of 8 interleaved INT4 rows (int_dot.h) with one activation row: per weight group k, the
-// 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
-// zero-point term s_k * z_k * G_k of the 8 rows likewise (zero-points spread from one uint32). One group
-// a call: two groups at once (sharing the activation broadcasts, as Q4_0 does) ran out of
-// registers here (accumulators per group and weight group) and measured 4.3% slower in the model.
-template <bool kSym>
-MIXQ_AVX2 void DotGroup4(const uint8_t* x, const IntActivationBlock* block, const float* group_sums, int64_t n_groups,
-                         int64_t blocks_per_group, size_t zeros, size_t codes, int symmetric_zero, float* out) {
+// One group of 8 interleaved INT4 or INT8 rows (int_dot.h) with one activation row: per weight group k,
+// the 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
+// zero-point term s_k * z_k * G_k of the 8 rows likewise (INT4's zero-points spread from one uint32 by a
+// variable shift, INT8's widened from 8 bytes). One group a call: two groups at once (sharing the
+// activation broadcasts, as Q4_0 does) ran out of registers here (accumulators per group and weight group)
+// and measured 4.3% slower in the model (INT4).
+template <int kBits, bool kSym>
+MIXQ_AVX2 void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, const float* group_sums,
+                           int64_t n_groups, int64_t blocks_per_group, size_t zeros, size_t codes, int symmetric_zero,
+                           float* out) {
   __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
   const uint8_t* runs = x + codes;
-  constexpr int64_t kRun = interleaved::kBlockRunBytes;
+  constexpr int64_t kRun = kBits == 4 ? interleaved::kBlockRunBytes : interleaved::kByteRunBytes;
   for (int64_t k = 0; k < n_groups; ++k) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= blocks_per_group; b += 2, block += 2, runs += 2 * kRun) {
       interleaved::PrefetchAhead<kRun>(runs);
       interleaved::PrefetchAhead<kRun>(runs + kRun);
-      acc0 = _mm256_fmadd_ps(BlockDot4(runs, block[0]), _mm256_set1_ps(block[0].scale), acc0);
-      acc1 = _mm256_fmadd_ps(BlockDot4(runs + kRun, block[1]), _mm256_set1_ps(block[1].scale), acc1);
+      acc0 = _mm256_fmadd_ps(BlockDotInt<kBits>(runs, block[0]), _mm256_set1_ps(block[0].scale), acc0);
+      acc1 = _mm256_fmadd_ps(BlockDotInt<kBits>(runs + kRun, block[1]), _mm256_set1_ps(block[1].scale), acc1);
     }
     if (b < blocks_per_group) {
       interleaved::PrefetchAhead<kRun>(runs);
-      acc0 = _mm256_fmadd_ps(BlockDot4(runs, *block), _mm256_set1_ps(block->scale), acc0);
+      acc0 = _mm256_fmadd_ps(BlockDotInt<kBits>(runs, *block), _mm256_set1_ps(block->scale), acc0);
       ++block;
       runs += kRun;
     }
@@ -273,39 +283,45 @@ MIXQ_AVX2 void DotGroup4(const uint8_t* x, const IntActivationBlock* block, cons
     __m256 z;
     if constexpr (kSym) {
       z = _mm256_set1_ps(static_cast<float>(symmetric_zero));
-    } else {
+    } else if constexpr (kBits == 4) {
       uint32_t packed;
       std::memcpy(&packed, x + zeros + 4 * k, sizeof packed);
       const __m256i nibbles = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(packed)),
                                                 _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
       z = _mm256_cvtepi32_ps(_mm256_and_si256(nibbles, _mm256_set1_epi32(0xf)));
+    } else {
+      z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + zeros + 8 * k))));
     }
     zero_total = _mm256_fmadd_ps(_mm256_mul_ps(s, z), _mm256_set1_ps(group_sums[k]), zero_total);
   }
   _mm256_storeu_ps(out, _mm256_sub_ps(total, zero_total));
 }
 
-template <bool kSym>
-MIXQ_AVX2 void DotGroups4Impl(const void* w, size_t group_bytes, int64_t n_groups, const void* act, size_t act_bytes,
-                              int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride) {
-  const IntRowLayout layout(*IntDType(4, kSym), n, group);
+template <int kBits, bool kSym>
+MIXQ_AVX2 void DotGroupsImpl(const void* w, size_t group_bytes, int64_t n_groups, const void* act, size_t act_bytes,
+                             int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride) {
+  const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
   const int64_t blocks_per_group = layout.group / interleaved::kBlockCodes;
   const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
-  const size_t codes = zeros + (kSym ? 0 : 4 * static_cast<size_t>(layout.n_groups));
+  const size_t codes = zeros + (kSym ? 0 : kBits * static_cast<size_t>(layout.n_groups));
   const int64_t activation_blocks = IntActivationBlockCount(n, group);
   interleaved::ForEachGroupAndToken<1>(
       w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
         const auto* block = reinterpret_cast<const IntActivationBlock*>(y);
         const auto* group_sums = reinterpret_cast<const float*>(block + activation_blocks);
-        DotGroup4<kSym>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes, layout.SymmetricZero(),
-                        out8);
+        DotGroupInt<kBits, kSym>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes,
+                                 layout.SymmetricZero(), out8);
       });
 }
 
 }  // namespace
 
-DotGroupsFn DotGroups4(bool symmetric) { return symmetric ? &DotGroups4Impl<true> : &DotGroups4Impl<false>; }
+DotGroupsFn DotGroups(int bits, bool symmetric) {
+  MIXQ_CHECK(bits == 4 || bits == 8);
+  if (bits == 4) return symmetric ? &DotGroupsImpl<4, true> : &DotGroupsImpl<4, false>;
+  return symmetric ? &DotGroupsImpl<8, true> : &DotGroupsImpl<8, false>;
+}
 
 DotFn Dot(int bits, bool symmetric) {
   static constexpr std::array<DotFn, 7> kAsym = {&DotImpl<2, false>, &DotImpl<3, false>, &DotImpl<4, false>,
