@@ -336,12 +336,12 @@ TEST(IntDot, MatMulQuantizedMatchesDequantizedProduct) {
   }
 }
 
-// INT4 and INT8 rows interleaved 8 at a time (QuantKernel::interleaved, the AVX2 level): which shapes have the
+// INT4, INT5, INT6 and INT8 rows interleaved 8 at a time (QuantKernel::interleaved, the AVX2 level): which shapes have the
 // layout; groups of 8 random rows (64 bytes apart beyond their length) interleave and extract back to the
 // same bytes and unpack for the packed GEMM as the rows do; dot_groups over 1..3 groups x 1..3 tokens equals dot_ref per row within the SIMD tolerance
 // and writes only its own outputs; and MatMulQuantized on a view whose stored rows are garbage but whose
 // interleaved rows are real gives the plain view's outputs (bit for bit through the packed GEMM).
-TEST(IntDot, InterleavedInt4AndInt8RowsMatchScalar) {
+TEST(IntDot, InterleavedRowsMatchScalar) {
   constexpr int kRows = InterleavedRows::kRows;
   EXPECT_TRUE(IntInterleaveAccepts(4096, 128));
   EXPECT_TRUE(IntInterleaveAccepts(512, 0));
@@ -352,7 +352,7 @@ TEST(IntDot, InterleavedInt4AndInt8RowsMatchScalar) {
   for (const DType dtype : kAllIntTypes) {
     const QuantKernel& k = *IntQuantKernel(dtype);
     const int bits = Traits(dtype).bits;
-    const bool expected = (bits == 4 || bits == 8) && IntDotHasAvx2() && !CpuHasAvx512Vnni();
+    const bool expected = (bits == 4 || bits == 5 || bits == 6 || bits == 8) && IntDotHasAvx2() && !CpuHasAvx512Vnni();
     EXPECT_EQ(k.interleaved != nullptr, expected) << DTypeName(dtype);
   }
   if (IntQuantKernel(DType::kInt4)->interleaved == nullptr) {
@@ -365,7 +365,8 @@ TEST(IntDot, InterleavedInt4AndInt8RowsMatchScalar) {
   constexpr size_t kPad = 64;
   constexpr float kUnwritten = 12345.0f;
   const int64_t shapes[][2] = {{256, 32}, {256, 64}, {4096, 128}, {512, 0}, {96, 0}, {384, 96}, {160, 32}};
-  for (const DType dtype : {DType::kInt4, DType::kInt4Sym, DType::kInt8, DType::kInt8Sym}) {
+  for (const DType dtype : {DType::kInt4, DType::kInt4Sym, DType::kInt5, DType::kInt5Sym, DType::kInt6,
+                            DType::kInt6Sym, DType::kInt8, DType::kInt8Sym}) {
     const QuantKernel& k = *IntQuantKernel(dtype);
     const InterleavedRows& il = *k.interleaved;
     for (const auto& [n, group] : shapes) {
@@ -375,12 +376,20 @@ TEST(IntDot, InterleavedInt4AndInt8RowsMatchScalar) {
       const size_t row_bytes = layout.row_bytes;
       const size_t stride = row_bytes + kPad;
       const size_t group_bytes = il.group_bytes(n, group);
-      ASSERT_EQ(group_bytes, kRows * row_bytes);
+      // INT4 and INT8 take exactly their rows' bytes; INT5/6 a byte per zero-point.
+      if (layout.bits == 4 || layout.bits == 8) {
+        ASSERT_EQ(group_bytes, kRows * row_bytes);
+      } else {
+        ASSERT_GE(group_bytes, kRows * row_bytes);
+      }
       std::vector<uint8_t> rows(stride * kRows * kGroups);
       for (int64_t r = 0; r < kRows * kGroups; ++r) {
         std::vector<uint8_t> w = RandomWeightRow(rng, dtype, n, group);
         // The zero-points' padding nibble (an odd group count) is not kept: written as 0, as mixq writes it.
-        if (layout.bits == 4 && !layout.symmetric && layout.n_groups % 2 == 1) w[layout.codes_offset - 1] &= 0x0f;
+        // The zero-points' padding bits (when bits * n_groups is not a multiple of 8) are not kept: written
+        // as 0, as mixq writes them.
+        const int64_t zero_bits = layout.bits * layout.n_groups;
+        if (!layout.symmetric && zero_bits % 8 != 0) w[layout.codes_offset - 1] &= (1 << (zero_bits % 8)) - 1;
         std::memcpy(rows.data() + r * stride, w.data(), row_bytes);
       }
       std::vector<uint8_t> groups(group_bytes * kGroups);
@@ -428,9 +437,10 @@ TEST(IntDot, InterleavedInt4AndInt8RowsMatchScalar) {
     QuantizeIntMatrix(dtype, RandomFloats(rng, rows_n * cols, 0.05f).data(), rows_n, cols, group, false,
                       w.storage.data());
     const TensorView plain = w.view();
-    std::vector<uint8_t> groups(w.storage.size());
+    const size_t group_bytes = il.group_bytes(cols, group);
+    std::vector<uint8_t> groups(group_bytes * static_cast<size_t>(rows_n / kRows));
     for (int64_t g = 0; g < rows_n / kRows; ++g) {
-      il.interleave(plain.row(g * kRows), plain.row_bytes(), cols, group, groups.data() + g * kRows * plain.row_bytes());
+      il.interleave(plain.row(g * kRows), plain.row_bytes(), cols, group, groups.data() + g * group_bytes);
     }
     Tensor garbage = Tensor::Zeros("garbage", dtype, {rows_n, cols}, group);
     std::memset(garbage.storage.data(), 0x5a, garbage.storage.size());

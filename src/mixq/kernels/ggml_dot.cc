@@ -587,10 +587,10 @@ void PutKNibbles(const uint8_t codes[32], int s, uint8_t* qs) {
   for (int i = 0; i < 32; ++i) qs[32 * (s / 2) + i] |= static_cast<uint8_t>((codes[i] & 0x0f) << (4 * (s % 2)));
 }
 
-// Where BlockQ5_Kx8 keeps the fifth bit of code k (0..31) of a sub-block, for row r: byte and bit of the
-// 32 bytes after the runs.
-constexpr int FifthBitByte(int k, int r) { return 128 + 4 * r + k % 4; }
-constexpr int FifthBitShift(int k) { return 2 * ((k % 16) / 4) + k / 16; }
+// Where BlockQ5_Kx8 (and the 5-bit legacy groups) keep the fifth bit of code k (0..31) of a sub-block, for
+// row r: byte and bit, the 32 bytes after the runs laid out as interleaved_rows.h says.
+constexpr int FifthBitByte(int k, int r) { return interleaved::kBlockRunBytes + interleaved::FifthBitIndex(k, r); }
+using interleaved::FifthBitShift;
 
 }  // namespace
 
@@ -946,7 +946,8 @@ struct Q6_KRunPlace {
 };
 constexpr Q6_KRunPlace RunPlaceOfQ6_KCode(int k, int r) {
   const int j = (k % 16) / 4, i = k % 4, upper = k / 16;
-  return {32 * j + 4 * r + i, 4 * upper, 128 + 32 * (j / 2) + 4 * r + i, 4 * (j % 2) + 2 * upper};
+  return {32 * j + 4 * r + i, 4 * upper, interleaved::kBlockRunBytes + interleaved::HighPairIndex(k, r),
+          interleaved::HighPairShift(k)};
 }
 
 }  // namespace

@@ -528,32 +528,6 @@ MIXQ_AVX2 void DotGroupsQ4_KAvx2(const void* w, size_t group_bytes, int64_t n_gr
 
 namespace {
 
-// sum code * q over one block of 32 five-bit codes of 8 rows (four nibble runs at q, the fifth bits at
-// q + 128, as BlockQ5_Kx8 lays them out) as int16 pair sums (lanes 2r, 2r + 1: row r) in two halves, runs
-// 0-1 and 2-3: codes reach 31, so four `vpmaddubsw` results are as many as int16 holds (<= 4 * 2 * 31 *
-// 127 = 31496). Each fifth bit is shifted to bit 4 and or-ed into its nibble.
-MIXQ_AVX2 inline void FiveBitRunsPairs(const uint8_t* q, const int8_t* a, __m256i pairs[2]) {
-  const __m256i low = _mm256_set1_epi8(0x0f), fifth = _mm256_set1_epi8(0x10);
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128));
-  // Run j's fifth bits: its low-nibble codes' at bit 2j, its high-nibble codes' at bit 2j + 1.
-  const __m256i fifth_low[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h, _mm256_srli_epi16(h, 2)};
-  const __m256i fifth_high[4] = {_mm256_slli_epi16(h, 3), _mm256_slli_epi16(h, 1), _mm256_srli_epi16(h, 1),
-                                 _mm256_srli_epi16(h, 3)};
-  for (int half = 0; half < 2; ++half) {
-    pairs[half] = _mm256_setzero_si256();
-    for (int j = 2 * half; j < 2 * half + 2; ++j) {
-      const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
-      const __m256i codes_low = _mm256_or_si256(_mm256_and_si256(run, low), _mm256_and_si256(fifth_low[j], fifth));
-      const __m256i codes_high = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run, 4), low),
-                                                 _mm256_and_si256(fifth_high[j], fifth));
-      pairs[half] =
-          _mm256_add_epi16(pairs[half], _mm256_maddubs_epi16(codes_low, interleaved::BroadcastDword(a + 4 * j)));
-      pairs[half] = _mm256_add_epi16(
-          pairs[half], _mm256_maddubs_epi16(codes_high, interleaved::BroadcastDword(a + 16 + 4 * j)));
-    }
-  }
-}
-
 // One group of 8 interleaved Q5_K rows with one token: Q4_K's walk on five-bit codes, each half of a
 // sub-block's pair sums times its 8 row scales by one `vpmaddwd`.
 MIXQ_AVX2 void DotGroupQ5_K(const BlockQ5_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
@@ -564,7 +538,7 @@ MIXQ_AVX2 void DotGroupQ5_K(const BlockQ5_Kx8* x, const BlockQ8_K* y, int64_t nb
     __m256i sums = _mm256_setzero_si256();
     for (int s = 0; s < 8; ++s) {
       __m256i pairs[2];
-      FiveBitRunsPairs(x[b].qs[s], y[b].qs + 32 * s, pairs);
+      interleaved::FiveBitRunsPairs(x[b].qs[s], y[b].qs + 32 * s, pairs);
       const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s]));
       const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales8, duplicate));
       sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs[0], scales));
@@ -591,7 +565,7 @@ MIXQ_AVX2 void DotGroupLegacy(const BlockLegacyx8* x, const Act* y, const float*
     __m256i dots;
     if constexpr (kFifth) {
       __m256i pairs[2];
-      FiveBitRunsPairs(x[b].qs, y[b].qs, pairs);
+      interleaved::FiveBitRunsPairs(x[b].qs, y[b].qs, pairs);
       const __m256i ones = _mm256_set1_epi16(1);
       dots = _mm256_add_epi32(_mm256_madd_epi16(pairs[0], ones), _mm256_madd_epi16(pairs[1], ones));
     } else {
@@ -763,7 +737,6 @@ namespace {
 // 32 * sum over the 16-weight groups of scale * bsum: the rows' scale pairs against the activation's
 // paired bsums, one more `vpmaddwd` a sub-block.
 MIXQ_AVX2 void DotGroupQ6_K(const BlockQ6_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
-  const __m256i low = _mm256_set1_epi8(0x0f), high = _mm256_set1_epi8(0x30);
   const __m128i even = _mm_setr_epi8(0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14);
   const __m128i odd = _mm_setr_epi8(1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15);
   __m256 acc = _mm256_setzero_ps();
@@ -776,23 +749,11 @@ MIXQ_AVX2 void DotGroupQ6_K(const BlockQ6_Kx8* x, const BlockQ8_K* y, int64_t nb
       const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales[s]));
       const __m256i scales_low = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, even));
       const __m256i scales_high = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, odd));
+      __m256i low_pairs[2], high_pairs[2];
+      interleaved::SixBitRunsPairs(q, a, low_pairs, high_pairs);
       for (int v = 0; v < 2; ++v) {
-        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128 + 32 * v));
-        const __m256i run0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * v));
-        const __m256i run1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * v + 32));
-        const __m256i low0 =
-            _mm256_or_si256(_mm256_and_si256(run0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), high));
-        const __m256i high0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run0, 4), low),
-                                              _mm256_and_si256(_mm256_slli_epi16(h, 2), high));
-        const __m256i low1 = _mm256_or_si256(_mm256_and_si256(run1, low), _mm256_and_si256(h, high));
-        const __m256i high1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run1, 4), low),
-                                              _mm256_and_si256(_mm256_srli_epi16(h, 2), high));
-        const __m256i sum_low = _mm256_add_epi16(_mm256_maddubs_epi16(low0, interleaved::BroadcastDword(a + 8 * v)),
-                                                 _mm256_maddubs_epi16(low1, interleaved::BroadcastDword(a + 8 * v + 4)));
-        const __m256i sum_high = _mm256_add_epi16(_mm256_maddubs_epi16(high0, interleaved::BroadcastDword(a + 16 + 8 * v)),
-                                                  _mm256_maddubs_epi16(high1, interleaved::BroadcastDword(a + 16 + 8 * v + 4)));
-        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(sum_low, scales_low));
-        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(sum_high, scales_high));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(low_pairs[v], scales_low));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(high_pairs[v], scales_high));
       }
       int32_t bsum_pair;
       std::memcpy(&bsum_pair, y[b].bsums + 2 * s, sizeof bsum_pair);

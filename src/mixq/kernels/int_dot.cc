@@ -160,7 +160,7 @@ void UnpackRowsInt(const void* src, int64_t n, int64_t group, int8_t* const code
 }
 template <int kBits, bool kSym>
 size_t GroupBytesInt(int64_t n, int64_t group) {
-  return InterleavedRows::kRows * IntRowLayout(*IntDType(kBits, kSym), n, group).row_bytes;
+  return IntInterleavedGroupBytes(n, group, kBits, kSym);
 }
 template <int kBits, bool kSym>
 const InterleavedRows kInterleavedInt{IntInterleaveAccepts,      GroupBytesInt<kBits, kSym>,
@@ -182,8 +182,9 @@ QuantKernel MakeKernel() {
   }
   k.isa = &IsaName;
   if (CpuHasAvx512Vnni() || IntDotHasAvx2()) k.packed = &kPackedFormat<kBits, kSym>;
-  // Interleaved decode rows: INT4 and INT8 at the AVX2 level (the VNNI row walk is not measured against it).
-  if constexpr (kBits == 4 || kBits == 8) {
+  // Interleaved decode rows: INT4, INT5, INT6 and INT8 at the AVX2 level (the VNNI row walk is not measured
+  // against it).
+  if constexpr (kBits == 4 || kBits == 5 || kBits == 6 || kBits == 8) {
     if (!CpuHasAvx512Vnni() && IntDotHasAvx2()) k.interleaved = &kInterleavedInt<kBits, kSym>;
   }
   return k;
@@ -211,29 +212,40 @@ bool IntInterleaveAccepts(int64_t n, int64_t group) {
 
 namespace {
 
-// Where the parts of an interleaved INT4 or INT8 group lie (int_dot.h).
+// Bytes of one 32-code block of 8 interleaved rows: four nibble runs, plus the high bits of 5- and 6-bit
+// codes; eight byte runs for INT8.
+constexpr size_t IntBlockBytes(int bits) {
+  return bits == 8   ? interleaved::kByteRunBytes
+         : bits == 6 ? interleaved::kBlockRunBytes + interleaved::kHighPairsBytes
+         : bits == 5 ? interleaved::kBlockRunBytes + interleaved::kFifthBitsBytes
+                     : interleaved::kBlockRunBytes;
+}
+
+// Where the parts of an interleaved INT4/5/6/8 group lie (int_dot.h).
 struct IntGroupLayout {
   IntRowLayout row;
-  size_t zeros = 0;       // offset of the zero-points
-  size_t codes = 0;       // offset of the first block's runs
-  size_t block_bytes = 0; // one block of 8 rows: four nibble runs (INT4) or eight byte runs (INT8)
-  int64_t blocks = 0;     // 32-code blocks per row
+  size_t zeros = 0;        // offset of the zero-points
+  size_t codes = 0;        // offset of the first block's runs
+  size_t block_bytes = 0;  // one block of 8 rows
+  int64_t blocks = 0;      // 32-code blocks per row
+  size_t bytes = 0;        // the whole group: 8 * row_bytes for INT4 and INT8, a little more for INT5/6
 
   IntGroupLayout(int64_t n, int64_t group, int bits, bool symmetric)
       : row(*IntDType(bits, symmetric), n, group),
         zeros(16 * static_cast<size_t>(row.n_groups)),
-        codes(zeros + (symmetric ? 0 : static_cast<size_t>(bits) * static_cast<size_t>(row.n_groups))),
-        block_bytes(bits == 4 ? interleaved::kBlockRunBytes : interleaved::kByteRunBytes),
-        blocks(n / interleaved::kBlockCodes) {
-    MIXQ_CHECK(bits == 4 || bits == 8);
+        codes(zeros + (symmetric ? 0 : (bits == 4 ? 4 : 8) * static_cast<size_t>(row.n_groups))),
+        block_bytes(IntBlockBytes(bits)),
+        blocks(n / interleaved::kBlockCodes),
+        bytes(std::max(8 * row.row_bytes, codes + static_cast<size_t>(blocks) * block_bytes)) {
+    MIXQ_CHECK(bits == 4 || bits == 5 || bits == 6 || bits == 8);
   }
-  // Row r's zero-point of weight group k.
+  // Row r's zero-point of weight group k (a nibble for INT4, a byte for the wider codes).
   int Zero(const uint8_t* in, int64_t k, int r) const {
-    if (row.bits == 8) return in[zeros + 8 * k + r];
+    if (row.bits != 4) return in[zeros + 8 * k + r];
     return (in[zeros + 4 * k + r / 2] >> (4 * (r % 2))) & 0x0f;
   }
   void PutZero(uint8_t* out, int64_t k, int r, uint32_t zero) const {
-    if (row.bits == 8) {
+    if (row.bits != 4) {
       out[zeros + 8 * k + r] = static_cast<uint8_t>(zero);
     } else {
       out[zeros + 4 * k + r / 2] |= static_cast<uint8_t>(zero << (4 * (r % 2)));
@@ -241,13 +253,24 @@ struct IntGroupLayout {
   }
 };
 
+// Row `lane`'s 32 five- or six-bit codes of one interleaved block.
+void GetWideCodes(const uint8_t* block, int lane, int bits, uint8_t codes[interleaved::kBlockCodes]) {
+  interleaved::GetNibbleRuns(block, lane, codes);
+  const uint8_t* high = block + interleaved::kBlockRunBytes;
+  bits == 5 ? interleaved::GetHighBits<5>(high, lane, codes) : interleaved::GetHighBits<6>(high, lane, codes);
+}
+
 }  // namespace
+
+size_t IntInterleavedGroupBytes(int64_t n, int64_t group, int bits, bool symmetric) {
+  return IntGroupLayout(n, group, bits, symmetric).bytes;
+}
 
 void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group, int bits, bool symmetric, void* dst) {
   const IntGroupLayout g(n, group, bits, symmetric);
   MIXQ_CHECK(IntInterleaveAccepts(n, group) && row_bytes >= g.row.row_bytes);
   auto* out = static_cast<uint8_t*>(dst);
-  std::memset(out, 0, 8 * g.row.row_bytes);
+  std::memset(out, 0, g.bytes);
   for (int r = 0; r < 8; ++r) {
     const auto* row = static_cast<const uint8_t*>(rows) + r * row_bytes;
     for (int64_t k = 0; k < g.row.n_groups; ++k) {
@@ -267,10 +290,18 @@ void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group,
           codes[2 * j + 1] = packed[16 * b + j] >> 4;
         }
         interleaved::PutNibbleRuns(codes, r, block);
-      } else {
+      } else if (bits == 8) {
         int8_t codes[interleaved::kBlockCodes];
         for (int i = 0; i < interleaved::kBlockCodes; ++i) codes[i] = static_cast<int8_t>(packed[32 * b + i] - 128);
         interleaved::PutByteRuns(codes, r, reinterpret_cast<int8_t*>(block));
+      } else {
+        uint8_t codes[interleaved::kBlockCodes];
+        for (int i = 0; i < interleaved::kBlockCodes; ++i) {
+          codes[i] = static_cast<uint8_t>(ReadPackedCode(packed, 32 * b + i, bits));
+        }
+        interleaved::PutNibbleRuns(codes, r, block);
+        uint8_t* high = block + interleaved::kBlockRunBytes;
+        bits == 5 ? interleaved::PutHighBits<5>(codes, r, high) : interleaved::PutHighBits<6>(codes, r, high);
       }
     }
   }
@@ -298,6 +329,14 @@ void IntUnpackRows(const void* src, int64_t n, int64_t group, int bits, bool sym
       const uint8_t* block = in + g.codes + b * g.block_bytes;
       if (bits == 4) {
         interleaved::UnpackNibbleRuns(block, bias, codes, b * interleaved::kBlockCodes);
+      } else if (bits != 8) {
+        for (int r = 0; r < 8; ++r) {
+          uint8_t c[interleaved::kBlockCodes];
+          GetWideCodes(block, r, bits, c);
+          for (int i = 0; i < interleaved::kBlockCodes; ++i) {
+            codes[r][b * interleaved::kBlockCodes + i] = static_cast<int8_t>(c[i] - bias);
+          }
+        }
       } else {
         // Stored as c - 128, and INT8's bias is 128 either way (UnpackBias): the bytes as they are.
         MIXQ_CHECK_EQ(bias, 128);
@@ -327,10 +366,14 @@ void IntExtractRow(const void* src, int lane, int64_t n, int64_t group, int bits
       for (int j = 0; j < interleaved::kBlockCodes / 2; ++j) {
         packed[16 * b + j] = static_cast<uint8_t>(codes[2 * j] | codes[2 * j + 1] << 4);
       }
-    } else {
+    } else if (bits == 8) {
       int8_t codes[interleaved::kBlockCodes];
       interleaved::GetByteRuns(reinterpret_cast<const int8_t*>(block), lane, codes);
       for (int i = 0; i < interleaved::kBlockCodes; ++i) packed[32 * b + i] = static_cast<uint8_t>(codes[i] + 128);
+    } else {
+      uint8_t codes[interleaved::kBlockCodes];
+      GetWideCodes(block, lane, bits, codes);
+      for (int i = 0; i < interleaved::kBlockCodes; ++i) WritePackedCode(packed, 32 * b + i, bits, codes[i]);
     }
   }
 }

@@ -68,6 +68,8 @@ void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlo
 //   zero padding up to 8 * row_bytes (the rows' zero-point padding nibbles)
 // bits is 4 or 8.
 bool IntInterleaveAccepts(int64_t n, int64_t group);
+// Bytes of one group of 8 rows in that layout.
+size_t IntInterleavedGroupBytes(int64_t n, int64_t group, int bits, bool symmetric);
 void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group, int bits, bool symmetric,
                    void* dst);
 void IntExtractRow(const void* src, int lane, int64_t n, int64_t group, int bits, bool symmetric, void* row);

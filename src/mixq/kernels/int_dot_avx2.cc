@@ -235,7 +235,7 @@ MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {
   block->sum = _mm_cvtsi128_si32(s);
 }
 
-// One 32-code block of 8 interleaved INT4 or INT8 rows against one activation block: the 8 rows' sum
+// One 32-code block of 8 interleaved INT4/5/6/8 rows against one activation block: the 8 rows' sum
 // c_i q_i as floats. INT8 blocks hold c - 128 (the sign trick's `vpmaddubsw` then never saturates), so
 // 128 * sum(q) is added back.
 template <int kBits>
@@ -244,6 +244,18 @@ MIXQ_AVX2 inline __m256 BlockDotInt(const uint8_t* runs, const IntActivationBloc
     __m256i dots[1];
     interleaved::NibbleRunsDot<1>(&runs, block.q, dots);
     return _mm256_cvtepi32_ps(dots[0]);
+  } else if constexpr (kBits == 5) {
+    __m256i pairs[2];
+    interleaved::FiveBitRunsPairs(runs, block.q, pairs);
+    const __m256i ones = _mm256_set1_epi16(1);
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(pairs[0], ones), _mm256_madd_epi16(pairs[1], ones)));
+  } else if constexpr (kBits == 6) {
+    __m256i low[2], high[2];
+    interleaved::SixBitRunsPairs(runs, block.q, low, high);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i dots = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(low[0], ones), _mm256_madd_epi16(low[1], ones)),
+                                          _mm256_add_epi32(_mm256_madd_epi16(high[0], ones), _mm256_madd_epi16(high[1], ones)));
+    return _mm256_cvtepi32_ps(dots);
   } else {
     const __m256i dots = interleaved::ByteRunsDot(reinterpret_cast<const int8_t*>(runs), block.q);
     return _mm256_cvtepi32_ps(_mm256_add_epi32(dots, _mm256_set1_epi32(128 * block.sum)));
@@ -262,7 +274,10 @@ MIXQ_AVX2 void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, co
                            float* out) {
   __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
   const uint8_t* runs = x + codes;
-  constexpr int64_t kRun = kBits == 4 ? interleaved::kBlockRunBytes : interleaved::kByteRunBytes;
+  constexpr int64_t kRun = kBits == 8   ? interleaved::kByteRunBytes
+                           : kBits == 6 ? interleaved::kBlockRunBytes + interleaved::kHighPairsBytes
+                           : kBits == 5 ? interleaved::kBlockRunBytes + interleaved::kFifthBitsBytes
+                                        : interleaved::kBlockRunBytes;
   for (int64_t k = 0; k < n_groups; ++k) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
@@ -303,7 +318,7 @@ MIXQ_AVX2 void DotGroupsImpl(const void* w, size_t group_bytes, int64_t n_groups
   const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
   const int64_t blocks_per_group = layout.group / interleaved::kBlockCodes;
   const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
-  const size_t codes = zeros + (kSym ? 0 : kBits * static_cast<size_t>(layout.n_groups));
+  const size_t codes = zeros + (kSym ? 0 : (kBits == 4 ? 4 : 8) * static_cast<size_t>(layout.n_groups));
   const int64_t activation_blocks = IntActivationBlockCount(n, group);
   interleaved::ForEachGroupAndToken<1>(
       w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
@@ -318,9 +333,14 @@ MIXQ_AVX2 void DotGroupsImpl(const void* w, size_t group_bytes, int64_t n_groups
 }  // namespace
 
 DotGroupsFn DotGroups(int bits, bool symmetric) {
-  MIXQ_CHECK(bits == 4 || bits == 8);
-  if (bits == 4) return symmetric ? &DotGroupsImpl<4, true> : &DotGroupsImpl<4, false>;
-  return symmetric ? &DotGroupsImpl<8, true> : &DotGroupsImpl<8, false>;
+  switch (bits) {
+    case 4: return symmetric ? &DotGroupsImpl<4, true> : &DotGroupsImpl<4, false>;
+    case 5: return symmetric ? &DotGroupsImpl<5, true> : &DotGroupsImpl<5, false>;
+    case 6: return symmetric ? &DotGroupsImpl<6, true> : &DotGroupsImpl<6, false>;
+    case 8: return symmetric ? &DotGroupsImpl<8, true> : &DotGroupsImpl<8, false>;
+  }
+  MIXQ_CHECK(false);
+  return nullptr;
 }
 
 DotFn Dot(int bits, bool symmetric) {

@@ -47,6 +47,46 @@ inline void GetNibbleRuns(const uint8_t* runs, int lane, uint8_t codes[kBlockCod
   }
 }
 
+// 5- and 6-bit codes keep their low 4 bits in the nibble runs and their high bits beside them, where one
+// shift and one mask put them next to their nibble (FiveBitRunsPairs, SixBitRunsPairs in
+// interleaved_rows_avx2.h).
+// Fifth bits: 32 bytes after the runs; byte 4 * row + i holds at bit 2j the fifth bit of the row's code
+// 4j + i (run j's low nibble) and at bit 2j + 1 that of code 16 + 4j + i (its high nibble).
+constexpr int kFifthBitsBytes = 32;
+constexpr int FifthBitIndex(int k, int lane) { return 4 * lane + k % 4; }
+constexpr int FifthBitShift(int k) { return 2 * ((k % 16) / 4) + k / 16; }
+// Bits 4-5 of 6-bit codes: 64 bytes after the runs, one 32-byte vector per pair of runs; byte 4 * row + i
+// of vector v holds from bit 0 up the pairs of run 2v's codes 4j + i and 16 + 4j + i (j = 2v), then run
+// 2v + 1's.
+constexpr int kHighPairsBytes = 64;
+constexpr int HighPairIndex(int k, int lane) { return 32 * (((k % 16) / 4) / 2) + 4 * lane + k % 4; }
+constexpr int HighPairShift(int k) { return 4 * (((k % 16) / 4) % 2) + 2 * (k / 16); }
+
+// Row `lane`'s high bits of 32 codes (bit 4, or bits 4-5) into a block's bytes after its runs, and back
+// (or-ed into codes that hold the low 4 bits). `high` must start zeroed.
+template <int kBits>
+inline void PutHighBits(const uint8_t codes[kBlockCodes], int lane, uint8_t* high) {
+  static_assert(kBits == 5 || kBits == 6);
+  for (int k = 0; k < kBlockCodes; ++k) {
+    if constexpr (kBits == 5) {
+      high[FifthBitIndex(k, lane)] |= static_cast<uint8_t>(((codes[k] >> 4) & 1) << FifthBitShift(k));
+    } else {
+      high[HighPairIndex(k, lane)] |= static_cast<uint8_t>(((codes[k] >> 4) & 3) << HighPairShift(k));
+    }
+  }
+}
+template <int kBits>
+inline void GetHighBits(const uint8_t* high, int lane, uint8_t codes[kBlockCodes]) {
+  static_assert(kBits == 5 || kBits == 6);
+  for (int k = 0; k < kBlockCodes; ++k) {
+    if constexpr (kBits == 5) {
+      codes[k] = static_cast<uint8_t>(codes[k] | ((high[FifthBitIndex(k, lane)] >> FifthBitShift(k)) & 1) << 4);
+    } else {
+      codes[k] = static_cast<uint8_t>(codes[k] | ((high[HighPairIndex(k, lane)] >> HighPairShift(k)) & 3) << 4);
+    }
+  }
+}
+
 // 8-bit codes: a block of 32 bytes of 8 rows as eight 32-byte runs, run j holding bytes 4j..4j+3 of each
 // row in row order (ByteRunsDot in interleaved_rows_avx2.h).
 constexpr int kByteRunBytes = 256;

@@ -68,6 +68,56 @@ MIXQ_INTERLEAVED_TARGET inline void NibbleRunsDot(const uint8_t* const runs[kGro
   for (int i = 0; i < kGroups; ++i) dots[i] = _mm256_madd_epi16(dots[i], _mm256_set1_epi16(1));
 }
 
+// sum code * q over one block of 32 five-bit codes of 8 rows (four nibble runs at q, the fifth bits at
+// q + 128, as BlockQ5_Kx8 lays them out) as int16 pair sums (lanes 2r, 2r + 1: row r) in two halves, runs
+// 0-1 and 2-3: codes reach 31, so four `vpmaddubsw` results are as many as int16 holds (<= 4 * 2 * 31 *
+// 127 = 31496). Each fifth bit is shifted to bit 4 and or-ed into its nibble.
+MIXQ_INTERLEAVED_TARGET inline void FiveBitRunsPairs(const uint8_t* q, const int8_t* a, __m256i pairs[2]) {
+  const __m256i low = _mm256_set1_epi8(0x0f), fifth = _mm256_set1_epi8(0x10);
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128));
+  // Run j's fifth bits: its low-nibble codes' at bit 2j, its high-nibble codes' at bit 2j + 1.
+  const __m256i fifth_low[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h, _mm256_srli_epi16(h, 2)};
+  const __m256i fifth_high[4] = {_mm256_slli_epi16(h, 3), _mm256_slli_epi16(h, 1), _mm256_srli_epi16(h, 1),
+                                 _mm256_srli_epi16(h, 3)};
+  for (int half = 0; half < 2; ++half) {
+    pairs[half] = _mm256_setzero_si256();
+    for (int j = 2 * half; j < 2 * half + 2; ++j) {
+      const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
+      const __m256i codes_low = _mm256_or_si256(_mm256_and_si256(run, low), _mm256_and_si256(fifth_low[j], fifth));
+      const __m256i codes_high = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run, 4), low),
+                                                 _mm256_and_si256(fifth_high[j], fifth));
+      pairs[half] =
+          _mm256_add_epi16(pairs[half], _mm256_maddubs_epi16(codes_low, BroadcastDword(a + 4 * j)));
+      pairs[half] = _mm256_add_epi16(
+          pairs[half], _mm256_maddubs_epi16(codes_high, BroadcastDword(a + 16 + 4 * j)));
+    }
+  }
+}
+
+// sum code * q over one block of 32 six-bit codes of 8 rows (four nibble runs at q, bits 4-5 as two
+// 32-byte vectors at q + 128, interleaved_rows.h) as int16 pair sums: low[v] over the low-nibble codes of
+// runs 2v and 2v + 1 (codes 8v..8v+7 of each row's first 16), high[v] over their high-nibble codes
+// (16 + 8v..). Two `vpmaddubsw` results each: <= 2 * 2 * 63 * 127 = 32004.
+MIXQ_INTERLEAVED_TARGET inline void SixBitRunsPairs(const uint8_t* q, const int8_t* a, __m256i low_pairs[2],
+                                                    __m256i high_pairs[2]) {
+  const __m256i low = _mm256_set1_epi8(0x0f), high = _mm256_set1_epi8(0x30);
+  for (int v = 0; v < 2; ++v) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128 + 32 * v));
+    const __m256i run0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * v));
+    const __m256i run1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * v + 32));
+    const __m256i low0 = _mm256_or_si256(_mm256_and_si256(run0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), high));
+    const __m256i high0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run0, 4), low),
+                                          _mm256_and_si256(_mm256_slli_epi16(h, 2), high));
+    const __m256i low1 = _mm256_or_si256(_mm256_and_si256(run1, low), _mm256_and_si256(h, high));
+    const __m256i high1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run1, 4), low),
+                                          _mm256_and_si256(_mm256_srli_epi16(h, 2), high));
+    low_pairs[v] = _mm256_add_epi16(_mm256_maddubs_epi16(low0, BroadcastDword(a + 8 * v)),
+                                    _mm256_maddubs_epi16(low1, BroadcastDword(a + 8 * v + 4)));
+    high_pairs[v] = _mm256_add_epi16(_mm256_maddubs_epi16(high0, BroadcastDword(a + 16 + 8 * v)),
+                                     _mm256_maddubs_epi16(high1, BroadcastDword(a + 16 + 8 * v + 4)));
+  }
+}
+
 // sum_i w_i * q_i over one block of 32 signed bytes for each of 8 rows, from eight 32-byte runs (run j:
 // bytes 4j..4j+3 of each row, in row order): `vpmaddubsw` with the sign trick, |w| x (q with w's sign),
 // one `vpmaddwd` per run (a pair reaches 2 * 128 * 127, so two runs cannot share an int16 sum).
