@@ -336,7 +336,7 @@ TEST(IntDot, MatMulQuantizedMatchesDequantizedProduct) {
   }
 }
 
-// INT4, INT5, INT6 and INT8 rows interleaved 8 at a time (QuantKernel::interleaved, the AVX2 level): which shapes have the
+// INT4 to INT8 rows interleaved 8 at a time (QuantKernel::interleaved, the AVX2 level): which shapes have the
 // layout; groups of 8 random rows (64 bytes apart beyond their length) interleave and extract back to the
 // same bytes and unpack for the packed GEMM as the rows do; dot_groups over 1..3 groups x 1..3 tokens equals dot_ref per row within the SIMD tolerance
 // and writes only its own outputs; and MatMulQuantized on a view whose stored rows are garbage but whose
@@ -352,7 +352,7 @@ TEST(IntDot, InterleavedRowsMatchScalar) {
   for (const DType dtype : kAllIntTypes) {
     const QuantKernel& k = *IntQuantKernel(dtype);
     const int bits = Traits(dtype).bits;
-    const bool expected = (bits == 4 || bits == 5 || bits == 6 || bits == 8) && IntDotHasAvx2() && !CpuHasAvx512Vnni();
+    const bool expected = bits >= 4 && IntDotHasAvx2() && !CpuHasAvx512Vnni();
     EXPECT_EQ(k.interleaved != nullptr, expected) << DTypeName(dtype);
   }
   if (IntQuantKernel(DType::kInt4)->interleaved == nullptr) {
@@ -366,7 +366,7 @@ TEST(IntDot, InterleavedRowsMatchScalar) {
   constexpr float kUnwritten = 12345.0f;
   const int64_t shapes[][2] = {{256, 32}, {256, 64}, {4096, 128}, {512, 0}, {96, 0}, {384, 96}, {160, 32}};
   for (const DType dtype : {DType::kInt4, DType::kInt4Sym, DType::kInt5, DType::kInt5Sym, DType::kInt6,
-                            DType::kInt6Sym, DType::kInt8, DType::kInt8Sym}) {
+                            DType::kInt6Sym, DType::kInt7, DType::kInt7Sym, DType::kInt8, DType::kInt8Sym}) {
     const QuantKernel& k = *IntQuantKernel(dtype);
     const InterleavedRows& il = *k.interleaved;
     for (const auto& [n, group] : shapes) {
@@ -376,7 +376,7 @@ TEST(IntDot, InterleavedRowsMatchScalar) {
       const size_t row_bytes = layout.row_bytes;
       const size_t stride = row_bytes + kPad;
       const size_t group_bytes = il.group_bytes(n, group);
-      // INT4 and INT8 take exactly their rows' bytes; INT5/6 a byte per zero-point.
+      // INT4 and INT8 take exactly their rows' bytes; INT5/6/7 a byte per zero-point.
       if (layout.bits == 4 || layout.bits == 8) {
         ASSERT_EQ(group_bytes, kRows * row_bytes);
       } else {

@@ -182,9 +182,8 @@ QuantKernel MakeKernel() {
   }
   k.isa = &IsaName;
   if (CpuHasAvx512Vnni() || IntDotHasAvx2()) k.packed = &kPackedFormat<kBits, kSym>;
-  // Interleaved decode rows: INT4, INT5, INT6 and INT8 at the AVX2 level (the VNNI row walk is not measured
-  // against it).
-  if constexpr (kBits == 4 || kBits == 5 || kBits == 6 || kBits == 8) {
+  // Interleaved decode rows: INT4 to INT8 at the AVX2 level (the VNNI row walk is not measured against it).
+  if constexpr (kBits >= 4) {
     if (!CpuHasAvx512Vnni() && IntDotHasAvx2()) k.interleaved = &kInterleavedInt<kBits, kSym>;
   }
   return k;
@@ -216,19 +215,20 @@ namespace {
 // codes; eight byte runs for INT8.
 constexpr size_t IntBlockBytes(int bits) {
   return bits == 8   ? interleaved::kByteRunBytes
-         : bits == 6 ? interleaved::kBlockRunBytes + interleaved::kHighPairsBytes
-         : bits == 5 ? interleaved::kBlockRunBytes + interleaved::kFifthBitsBytes
+         : bits == 7 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<7>()
+         : bits == 6 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<6>()
+         : bits == 5 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<5>()
                      : interleaved::kBlockRunBytes;
 }
 
-// Where the parts of an interleaved INT4/5/6/8 group lie (int_dot.h).
+// Where the parts of an interleaved INT4..INT8 group lie (int_dot.h).
 struct IntGroupLayout {
   IntRowLayout row;
   size_t zeros = 0;        // offset of the zero-points
   size_t codes = 0;        // offset of the first block's runs
   size_t block_bytes = 0;  // one block of 8 rows
   int64_t blocks = 0;      // 32-code blocks per row
-  size_t bytes = 0;        // the whole group: 8 * row_bytes for INT4 and INT8, a little more for INT5/6
+  size_t bytes = 0;        // the whole group: 8 * row_bytes for INT4 and INT8, a little more for INT5/6/7
 
   IntGroupLayout(int64_t n, int64_t group, int bits, bool symmetric)
       : row(*IntDType(bits, symmetric), n, group),
@@ -237,7 +237,7 @@ struct IntGroupLayout {
         block_bytes(IntBlockBytes(bits)),
         blocks(n / interleaved::kBlockCodes),
         bytes(std::max(8 * row.row_bytes, codes + static_cast<size_t>(blocks) * block_bytes)) {
-    MIXQ_CHECK(bits == 4 || bits == 5 || bits == 6 || bits == 8);
+    MIXQ_CHECK(bits >= 4 && bits <= 8);
   }
   // Row r's zero-point of weight group k (a nibble for INT4, a byte for the wider codes).
   int Zero(const uint8_t* in, int64_t k, int r) const {
@@ -253,11 +253,13 @@ struct IntGroupLayout {
   }
 };
 
-// Row `lane`'s 32 five- or six-bit codes of one interleaved block.
+// Row `lane`'s 32 five-, six- or seven-bit codes of one interleaved block.
 void GetWideCodes(const uint8_t* block, int lane, int bits, uint8_t codes[interleaved::kBlockCodes]) {
   interleaved::GetNibbleRuns(block, lane, codes);
   const uint8_t* high = block + interleaved::kBlockRunBytes;
-  bits == 5 ? interleaved::GetHighBits<5>(high, lane, codes) : interleaved::GetHighBits<6>(high, lane, codes);
+  if (bits == 5) interleaved::GetHighBits<5>(high, lane, codes);
+  if (bits == 6) interleaved::GetHighBits<6>(high, lane, codes);
+  if (bits == 7) interleaved::GetHighBits<7>(high, lane, codes);
 }
 
 }  // namespace
@@ -301,7 +303,9 @@ void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group,
         }
         interleaved::PutNibbleRuns(codes, r, block);
         uint8_t* high = block + interleaved::kBlockRunBytes;
-        bits == 5 ? interleaved::PutHighBits<5>(codes, r, high) : interleaved::PutHighBits<6>(codes, r, high);
+        if (bits == 5) interleaved::PutHighBits<5>(codes, r, high);
+        if (bits == 6) interleaved::PutHighBits<6>(codes, r, high);
+        if (bits == 7) interleaved::PutHighBits<7>(codes, r, high);
       }
     }
   }

@@ -235,7 +235,7 @@ MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {
   block->sum = _mm_cvtsi128_si32(s);
 }
 
-// One 32-code block of 8 interleaved INT4/5/6/8 rows against one activation block: the 8 rows' sum
+// One 32-code block of 8 interleaved INT4..INT8 rows against one activation block: the 8 rows' sum
 // c_i q_i as floats. INT8 blocks hold c - 128 (the sign trick's `vpmaddubsw` then never saturates), so
 // 128 * sum(q) is added back.
 template <int kBits>
@@ -249,6 +249,8 @@ MIXQ_AVX2 inline __m256 BlockDotInt(const uint8_t* runs, const IntActivationBloc
     interleaved::FiveBitRunsPairs(runs, block.q, pairs);
     const __m256i ones = _mm256_set1_epi16(1);
     return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(pairs[0], ones), _mm256_madd_epi16(pairs[1], ones)));
+  } else if constexpr (kBits == 7) {
+    return _mm256_cvtepi32_ps(interleaved::SevenBitRunsDot(runs, block.q));
   } else if constexpr (kBits == 6) {
     __m256i low[2], high[2];
     interleaved::SixBitRunsPairs(runs, block.q, low, high);
@@ -274,10 +276,11 @@ MIXQ_AVX2 void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, co
                            float* out) {
   __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
   const uint8_t* runs = x + codes;
-  constexpr int64_t kRun = kBits == 8   ? interleaved::kByteRunBytes
-                           : kBits == 6 ? interleaved::kBlockRunBytes + interleaved::kHighPairsBytes
-                           : kBits == 5 ? interleaved::kBlockRunBytes + interleaved::kFifthBitsBytes
-                                        : interleaved::kBlockRunBytes;
+  constexpr int64_t kRun = [] {
+    if constexpr (kBits == 8) return interleaved::kByteRunBytes;
+    if constexpr (kBits == 4) return interleaved::kBlockRunBytes;
+    if constexpr (kBits != 4 && kBits != 8) return interleaved::kBlockRunBytes + interleaved::HighBitsBytes<kBits>();
+  }();
   for (int64_t k = 0; k < n_groups; ++k) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
@@ -337,6 +340,7 @@ DotGroupsFn DotGroups(int bits, bool symmetric) {
     case 4: return symmetric ? &DotGroupsImpl<4, true> : &DotGroupsImpl<4, false>;
     case 5: return symmetric ? &DotGroupsImpl<5, true> : &DotGroupsImpl<5, false>;
     case 6: return symmetric ? &DotGroupsImpl<6, true> : &DotGroupsImpl<6, false>;
+    case 7: return symmetric ? &DotGroupsImpl<7, true> : &DotGroupsImpl<7, false>;
     case 8: return symmetric ? &DotGroupsImpl<8, true> : &DotGroupsImpl<8, false>;
   }
   MIXQ_CHECK(false);

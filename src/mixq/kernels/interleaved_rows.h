@@ -62,27 +62,45 @@ constexpr int kHighPairsBytes = 64;
 constexpr int HighPairIndex(int k, int lane) { return 32 * (((k % 16) / 4) / 2) + 4 * lane + k % 4; }
 constexpr int HighPairShift(int k) { return 4 * (((k % 16) / 4) % 2) + 2 * (k / 16); }
 
-// Row `lane`'s high bits of 32 codes (bit 4, or bits 4-5) into a block's bytes after its runs, and back
-// (or-ed into codes that hold the low 4 bits). `high` must start zeroed.
+// 7-bit codes: bits 4-5 as the 6-bit pairs, then bit 6 in a third 32-byte vector laid out as the fifth
+// bits are.
+constexpr int kSeventhBitsBytes = kHighPairsBytes + kFifthBitsBytes;
+
+// Bytes after a block's runs for codes of kBits (5, 6 or 7) bits.
+template <int kBits>
+constexpr int HighBitsBytes() {
+  static_assert(kBits >= 5 && kBits <= 7);
+  return kBits == 5 ? kFifthBitsBytes : kBits == 6 ? kHighPairsBytes : kSeventhBitsBytes;
+}
+
+// Row `lane`'s high bits of 32 codes (bit 4, bits 4-5, or bits 4-6) into a block's bytes after its runs,
+// and back (or-ed into codes that hold the low 4 bits). `high` must start zeroed.
 template <int kBits>
 inline void PutHighBits(const uint8_t codes[kBlockCodes], int lane, uint8_t* high) {
-  static_assert(kBits == 5 || kBits == 6);
+  static_assert(kBits >= 5 && kBits <= 7);
   for (int k = 0; k < kBlockCodes; ++k) {
     if constexpr (kBits == 5) {
       high[FifthBitIndex(k, lane)] |= static_cast<uint8_t>(((codes[k] >> 4) & 1) << FifthBitShift(k));
     } else {
       high[HighPairIndex(k, lane)] |= static_cast<uint8_t>(((codes[k] >> 4) & 3) << HighPairShift(k));
+      if constexpr (kBits == 7) {
+        high[kHighPairsBytes + FifthBitIndex(k, lane)] |= static_cast<uint8_t>(((codes[k] >> 6) & 1) << FifthBitShift(k));
+      }
     }
   }
 }
 template <int kBits>
 inline void GetHighBits(const uint8_t* high, int lane, uint8_t codes[kBlockCodes]) {
-  static_assert(kBits == 5 || kBits == 6);
+  static_assert(kBits >= 5 && kBits <= 7);
   for (int k = 0; k < kBlockCodes; ++k) {
     if constexpr (kBits == 5) {
       codes[k] = static_cast<uint8_t>(codes[k] | ((high[FifthBitIndex(k, lane)] >> FifthBitShift(k)) & 1) << 4);
     } else {
       codes[k] = static_cast<uint8_t>(codes[k] | ((high[HighPairIndex(k, lane)] >> HighPairShift(k)) & 3) << 4);
+      if constexpr (kBits == 7) {
+        const int bit = (high[kHighPairsBytes + FifthBitIndex(k, lane)] >> FifthBitShift(k)) & 1;
+        codes[k] = static_cast<uint8_t>(codes[k] | bit << 6);
+      }
     }
   }
 }

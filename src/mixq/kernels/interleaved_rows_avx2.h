@@ -118,6 +118,41 @@ MIXQ_INTERLEAVED_TARGET inline void SixBitRunsPairs(const uint8_t* q, const int8
   }
 }
 
+// sum code * q over one block of 32 seven-bit codes of 8 rows (the runs at q, bits 4-5 as SixBitRunsPairs
+// reads them at q + 128, bit 6 as a fifth-bit vector at q + 192) as 8 int32 row sums. A pair reaches 2 *
+// 127 * 127, so each `vpmaddubsw` goes to int32 by its own `vpmaddwd`.
+MIXQ_INTERLEAVED_TARGET inline __m256i SevenBitRunsDot(const uint8_t* q, const int8_t* a) {
+  const __m256i low = _mm256_set1_epi8(0x0f), pair = _mm256_set1_epi8(0x30), top = _mm256_set1_epi8(0x40);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 192));
+  // Run j's bit 6: its low-nibble codes' at bit 2j of t, its high-nibble codes' at bit 2j + 1.
+  const __m256i top_low[4] = {_mm256_slli_epi16(t, 6), _mm256_slli_epi16(t, 4), _mm256_slli_epi16(t, 2), t};
+  const __m256i top_high[4] = {_mm256_slli_epi16(t, 5), _mm256_slli_epi16(t, 3), _mm256_slli_epi16(t, 1),
+                               _mm256_srli_epi16(t, 1)};
+  __m256i sums = _mm256_setzero_si256();
+  for (int v = 0; v < 2; ++v) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 128 + 32 * v));
+    // Bits 4-5 of run 2v's codes at bits 0-1 / 2-3 of h, run 2v + 1's at 4-5 / 6-7.
+    const __m256i pair_low[2] = {_mm256_slli_epi16(h, 4), h};
+    const __m256i pair_high[2] = {_mm256_slli_epi16(h, 2), _mm256_srli_epi16(h, 2)};
+    for (int u = 0; u < 2; ++u) {
+      const int j = 2 * v + u;
+      const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
+      const __m256i codes_low =
+          _mm256_or_si256(_mm256_or_si256(_mm256_and_si256(run, low), _mm256_and_si256(pair_low[u], pair)),
+                          _mm256_and_si256(top_low[j], top));
+      const __m256i codes_high = _mm256_or_si256(
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(run, 4), low), _mm256_and_si256(pair_high[u], pair)),
+          _mm256_and_si256(top_high[j], top));
+      sums = _mm256_add_epi32(
+          sums, _mm256_madd_epi16(_mm256_maddubs_epi16(codes_low, BroadcastDword(a + 4 * j)), ones));
+      sums = _mm256_add_epi32(
+          sums, _mm256_madd_epi16(_mm256_maddubs_epi16(codes_high, BroadcastDword(a + 16 + 4 * j)), ones));
+    }
+  }
+  return sums;
+}
+
 // sum_i w_i * q_i over one block of 32 signed bytes for each of 8 rows, from eight 32-byte runs (run j:
 // bytes 4j..4j+3 of each row, in row order): `vpmaddubsw` with the sign trick, |w| x (q with w's sign),
 // one `vpmaddwd` per run (a pair reaches 2 * 128 * 127, so two runs cannot share an int16 sum).
