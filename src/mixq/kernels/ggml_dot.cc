@@ -804,76 +804,71 @@ void UnpackRowsIQ4_XS(const void* src, int64_t n, int64_t, int8_t* const codes[8
   }
 }
 
-void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
-  const auto* src = static_cast<const uint8_t*>(rows);
-  auto* out = static_cast<BlockQ4_Kx8*>(dst);
-  for (int64_t b = 0; b < n / kQK_K; ++b) {
-    for (int r = 0; r < 8; ++r) {
-      BlockQ4_K block;
-      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ4_K), sizeof block);
-      PutKScalesMins(block.d, block.dmin, block.scales, r, out[b]);
-      for (int s = 0; s < 8; ++s) {
-        uint8_t codes[32];
-        GetKNibbles(block.qs, s, codes);
-        interleaved::PutNibbleRuns(codes, r, out[b].qs[s]);
-      }
-    }
-  }
-}
+namespace {
 
-void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t, void* row) {
-  const auto* in = static_cast<const BlockQ4_Kx8*>(src);
-  auto* out = static_cast<uint8_t*>(row);
-  for (int64_t b = 0; b < n / kQK_K; ++b) {
-    BlockQ4_K block{};
-    GetKScalesMins(in[b], lane, &block.d, &block.dmin, block.scales);
-    for (int s = 0; s < 8; ++s) {
-      uint8_t codes[32];
-      interleaved::GetNibbleRuns(in[b].qs[s], lane, codes);
-      PutKNibbles(codes, s, block.qs);
-    }
-    std::memcpy(out + b * sizeof(BlockQ4_K), &block, sizeof block);
-  }
-}
-
-void InterleaveQ5_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+// Q4_K and Q5_K rows (Block) into their groups (BlockKx8) and back: the same scales, mins and nibble runs,
+// and Q5_K's fifth bits (its qh: bit s of byte k is code k of sub-block s) after each sub-block's runs.
+template <typename Block, typename BlockKx8>
+void InterleaveK(const void* rows, size_t row_bytes, int64_t n, void* dst) {
+  constexpr bool kFifth = std::is_same_v<Block, BlockQ5_K>;
   const auto* src = static_cast<const uint8_t*>(rows);
-  auto* out = static_cast<BlockQ5_Kx8*>(dst);
+  auto* out = static_cast<BlockKx8*>(dst);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
     std::memset(out[b].qs, 0, sizeof out[b].qs);
     for (int r = 0; r < 8; ++r) {
-      BlockQ5_K block;
-      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ5_K), sizeof block);
+      Block block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(Block), sizeof block);
       PutKScalesMins(block.d, block.dmin, block.scales, r, out[b]);
       for (int s = 0; s < 8; ++s) {
         uint8_t codes[32];
         GetKNibbles(block.qs, s, codes);
         interleaved::PutNibbleRuns(codes, r, out[b].qs[s]);
-        for (int k = 0; k < 32; ++k) {
-          out[b].qs[s][FifthBitByte(k, r)] |= static_cast<uint8_t>(((block.qh[k] >> s) & 1) << FifthBitShift(k));
+        if constexpr (kFifth) {
+          for (int k = 0; k < 32; ++k) {
+            out[b].qs[s][FifthBitByte(k, r)] |= static_cast<uint8_t>(((block.qh[k] >> s) & 1) << FifthBitShift(k));
+          }
         }
       }
     }
   }
 }
 
-void ExtractRowQ5_K(const void* src, int lane, int64_t n, int64_t, void* row) {
-  const auto* in = static_cast<const BlockQ5_Kx8*>(src);
+template <typename Block, typename BlockKx8>
+void ExtractRowK(const void* src, int lane, int64_t n, void* row) {
+  constexpr bool kFifth = std::is_same_v<Block, BlockQ5_K>;
+  const auto* in = static_cast<const BlockKx8*>(src);
   auto* out = static_cast<uint8_t*>(row);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
-    BlockQ5_K block{};
+    Block block{};
     GetKScalesMins(in[b], lane, &block.d, &block.dmin, block.scales);
     for (int s = 0; s < 8; ++s) {
       uint8_t codes[32];
       interleaved::GetNibbleRuns(in[b].qs[s], lane, codes);
       PutKNibbles(codes, s, block.qs);
-      for (int k = 0; k < 32; ++k) {
-        const int bit = (in[b].qs[s][FifthBitByte(k, lane)] >> FifthBitShift(k)) & 1;
-        block.qh[k] |= static_cast<uint8_t>(bit << s);
+      if constexpr (kFifth) {
+        for (int k = 0; k < 32; ++k) {
+          const int bit = (in[b].qs[s][FifthBitByte(k, lane)] >> FifthBitShift(k)) & 1;
+          block.qh[k] |= static_cast<uint8_t>(bit << s);
+        }
       }
     }
-    std::memcpy(out + b * sizeof(BlockQ5_K), &block, sizeof block);
+    std::memcpy(out + b * sizeof(Block), &block, sizeof block);
   }
+}
+
+}  // namespace
+
+void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  InterleaveK<BlockQ4_K, BlockQ4_Kx8>(rows, row_bytes, n, dst);
+}
+void ExtractRowQ4_K(const void* src, int lane, int64_t n, int64_t, void* row) {
+  ExtractRowK<BlockQ4_K, BlockQ4_Kx8>(src, lane, n, row);
+}
+void InterleaveQ5_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  InterleaveK<BlockQ5_K, BlockQ5_Kx8>(rows, row_bytes, n, dst);
+}
+void ExtractRowQ5_K(const void* src, int lane, int64_t n, int64_t, void* row) {
+  ExtractRowK<BlockQ5_K, BlockQ5_Kx8>(src, lane, n, row);
 }
 
 void UnpackRowsQ4_0(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],

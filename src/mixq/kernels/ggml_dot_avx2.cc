@@ -469,6 +469,23 @@ MIXQ_AVX2 void DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, const floa
 
 namespace {
 
+// The walk of the super-block groups with one group a call (Q4_K, Q5_K, Q6_K, IQ4_XS): kDot(group's
+// blocks, token's Q8_K blocks, super-blocks per row, 8 outputs).
+template <typename BlockX8, void (*kDot)(const BlockX8*, const BlockQ8_K*, int64_t, float*)>
+MIXQ_AVX2 void DotGroupsK(const void* w, size_t group_bytes, int64_t n_groups, const void* act, size_t act_bytes,
+                          int64_t n_tokens, int64_t n, float* out, int64_t out_stride) {
+  const int64_t nb = n / kQK_K;
+  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
+                                         kDot(reinterpret_cast<const BlockX8*>(x),
+                                              reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
+                                       });
+}
+
+}  // namespace
+
+namespace {
+
 // The mins of one Q4_K / Q5_K super-block of 8 rows against the activation's sub-block sums (Q8_K bsums,
 // paired): sum_s min_s * bsum_s per row, by four `vpmaddwd`.
 template <typename BlockKx8>
@@ -517,13 +534,8 @@ MIXQ_AVX2 void DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, int64_t nb
 MIXQ_AVX2 void DotGroupsQ4_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {
-  const int64_t nb = n / kQK_K;
   // One group a call (two sharing the activation broadcasts, as Q4_0 does, spilled registers: -14%).
-  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
-                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
-                                         DotGroupQ4_K(reinterpret_cast<const BlockQ4_Kx8*>(x),
-                                                      reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
-                                       });
+  DotGroupsK<BlockQ4_Kx8, DotGroupQ4_K>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
 }
 
 namespace {
@@ -688,14 +700,9 @@ MIXQ_AVX2 void DotGroupsIQ4_NLAvx2(const void* w, size_t group_bytes, int64_t n_
 }
 
 MIXQ_AVX2 void DotGroupsIQ4_XSAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
-                                   size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
-                                   int64_t out_stride) {
-  const int64_t nb = n / kQK_K;
-  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
-                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
-                                         DotGroupIQ4_XS(reinterpret_cast<const BlockIQ4_XSx8*>(x),
-                                                        reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
-                                       });
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  DotGroupsK<BlockIQ4_XSx8, DotGroupIQ4_XS>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
 }
 
 MIXQ_AVX2 void DotGroupsQ4_1Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
@@ -720,12 +727,7 @@ MIXQ_AVX2 void DotGroupsQ5_1Avx2(const void* w, size_t group_bytes, int64_t n_gr
 MIXQ_AVX2 void DotGroupsQ5_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {
-  const int64_t nb = n / kQK_K;
-  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
-                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
-                                         DotGroupQ5_K(reinterpret_cast<const BlockQ5_Kx8*>(x),
-                                                      reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
-                                       });
+  DotGroupsK<BlockQ5_Kx8, DotGroupQ5_K>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
 }
 
 namespace {
@@ -772,12 +774,7 @@ MIXQ_AVX2 void DotGroupQ6_K(const BlockQ6_Kx8* x, const BlockQ8_K* y, int64_t nb
 MIXQ_AVX2 void DotGroupsQ6_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {
-  const int64_t nb = n / kQK_K;
-  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
-                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
-                                         DotGroupQ6_K(reinterpret_cast<const BlockQ6_Kx8*>(x),
-                                                      reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
-                                       });
+  DotGroupsK<BlockQ6_Kx8, DotGroupQ6_K>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
 }
 
 MIXQ_AVX2 void DotGroupsQ8_0Avx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
