@@ -578,19 +578,22 @@ void UnpackKScalesMins(const BlockKx8& in, int64_t b, float* const d[8], float* 
   }
 }
 
-// Sub-block s's 32 codes' low 4 bits in a Q4_K / Q5_K block: the low (even s) or high nibbles of the 32
-// bytes from 32 * (s / 2).
-void GetKNibbles(const uint8_t* qs, int s, uint8_t codes[32]) {
-  for (int i = 0; i < 32; ++i) codes[i] = (qs[32 * (s / 2) + i] >> (4 * (s % 2))) & 0x0f;
+// Sub-block s's 32 codes in a Q4_K / Q5_K block, and back: the low 4 bits are the low (even s) or high
+// nibbles of the 32 bytes from 32 * (s / 2); Q5_K's fifth bit of code k is bit s of qh[k].
+template <typename Block>
+void GetKCodes(const Block& block, int s, uint8_t codes[32]) {
+  for (int k = 0; k < 32; ++k) {
+    codes[k] = (block.qs[32 * (s / 2) + k] >> (4 * (s % 2))) & 0x0f;
+    if constexpr (requires { block.qh; }) codes[k] = static_cast<uint8_t>(codes[k] | ((block.qh[k] >> s) & 1) << 4);
+  }
 }
-void PutKNibbles(const uint8_t codes[32], int s, uint8_t* qs) {
-  for (int i = 0; i < 32; ++i) qs[32 * (s / 2) + i] |= static_cast<uint8_t>((codes[i] & 0x0f) << (4 * (s % 2)));
+template <typename Block>
+void PutKCodes(const uint8_t codes[32], int s, Block& block) {
+  for (int k = 0; k < 32; ++k) {
+    block.qs[32 * (s / 2) + k] |= static_cast<uint8_t>((codes[k] & 0x0f) << (4 * (s % 2)));
+    if constexpr (requires { block.qh; }) block.qh[k] |= static_cast<uint8_t>(((codes[k] >> 4) & 1) << s);
+  }
 }
-
-// Where BlockQ5_Kx8 (and the 5-bit legacy groups) keep the fifth bit of code k (0..31) of a sub-block, for
-// row r: byte and bit, the 32 bytes after the runs laid out as interleaved_rows.h says.
-constexpr int FifthBitByte(int k, int r) { return interleaved::kBlockRunBytes + interleaved::FifthBitIndex(k, r); }
-using interleaved::FifthBitShift;
 
 }  // namespace
 
@@ -638,16 +641,9 @@ void PutLegacyCodes(const uint8_t codes[32], Block& b) {
   }
 }
 
-// A group block's 32 codes of row r (runs, and fifth bits where the type has them), unsigned.
+// The width of a legacy group's codes in interleaved_rows.h's terms.
 template <typename BlockLegacyx8>
-void GetGroupCodes(const BlockLegacyx8& x, int r, uint8_t codes[32]) {
-  interleaved::GetNibbleRuns(x.qs, r, codes);
-  if constexpr (LegacyTraits<BlockLegacyx8>::kFifth) {
-    for (int k = 0; k < 32; ++k) {
-      codes[k] = static_cast<uint8_t>(codes[k] | ((x.qs[FifthBitByte(k, r)] >> FifthBitShift(k)) & 1) << 4);
-    }
-  }
-}
+constexpr int kLegacyBits = LegacyTraits<BlockLegacyx8>::kFifth ? 5 : 4;
 
 }  // namespace
 
@@ -664,12 +660,7 @@ void InterleaveLegacy(const void* rows, size_t row_bytes, int64_t n, int64_t, vo
       if constexpr (LegacyTraits<BlockLegacyx8>::kMin) out[b].m[r] = block.m;
       uint8_t codes[32];
       GetLegacyCodes(block, codes);
-      interleaved::PutNibbleRuns(codes, r, out[b].qs);  // takes the low 4 bits
-      if constexpr (LegacyTraits<BlockLegacyx8>::kFifth) {
-        for (int k = 0; k < 32; ++k) {
-          out[b].qs[FifthBitByte(k, r)] |= static_cast<uint8_t>((codes[k] >> 4) << FifthBitShift(k));
-        }
-      }
+      interleaved::PutRunCodes<kLegacyBits<BlockLegacyx8>>(codes, r, out[b].qs);
     }
   }
 }
@@ -683,7 +674,7 @@ void ExtractRowLegacy(const void* src, int lane, int64_t n, int64_t, void* row) 
     block.d = in[b].d[lane];
     if constexpr (LegacyTraits<BlockLegacyx8>::kMin) block.m = in[b].m[lane];
     uint8_t codes[32];
-    GetGroupCodes(in[b], lane, codes);
+    interleaved::GetRunCodes<kLegacyBits<BlockLegacyx8>>(in[b].qs, lane, codes);
     PutLegacyCodes(codes, block);
     std::memcpy(out + b * sizeof(Block), &block, sizeof block);
   }
@@ -705,7 +696,7 @@ void UnpackRowsLegacy(const void* src, int64_t n, int64_t, int8_t* const codes[8
         m[r][b] = 0.0f;
       }
       uint8_t c[32];
-      GetGroupCodes(x[b], r, c);
+      interleaved::GetRunCodes<kLegacyBits<BlockLegacyx8>>(x[b].qs, r, c);
       for (int k = 0; k < 32; ++k) codes[r][b * kQK + k] = static_cast<int8_t>(c[k] - Traits::kOffset);
     }
   }
@@ -806,11 +797,11 @@ void UnpackRowsIQ4_XS(const void* src, int64_t n, int64_t, int8_t* const codes[8
 
 namespace {
 
-// Q4_K and Q5_K rows (Block) into their groups (BlockKx8) and back: the same scales, mins and nibble runs,
-// and Q5_K's fifth bits (its qh: bit s of byte k is code k of sub-block s) after each sub-block's runs.
+// Q4_K and Q5_K rows (Block) into their groups (BlockKx8) and back: the same scales, mins and codes, Q5_K's
+// with their fifth bits after each sub-block's runs.
 template <typename Block, typename BlockKx8>
 void InterleaveK(const void* rows, size_t row_bytes, int64_t n, void* dst) {
-  constexpr bool kFifth = std::is_same_v<Block, BlockQ5_K>;
+  constexpr int kBits = std::is_same_v<Block, BlockQ5_K> ? 5 : 4;
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockKx8*>(dst);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
@@ -821,13 +812,8 @@ void InterleaveK(const void* rows, size_t row_bytes, int64_t n, void* dst) {
       PutKScalesMins(block.d, block.dmin, block.scales, r, out[b]);
       for (int s = 0; s < 8; ++s) {
         uint8_t codes[32];
-        GetKNibbles(block.qs, s, codes);
-        interleaved::PutNibbleRuns(codes, r, out[b].qs[s]);
-        if constexpr (kFifth) {
-          for (int k = 0; k < 32; ++k) {
-            out[b].qs[s][FifthBitByte(k, r)] |= static_cast<uint8_t>(((block.qh[k] >> s) & 1) << FifthBitShift(k));
-          }
-        }
+        GetKCodes(block, s, codes);
+        interleaved::PutRunCodes<kBits>(codes, r, out[b].qs[s]);
       }
     }
   }
@@ -835,7 +821,7 @@ void InterleaveK(const void* rows, size_t row_bytes, int64_t n, void* dst) {
 
 template <typename Block, typename BlockKx8>
 void ExtractRowK(const void* src, int lane, int64_t n, void* row) {
-  constexpr bool kFifth = std::is_same_v<Block, BlockQ5_K>;
+  constexpr int kBits = std::is_same_v<Block, BlockQ5_K> ? 5 : 4;
   const auto* in = static_cast<const BlockKx8*>(src);
   auto* out = static_cast<uint8_t*>(row);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
@@ -843,14 +829,8 @@ void ExtractRowK(const void* src, int lane, int64_t n, void* row) {
     GetKScalesMins(in[b], lane, &block.d, &block.dmin, block.scales);
     for (int s = 0; s < 8; ++s) {
       uint8_t codes[32];
-      interleaved::GetNibbleRuns(in[b].qs[s], lane, codes);
-      PutKNibbles(codes, s, block.qs);
-      if constexpr (kFifth) {
-        for (int k = 0; k < 32; ++k) {
-          const int bit = (in[b].qs[s][FifthBitByte(k, lane)] >> FifthBitShift(k)) & 1;
-          block.qh[k] |= static_cast<uint8_t>(bit << s);
-        }
-      }
+      interleaved::GetRunCodes<kBits>(in[b].qs[s], lane, codes);
+      PutKCodes(codes, s, block);
     }
     std::memcpy(out + b * sizeof(Block), &block, sizeof block);
   }
@@ -912,12 +892,10 @@ void UnpackRowsQ5_K(const void* src, int64_t n, int64_t, int8_t* const codes[8],
   for (int64_t b = 0; b < n / kQK_K; ++b) {
     UnpackKScalesMins(x[b], b, d, m);
     for (int s = 0; s < 8; ++s) {
-      interleaved::UnpackNibbleRuns(x[b].qs[s], 0, codes, b * kQK_K + 32 * s);
       for (int r = 0; r < 8; ++r) {
-        for (int k = 0; k < 32; ++k) {
-          const int bit = (x[b].qs[s][FifthBitByte(k, r)] >> FifthBitShift(k)) & 1;
-          codes[r][b * kQK_K + 32 * s + k] = static_cast<int8_t>(codes[r][b * kQK_K + 32 * s + k] | bit << 4);
-        }
+        uint8_t c[32];
+        interleaved::GetRunCodes<5>(x[b].qs[s], r, c);
+        for (int k = 0; k < 32; ++k) codes[r][b * kQK_K + 32 * s + k] = static_cast<int8_t>(c[k]);
       }
     }
   }
@@ -935,16 +913,6 @@ constexpr Q6_KPlace PlaceOfQ6_KCode(int i) {
   return {64 * half + 32 * (part % 2) + l, 4 * (part / 2), 32 * half + l, 2 * part};
 }
 
-// Code k (0..31) of a sub-block in BlockQ6_Kx8::qs: its nibble run and high-bits byte for row r.
-struct Q6_KRunPlace {
-  int run_byte, run_shift, high_byte, high_shift;
-};
-constexpr Q6_KRunPlace RunPlaceOfQ6_KCode(int k, int r) {
-  const int j = (k % 16) / 4, i = k % 4, upper = k / 16;
-  return {32 * j + 4 * r + i, 4 * upper, interleaved::kBlockRunBytes + interleaved::HighPairIndex(k, r),
-          interleaved::HighPairShift(k)};
-}
-
 }  // namespace
 
 void InterleaveQ6_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
@@ -959,13 +927,13 @@ void InterleaveQ6_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
       for (int s = 0; s < 8; ++s) {
         out[b].scales[s][2 * r] = block.scales[2 * s];
         out[b].scales[s][2 * r + 1] = block.scales[2 * s + 1];
+        uint8_t codes[32];
         for (int k = 0; k < 32; ++k) {
           const Q6_KPlace from = PlaceOfQ6_KCode(32 * s + k);
-          const int low = (block.ql[from.ql] >> from.ql_shift) & 0x0f, high = (block.qh[from.qh] >> from.qh_shift) & 3;
-          const Q6_KRunPlace to = RunPlaceOfQ6_KCode(k, r);
-          out[b].qs[s][to.run_byte] |= static_cast<uint8_t>(low << to.run_shift);
-          out[b].qs[s][to.high_byte] |= static_cast<uint8_t>(high << to.high_shift);
+          codes[k] = static_cast<uint8_t>(((block.ql[from.ql] >> from.ql_shift) & 0x0f) |
+                                          ((block.qh[from.qh] >> from.qh_shift) & 3) << 4);
         }
+        interleaved::PutRunCodes<6>(codes, r, out[b].qs[s]);
       }
     }
   }
@@ -980,13 +948,12 @@ void ExtractRowQ6_K(const void* src, int lane, int64_t n, int64_t, void* row) {
     for (int s = 0; s < 8; ++s) {
       block.scales[2 * s] = in[b].scales[s][2 * lane];
       block.scales[2 * s + 1] = in[b].scales[s][2 * lane + 1];
+      uint8_t codes[32];
+      interleaved::GetRunCodes<6>(in[b].qs[s], lane, codes);
       for (int k = 0; k < 32; ++k) {
-        const Q6_KRunPlace from = RunPlaceOfQ6_KCode(k, lane);
-        const int low = (in[b].qs[s][from.run_byte] >> from.run_shift) & 0x0f;
-        const int high = (in[b].qs[s][from.high_byte] >> from.high_shift) & 3;
         const Q6_KPlace to = PlaceOfQ6_KCode(32 * s + k);
-        block.ql[to.ql] |= static_cast<uint8_t>(low << to.ql_shift);
-        block.qh[to.qh] |= static_cast<uint8_t>(high << to.qh_shift);
+        block.ql[to.ql] |= static_cast<uint8_t>((codes[k] & 0x0f) << to.ql_shift);
+        block.qh[to.qh] |= static_cast<uint8_t>((codes[k] >> 4) << to.qh_shift);
       }
     }
     std::memcpy(out + b * sizeof(BlockQ6_K), &block, sizeof block);
@@ -1005,12 +972,9 @@ void UnpackRowsQ6_K(const void* src, int64_t n, int64_t, int8_t* const codes[8],
         d[r][b * 16 + 2 * s] = dd * static_cast<float>(x[b].scales[s][2 * r]);
         d[r][b * 16 + 2 * s + 1] = dd * static_cast<float>(x[b].scales[s][2 * r + 1]);
         m[r][b * 16 + 2 * s] = m[r][b * 16 + 2 * s + 1] = 0.0f;
-        for (int k = 0; k < 32; ++k) {
-          const Q6_KRunPlace at = RunPlaceOfQ6_KCode(k, r);
-          const int low = (x[b].qs[s][at.run_byte] >> at.run_shift) & 0x0f;
-          const int high = (x[b].qs[s][at.high_byte] >> at.high_shift) & 3;
-          codes[r][b * kQK_K + 32 * s + k] = static_cast<int8_t>((low | high << 4) - 32);
-        }
+        uint8_t c[32];
+        interleaved::GetRunCodes<6>(x[b].qs[s], r, c);
+        for (int k = 0; k < 32; ++k) codes[r][b * kQK_K + 32 * s + k] = static_cast<int8_t>(c[k] - 32);
       }
     }
   }

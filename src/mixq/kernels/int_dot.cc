@@ -211,16 +211,6 @@ bool IntInterleaveAccepts(int64_t n, int64_t group) {
 
 namespace {
 
-// Bytes of one 32-code block of 8 interleaved rows: four nibble runs, plus the high bits of 5- and 6-bit
-// codes; eight byte runs for INT8.
-constexpr size_t IntBlockBytes(int bits) {
-  return bits == 8   ? interleaved::kByteRunBytes
-         : bits == 7 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<7>()
-         : bits == 6 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<6>()
-         : bits == 5 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<5>()
-                     : interleaved::kBlockRunBytes;
-}
-
 // Where the parts of an interleaved INT4..INT8 group lie (int_dot.h).
 struct IntGroupLayout {
   IntRowLayout row;
@@ -233,8 +223,8 @@ struct IntGroupLayout {
   IntGroupLayout(int64_t n, int64_t group, int bits, bool symmetric)
       : row(*IntDType(bits, symmetric), n, group),
         zeros(16 * static_cast<size_t>(row.n_groups)),
-        codes(zeros + (symmetric ? 0 : (bits == 4 ? 4 : 8) * static_cast<size_t>(row.n_groups))),
-        block_bytes(IntBlockBytes(bits)),
+        codes(zeros + (symmetric ? 0 : IntInterleavedZeroBytes(bits) * static_cast<size_t>(row.n_groups))),
+        block_bytes(IntInterleavedBlockBytes(bits)),
         blocks(n / interleaved::kBlockCodes),
         bytes(std::max(8 * row.row_bytes, codes + static_cast<size_t>(blocks) * block_bytes)) {
     MIXQ_CHECK(bits >= 4 && bits <= 8);
@@ -253,13 +243,24 @@ struct IntGroupLayout {
   }
 };
 
-// Row `lane`'s 32 five-, six- or seven-bit codes of one interleaved block.
-void GetWideCodes(const uint8_t* block, int lane, int bits, uint8_t codes[interleaved::kBlockCodes]) {
-  interleaved::GetNibbleRuns(block, lane, codes);
-  const uint8_t* high = block + interleaved::kBlockRunBytes;
-  if (bits == 5) interleaved::GetHighBits<5>(high, lane, codes);
-  if (bits == 6) interleaved::GetHighBits<6>(high, lane, codes);
-  if (bits == 7) interleaved::GetHighBits<7>(high, lane, codes);
+// Row `lane`'s 32 codes of 4 to 7 bits into an interleaved block (nibble runs, then high bits), and back.
+void PutRunCodes(const uint8_t codes[interleaved::kBlockCodes], int lane, int bits, uint8_t* block) {
+  switch (bits) {
+    case 4: interleaved::PutRunCodes<4>(codes, lane, block); return;
+    case 5: interleaved::PutRunCodes<5>(codes, lane, block); return;
+    case 6: interleaved::PutRunCodes<6>(codes, lane, block); return;
+    case 7: interleaved::PutRunCodes<7>(codes, lane, block); return;
+  }
+  MIXQ_CHECK(false);
+}
+void GetRunCodes(const uint8_t* block, int lane, int bits, uint8_t codes[interleaved::kBlockCodes]) {
+  switch (bits) {
+    case 4: interleaved::GetRunCodes<4>(block, lane, codes); return;
+    case 5: interleaved::GetRunCodes<5>(block, lane, codes); return;
+    case 6: interleaved::GetRunCodes<6>(block, lane, codes); return;
+    case 7: interleaved::GetRunCodes<7>(block, lane, codes); return;
+  }
+  MIXQ_CHECK(false);
 }
 
 }  // namespace
@@ -279,33 +280,21 @@ void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group,
       std::memcpy(out + 16 * k + 2 * r, row + 2 * k, 2);
       if (!symmetric) g.PutZero(out, k, r, ReadPackedCode(row + g.row.zeros_offset, k, bits));
     }
-    // Groups hold whole blocks, so block b's codes are the row's codes 32b.. (INT4: byte j of a block holds
-    // codes 2j (low nibble) and 2j + 1; INT8: one byte each, kept as c - 128 so the kernel's sign trick
-    // never saturates).
+    // Groups hold whole blocks, so block b's codes are the row's codes 32b... INT8's are kept as c - 128 so
+    // the kernel's sign trick never saturates.
     const uint8_t* packed = row + g.row.codes_offset;
     for (int64_t b = 0; b < g.blocks; ++b) {
       uint8_t* block = out + g.codes + b * g.block_bytes;
-      if (bits == 4) {
-        uint8_t codes[interleaved::kBlockCodes];
-        for (int j = 0; j < interleaved::kBlockCodes / 2; ++j) {
-          codes[2 * j] = packed[16 * b + j] & 0x0f;
-          codes[2 * j + 1] = packed[16 * b + j] >> 4;
-        }
-        interleaved::PutNibbleRuns(codes, r, block);
-      } else if (bits == 8) {
-        int8_t codes[interleaved::kBlockCodes];
-        for (int i = 0; i < interleaved::kBlockCodes; ++i) codes[i] = static_cast<int8_t>(packed[32 * b + i] - 128);
-        interleaved::PutByteRuns(codes, r, reinterpret_cast<int8_t*>(block));
+      uint8_t codes[interleaved::kBlockCodes];
+      for (int i = 0; i < interleaved::kBlockCodes; ++i) {
+        codes[i] = static_cast<uint8_t>(ReadPackedCode(packed, 32 * b + i, bits));
+      }
+      if (bits == 8) {
+        int8_t centred[interleaved::kBlockCodes];
+        for (int i = 0; i < interleaved::kBlockCodes; ++i) centred[i] = static_cast<int8_t>(codes[i] - 128);
+        interleaved::PutByteRuns(centred, r, reinterpret_cast<int8_t*>(block));
       } else {
-        uint8_t codes[interleaved::kBlockCodes];
-        for (int i = 0; i < interleaved::kBlockCodes; ++i) {
-          codes[i] = static_cast<uint8_t>(ReadPackedCode(packed, 32 * b + i, bits));
-        }
-        interleaved::PutNibbleRuns(codes, r, block);
-        uint8_t* high = block + interleaved::kBlockRunBytes;
-        if (bits == 5) interleaved::PutHighBits<5>(codes, r, high);
-        if (bits == 6) interleaved::PutHighBits<6>(codes, r, high);
-        if (bits == 7) interleaved::PutHighBits<7>(codes, r, high);
+        PutRunCodes(codes, r, bits, block);
       }
     }
   }
@@ -336,7 +325,7 @@ void IntUnpackRows(const void* src, int64_t n, int64_t group, int bits, bool sym
       } else if (bits != 8) {
         for (int r = 0; r < 8; ++r) {
           uint8_t c[interleaved::kBlockCodes];
-          GetWideCodes(block, r, bits, c);
+          GetRunCodes(block, r, bits, c);
           for (int i = 0; i < interleaved::kBlockCodes; ++i) {
             codes[r][b * interleaved::kBlockCodes + i] = static_cast<int8_t>(c[i] - bias);
           }
@@ -364,21 +353,15 @@ void IntExtractRow(const void* src, int lane, int64_t n, int64_t group, int bits
   uint8_t* packed = row + g.row.codes_offset;
   for (int64_t b = 0; b < g.blocks; ++b) {
     const uint8_t* block = in + g.codes + b * g.block_bytes;
-    if (bits == 4) {
-      uint8_t codes[interleaved::kBlockCodes];
-      interleaved::GetNibbleRuns(block, lane, codes);
-      for (int j = 0; j < interleaved::kBlockCodes / 2; ++j) {
-        packed[16 * b + j] = static_cast<uint8_t>(codes[2 * j] | codes[2 * j + 1] << 4);
-      }
-    } else if (bits == 8) {
-      int8_t codes[interleaved::kBlockCodes];
-      interleaved::GetByteRuns(reinterpret_cast<const int8_t*>(block), lane, codes);
-      for (int i = 0; i < interleaved::kBlockCodes; ++i) packed[32 * b + i] = static_cast<uint8_t>(codes[i] + 128);
+    uint8_t codes[interleaved::kBlockCodes];
+    if (bits == 8) {
+      int8_t centred[interleaved::kBlockCodes];
+      interleaved::GetByteRuns(reinterpret_cast<const int8_t*>(block), lane, centred);
+      for (int i = 0; i < interleaved::kBlockCodes; ++i) codes[i] = static_cast<uint8_t>(centred[i] + 128);
     } else {
-      uint8_t codes[interleaved::kBlockCodes];
-      GetWideCodes(block, lane, bits, codes);
-      for (int i = 0; i < interleaved::kBlockCodes; ++i) WritePackedCode(packed, 32 * b + i, bits, codes[i]);
+      GetRunCodes(block, lane, bits, codes);
     }
+    for (int i = 0; i < interleaved::kBlockCodes; ++i) WritePackedCode(packed, 32 * b + i, bits, codes[i]);
   }
 }
 

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "mixq/kernels/interleaved_rows.h"
 #include "mixq/kernels/quant_kernel.h"
 #include "mixq/tensor/dtype.h"
 
@@ -71,6 +72,15 @@ void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlo
 //   zero padding up to the group's size (the rows' zero-point padding nibbles)
 // bits is 4 to 8.
 bool IntInterleaveAccepts(int64_t n, int64_t group);
+// Bytes of one 32-code block of 8 rows in that layout, and of one weight group's 8 zero-points.
+constexpr size_t IntInterleavedBlockBytes(int bits) {
+  return bits == 8   ? interleaved::kByteRunBytes
+         : bits == 7 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<7>()
+         : bits == 6 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<6>()
+         : bits == 5 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<5>()
+                     : interleaved::kBlockRunBytes;
+}
+constexpr size_t IntInterleavedZeroBytes(int bits) { return bits == 4 ? 4 : 8; }
 // Bytes of one group of 8 rows in that layout.
 size_t IntInterleavedGroupBytes(int64_t n, int64_t group, int bits, bool symmetric);
 void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group, int bits, bool symmetric,

@@ -264,10 +264,10 @@ MIXQ_AVX2 inline __m256 BlockDotInt(const uint8_t* runs, const IntActivationBloc
   }
 }
 
-// One group of 8 interleaved INT4 or INT8 rows (int_dot.h) with one activation row: per weight group k,
+// One group of 8 interleaved INT4..INT8 rows (int_dot.h) with one activation row: per weight group k,
 // the 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
 // zero-point term s_k * z_k * G_k of the 8 rows likewise (INT4's zero-points spread from one uint32 by a
-// variable shift, INT8's widened from 8 bytes). One group a call: two groups at once (sharing the
+// variable shift, the wider codes' widened from 8 bytes). One group a call: two groups at once (sharing the
 // activation broadcasts, as Q4_0 does) ran out of registers here (accumulators per group and weight group)
 // and measured 4.3% slower in the model (INT4).
 template <int kBits, bool kSym>
@@ -276,11 +276,7 @@ MIXQ_AVX2 void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, co
                            float* out) {
   __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
   const uint8_t* runs = x + codes;
-  constexpr int64_t kRun = [] {
-    if constexpr (kBits == 8) return interleaved::kByteRunBytes;
-    if constexpr (kBits == 4) return interleaved::kBlockRunBytes;
-    if constexpr (kBits != 4 && kBits != 8) return interleaved::kBlockRunBytes + interleaved::HighBitsBytes<kBits>();
-  }();
+  constexpr int64_t kRun = IntInterleavedBlockBytes(kBits);
   for (int64_t k = 0; k < n_groups; ++k) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
@@ -321,7 +317,7 @@ MIXQ_AVX2 void DotGroupsImpl(const void* w, size_t group_bytes, int64_t n_groups
   const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
   const int64_t blocks_per_group = layout.group / interleaved::kBlockCodes;
   const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
-  const size_t codes = zeros + (kSym ? 0 : (kBits == 4 ? 4 : 8) * static_cast<size_t>(layout.n_groups));
+  const size_t codes = zeros + (kSym ? 0 : IntInterleavedZeroBytes(kBits) * static_cast<size_t>(layout.n_groups));
   const int64_t activation_blocks = IntActivationBlockCount(n, group);
   interleaved::ForEachGroupAndToken<1>(
       w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,

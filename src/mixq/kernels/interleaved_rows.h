@@ -105,6 +105,19 @@ inline void GetHighBits(const uint8_t* high, int lane, uint8_t codes[kBlockCodes
   }
 }
 
+// Row `lane`'s 32 codes of kBits (4 to 7) bits into a block (its nibble runs, then the high bits), and
+// back. The block's bytes after the runs must start zeroed.
+template <int kBits>
+inline void PutRunCodes(const uint8_t codes[kBlockCodes], int lane, uint8_t* block) {
+  PutNibbleRuns(codes, lane, block);
+  if constexpr (kBits > 4) PutHighBits<kBits>(codes, lane, block + kBlockRunBytes);
+}
+template <int kBits>
+inline void GetRunCodes(const uint8_t* block, int lane, uint8_t codes[kBlockCodes]) {
+  GetNibbleRuns(block, lane, codes);
+  if constexpr (kBits > 4) GetHighBits<kBits>(block + kBlockRunBytes, lane, codes);
+}
+
 // 8-bit codes: a block of 32 bytes of 8 rows as eight 32-byte runs, run j holding bytes 4j..4j+3 of each
 // row in row order (ByteRunsDot in interleaved_rows_avx2.h).
 constexpr int kByteRunBytes = 256;

@@ -44,8 +44,8 @@ const std::byte* QuantizeActivations(const QuantKernel& kernel, int64_t cols, in
   return act;
 }
 
-// The most matrices one walk takes (Q, K and V are three).
-constexpr size_t kMaxProductsPerWalk = 4;
+// The most matrices one walk takes (Q, K and V are three); more go one MatMul each.
+constexpr size_t kMaxProductsPerWalk = 3;
 
 // Rows interleaved 8 at a time, of one or more matrices of the kernel's type that share the input, the
 // columns and the group: the input is quantized once, and the threads walk the groups of all the
@@ -143,10 +143,8 @@ void MatMulQuantized(const QuantKernel& kernel, const TensorView& w, const float
   });
 }
 
-int g_experiment_groups = 2;
-
 void MatMulSameInput(std::span<const MatMulProduct> products, const float* x, int64_t n_tokens) {
-  if (products.empty()) return;
+  if (products.empty() || n_tokens <= 0) return;
   const TensorView& first = *products[0].w;
   const QuantKernel* kernel = first.activation == ActivationQuant::kFormat ? FindQuantKernel(first.dtype) : nullptr;
   bool one_walk = kernel != nullptr && products.size() <= kMaxProductsPerWalk;
@@ -159,7 +157,6 @@ void MatMulSameInput(std::span<const MatMulProduct> products, const float* x, in
     for (const MatMulProduct& p : products) MatMul(*p.w, x, n_tokens, p.y);
     return;
   }
-  if (n_tokens <= 0) return;
   WalkInterleavedRows(*kernel, products, x, n_tokens);
 }
 

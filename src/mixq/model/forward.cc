@@ -109,14 +109,20 @@ void Attention(const LlamaConfig& c, const KvCache& cache, int64_t layer, const 
   }
 }
 
-// Runs one linear layer and reports it to the observer, if any.
-void Linear(InferenceState& s, int64_t layer, LinearKind kind, const TensorView& w, const float* in, int64_t n,
-            float* out) {
-  MatMul(w, in, n, out);
+// Reports one linear layer's call to the observer, if any.
+void Observe(InferenceState& s, int64_t layer, LinearKind kind, const TensorView& w, const float* in, int64_t n,
+             float* out) {
   if (s.observer) {
     s.observer(LinearCall{.layer = layer, .kind = kind, .weight = &w, .input = in, .output = out, .n_tokens = n,
                           .in_dim = w.shape[1], .out_dim = w.shape[0]});
   }
+}
+
+// Runs one linear layer and reports it to the observer, if any.
+void Linear(InferenceState& s, int64_t layer, LinearKind kind, const TensorView& w, const float* in, int64_t n,
+            float* out) {
+  MatMul(w, in, n, out);
+  Observe(s, layer, kind, w, in, n, out);
 }
 
 // One linear layer of LinearsSameInput.
@@ -143,13 +149,7 @@ bool LinearsSameInput(InferenceState& s, int64_t layer, std::span<const LinearJo
   MIXQ_CHECK_LE(jobs.size(), products.size());
   for (size_t i = 0; i < jobs.size(); ++i) products[i] = {jobs[i].weight, jobs[i].out};
   MatMulSameInput(std::span(products.data(), jobs.size()), in, n);
-  if (s.observer) {
-    for (const LinearJob& job : jobs) {
-      const TensorView& w = *job.weight;
-      s.observer(LinearCall{.layer = layer, .kind = job.kind, .weight = &w, .input = in, .output = job.out,
-                            .n_tokens = n, .in_dim = w.shape[1], .out_dim = w.shape[0]});
-    }
-  }
+  for (const LinearJob& job : jobs) Observe(s, layer, job.kind, *job.weight, in, n, job.out);
   return false;
 }
 
