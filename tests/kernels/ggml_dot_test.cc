@@ -554,6 +554,7 @@ TEST_P(GgmlDotIsa, InterleavedRowsMatchReference) {
         ASSERT_EQ(std::memcmp(extracted.data(), rows.data() + r * stride, row_bytes), 0) << "row " << r;
       }
       testing::ExpectUnpackRowsEqualsUnpackRow(k, groups.data(), group_bytes, kGroups, rows.data(), stride, n, 0);
+      testing::ExpectUnpackPanelEqualsUnpackRow(k, groups.data(), group_bytes, kGroups, rows.data(), stride, n, 0);
       const size_t act_bytes = k.activation_bytes(n, 0);
       std::vector<uint8_t> acts(act_bytes * kMaxTokens);
       for (int64_t t = 0; t < kMaxTokens; ++t) {

@@ -403,6 +403,7 @@ TEST(IntDot, InterleavedRowsMatchScalar) {
         ASSERT_EQ(std::memcmp(extracted.data(), rows.data() + r * stride, row_bytes), 0) << "row " << r;
       }
       testing::ExpectUnpackRowsEqualsUnpackRow(k, groups.data(), group_bytes, kGroups, rows.data(), stride, n, group);
+      testing::ExpectUnpackPanelEqualsUnpackRow(k, groups.data(), group_bytes, kGroups, rows.data(), stride, n, group);
       const size_t act_bytes = k.activation_bytes(n, group);
       std::vector<std::byte> acts(act_bytes * kMaxTokens);
       for (int64_t t = 0; t < kMaxTokens; ++t) {

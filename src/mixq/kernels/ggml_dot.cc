@@ -1031,29 +1031,36 @@ size_t GroupBytes(int64_t n, int64_t) {
   return static_cast<size_t>(n / kBlockWeights) * sizeof(GroupBlock);
 }
 const InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
-                                           ExtractRowQ4_0, UnpackRowsQ4_0, DotGroupsQ4_0Avx2};
+                                           ExtractRowQ4_0, UnpackRowsQ4_0, DotGroupsQ4_0Avx2,
+                                           UnpackPanelQ4_0Avx2};
 const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ8_0x8, kQK>, InterleaveQ8_0,
-                                           ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Avx2};
+                                           ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Avx2,
+                                           UnpackPanelQ8_0Avx2};
 const InterleavedRows kInterleavedQ4_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_Kx8, kQK_K>, InterleaveQ4_K,
-                                           ExtractRowQ4_K, UnpackRowsQ4_K, DotGroupsQ4_KAvx2};
-#define MIXQ_INTERLEAVED_LEGACY(type)                                                                        \
+                                           ExtractRowQ4_K, UnpackRowsQ4_K, DotGroupsQ4_KAvx2,
+                                           UnpackPanelQ4_KAvx2};
+#define MIXQ_INTERLEAVED_LEGACY(type)                                                                \
   const InterleavedRows kInterleaved##type##Avx2{InterleaveAcceptsAll, GroupBytes<Block##type##x8, kQK>,          \
                                                  InterleaveLegacy<Block##type##x8, Block##type>,                  \
                                                  ExtractRowLegacy<Block##type##x8, Block##type>,                  \
-                                                 UnpackRowsLegacy<Block##type##x8>, DotGroups##type##Avx2}
+                                                 UnpackRowsLegacy<Block##type##x8>, DotGroups##type##Avx2,        \
+                                                 UnpackPanel##type##Avx2}
 MIXQ_INTERLEAVED_LEGACY(Q4_1);
 MIXQ_INTERLEAVED_LEGACY(Q5_0);
 MIXQ_INTERLEAVED_LEGACY(Q5_1);
 #undef MIXQ_INTERLEAVED_LEGACY
 const InterleavedRows kInterleavedIQ4_NLAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
-                                             ExtractRowQ4_0, UnpackRowsIQ4_NL, DotGroupsIQ4_NLAvx2};
+                                             ExtractRowQ4_0, UnpackRowsIQ4_NL, DotGroupsIQ4_NLAvx2,
+                                             UnpackPanelIQ4_NLAvx2};
 const InterleavedRows kInterleavedIQ4_XSAvx2{InterleaveAcceptsAll, GroupBytes<BlockIQ4_XSx8, kQK_K>,
                                              InterleaveIQ4_XS, ExtractRowIQ4_XS, UnpackRowsIQ4_XS,
-                                             DotGroupsIQ4_XSAvx2};
+                                             DotGroupsIQ4_XSAvx2, UnpackPanelIQ4_XSAvx2};
 const InterleavedRows kInterleavedQ5_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ5_Kx8, kQK_K>, InterleaveQ5_K,
-                                           ExtractRowQ5_K, UnpackRowsQ5_K, DotGroupsQ5_KAvx2};
+                                           ExtractRowQ5_K, UnpackRowsQ5_K, DotGroupsQ5_KAvx2,
+                                           UnpackPanelQ5_KAvx2};
 const InterleavedRows kInterleavedQ6_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ6_Kx8, kQK_K>, InterleaveQ6_K,
-                                           ExtractRowQ6_K, UnpackRowsQ6_K, DotGroupsQ6_KAvx2};
+                                           ExtractRowQ6_K, UnpackRowsQ6_K, DotGroupsQ6_KAvx2,
+                                           UnpackPanelQ6_KAvx2};
 #endif
 
 using DotFn = float (*)(const void*, const void*, int64_t, int64_t);

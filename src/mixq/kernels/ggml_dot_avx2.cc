@@ -19,6 +19,7 @@
 #include "mixq/formats/ggml_blocks.h"
 #include "mixq/kernels/ggml_dot.h"
 #include "mixq/kernels/ggml_dot_internal.h"
+#include "mixq/kernels/packed_gemm_internal.h"
 
 #define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define MIXQ_TILE_TARGET MIXQ_AVX2
@@ -1140,6 +1141,157 @@ MIXQ_AVX2 float DotIQ4_XSAvx2(const void* w, const void* a, int64_t n, int64_t) 
     acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * HalfToFloat(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
   }
   return HorizontalSum(acc);
+}
+
+// ---- The interleaved groups as the packed GEMM's panel blocks (InterleavedRows::unpack_panel): the
+// blocks UnpackRows* give, with the same float operations for d and m, so the bytes match theirs.
+
+namespace {
+
+MIXQ_AVX2 inline __m256i PanelDelta(int bias, int offset) { return _mm256_set1_epi8(static_cast<char>(bias - offset)); }
+
+// The IQ4 levels plus the panel's bias, in both lanes (NibbleLevelsToPanel).
+MIXQ_AVX2 inline __m256i Iq4nlPanelLevels(int bias) {
+  return _mm256_add_epi8(Iq4nlTable(), _mm256_set1_epi8(static_cast<char>(bias)));
+}
+
+// Bytes 2r + odd (r = 0..7) of 16 scale or min bytes, widened to 8 floats: the per-row pairs of Q6_K's
+// scales and of Q4_K's mins.
+template <bool kSigned>
+MIXQ_AVX2 inline __m256 PairedBytes(const void* pairs, int odd) {
+  const __m128i all = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pairs));
+  const __m128i pick = odd != 0 ? _mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -1, -1, -1, -1, -1, -1, -1)
+                                : _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m128i bytes = _mm_shuffle_epi8(all, pick);
+  return _mm256_cvtepi32_ps(kSigned ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes));
+}
+
+// 8 bytes (one per row) widened to 8 floats.
+template <bool kSigned>
+MIXQ_AVX2 inline __m256 RowBytes(const void* bytes) {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
+  return _mm256_cvtepi32_ps(kSigned ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b));
+}
+
+constexpr size_t kPanel32 = packed_gemm::PanelBlockBytes(kQK);
+constexpr size_t kPanel16 = packed_gemm::PanelBlockBytes(16);
+
+// Q4_K and Q5_K: sub-block s of super-block b is panel block 8b + s, d = d * scale_s, m = -dmin * min_s.
+template <typename BlockKx8, int kBits>
+MIXQ_AVX2 void UnpackPanelK(const void* src, int64_t n, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockKx8*>(src);
+  const __m256i delta = PanelDelta(bias, 0);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const __m256 dd = interleaved::RowScales(x[b].d);
+    const __m256 neg_dmin = _mm256_xor_ps(interleaved::RowScales(x[b].dmin), _mm256_set1_ps(-0.0f));
+    for (int s = 0; s < 8; ++s) {
+      uint8_t* out = panel + (8 * b + s) * kPanel32;
+      interleaved::RunCodesToPanel<kBits>(x[b].qs[s], delta, out, out + 128);
+      interleaved::StorePanelScales(out, kQK, _mm256_mul_ps(dd, RowBytes<false>(x[b].scales[s])),
+                                    _mm256_mul_ps(neg_dmin, PairedBytes<false>(x[b].mins[s / 2], s % 2)));
+    }
+  }
+}
+
+}  // namespace
+
+MIXQ_AVX2 void UnpackPanelQ4_0Avx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockQ4_0x8*>(src);
+  const __m256i delta = PanelDelta(bias, 8);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    uint8_t* out = panel + b * kPanel32;
+    interleaved::RunCodesToPanel<4>(x[b].qs, delta, out, out + 128);
+    interleaved::StorePanelScales(out, kQK, interleaved::RowScales(x[b].d), _mm256_setzero_ps());
+  }
+}
+
+MIXQ_AVX2 void UnpackPanelQ8_0Avx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockQ8_0x8*>(src);
+  const __m256i delta = PanelDelta(bias, 0);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    uint8_t* out = panel + b * kPanel32;
+    interleaved::RunCodesToPanel<8>(reinterpret_cast<const uint8_t*>(x[b].qs), delta, out, out + 128);
+    interleaved::StorePanelScales(out, kQK, interleaved::RowScales(x[b].d), _mm256_setzero_ps());
+  }
+}
+
+namespace {
+
+template <typename BlockLegacyx8, int kOffset>
+MIXQ_AVX2 void UnpackPanelLegacy(const void* src, int64_t n, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockLegacyx8*>(src);
+  constexpr int kBits = sizeof(x->qs) == 160 ? 5 : 4;
+  const __m256i delta = PanelDelta(bias, kOffset);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    uint8_t* out = panel + b * kPanel32;
+    interleaved::RunCodesToPanel<kBits>(x[b].qs, delta, out, out + 128);
+    __m256 m = _mm256_setzero_ps();
+    if constexpr (requires { x[b].m; }) m = interleaved::RowScales(x[b].m);
+    interleaved::StorePanelScales(out, kQK, interleaved::RowScales(x[b].d), m);
+  }
+}
+
+}  // namespace
+
+MIXQ_AVX2 void UnpackPanelQ4_1Avx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  UnpackPanelLegacy<BlockQ4_1x8, 0>(src, n, bias, panel);
+}
+MIXQ_AVX2 void UnpackPanelQ5_0Avx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  UnpackPanelLegacy<BlockQ5_0x8, 16>(src, n, bias, panel);
+}
+MIXQ_AVX2 void UnpackPanelQ5_1Avx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  UnpackPanelLegacy<BlockQ5_1x8, 0>(src, n, bias, panel);
+}
+
+MIXQ_AVX2 void UnpackPanelIQ4_NLAvx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockQ4_0x8*>(src);
+  const __m256i levels = Iq4nlPanelLevels(bias);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    uint8_t* out = panel + b * kPanel32;
+    interleaved::NibbleLevelsToPanel(x[b].qs, levels, out);
+    interleaved::StorePanelScales(out, kQK, interleaved::RowScales(x[b].d), _mm256_setzero_ps());
+  }
+}
+
+MIXQ_AVX2 void UnpackPanelIQ4_XSAvx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockIQ4_XSx8*>(src);
+  const __m256i levels = Iq4nlPanelLevels(bias);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const __m256 dd = interleaved::RowScales(x[b].d);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t* out = panel + (8 * b + s) * kPanel32;
+      interleaved::NibbleLevelsToPanel(x[b].qs[s], levels, out);
+      // m = -0 * 0, as UnpackK<BlockIQ4_XS> gives it.
+      interleaved::StorePanelScales(out, kQK, _mm256_mul_ps(dd, RowBytes<true>(x[b].scales[s])),
+                                    _mm256_set1_ps(-0.0f));
+    }
+  }
+}
+
+MIXQ_AVX2 void UnpackPanelQ4_KAvx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  UnpackPanelK<BlockQ4_Kx8, 4>(src, n, bias, panel);
+}
+MIXQ_AVX2 void UnpackPanelQ5_KAvx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  UnpackPanelK<BlockQ5_Kx8, 5>(src, n, bias, panel);
+}
+
+// Q6_K's blocks are 16 codes wide: sub-block s of super-block b is panel blocks 16b + 2s (codes 0-15,
+// scale 2r of the pairs) and 16b + 2s + 1 (codes 16-31, scale 2r + 1).
+MIXQ_AVX2 void UnpackPanelQ6_KAvx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockQ6_Kx8*>(src);
+  const __m256i delta = PanelDelta(bias, 32);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const __m256 dd = interleaved::RowScales(x[b].d);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t* first = panel + (16 * b + 2 * s) * kPanel16;
+      uint8_t* second = first + kPanel16;
+      interleaved::RunCodesToPanel<6>(x[b].qs[s], delta, first, second);
+      interleaved::StorePanelScales(first, 16, _mm256_mul_ps(dd, PairedBytes<true>(x[b].scales[s], 0)),
+                                    _mm256_setzero_ps());
+      interleaved::StorePanelScales(second, 16, _mm256_mul_ps(dd, PairedBytes<true>(x[b].scales[s], 1)),
+                                    _mm256_setzero_ps());
+    }
+  }
 }
 
 }  // namespace mixq::ggml_dot

@@ -207,6 +207,21 @@ void DotGroupsQ6_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups,
 void DotGroupsQ8_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 
+// InterleavedRows::unpack_panel of each layout above (AVX2; defined only on x86-64 builds).
+#define MIXQ_GGML_DECLARE_UNPACK_PANEL(name) \
+  void name(const void* src, int64_t n, int64_t group, int bias, uint8_t* panel);
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ4_0Avx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ8_0Avx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelIQ4_NLAvx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelIQ4_XSAvx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ4_KAvx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_KAvx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ6_KAvx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ4_1Avx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_0Avx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_1Avx2)
+#undef MIXQ_GGML_DECLARE_UNPACK_PANEL
+
 // Which of these kernels this CPU runs: CpuHasAvx2() / CpuHasAvx512Vnni() in cpu_features.h.
 
 // F16 -> F32 by table (256 KiB, built once, exact: built from F16ToF32), as ggml does: one load per

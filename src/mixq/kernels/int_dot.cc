@@ -80,10 +80,10 @@ float DotRef(const void* w_row, const void* activation, int64_t n, int64_t group
 // ---- Packed GEMM format (packed_gemm.h): blocks follow the activation layout (32 values from each group
 // start, the group's last block shorter). w = s * (c - z) = s * c' + m with c' a signed 8-bit code: c' = c
 // and m = -s z up to 7 bits; for 8 bits c' = c - 128 and m = s (128 - z). Symmetric: c' = c - z, m = 0.
-// The c of that rule: c' = c - UnpackBias (for symmetric groups the zero-point, 2^(bits - 1)).
+// The c of that rule: c' = c - IntUnpackBias (int_dot.h).
 template <int kBits, bool kSym>
 constexpr int UnpackBias() {
-  return kSym ? 1 << (kBits - 1) : (kBits == 8 ? 128 : 0);
+  return IntUnpackBias(kBits, kSym);
 }
 
 template <int kBits, bool kSym>
@@ -165,7 +165,8 @@ size_t GroupBytesInt(int64_t n, int64_t group) {
 template <int kBits, bool kSym>
 const InterleavedRows kInterleavedInt{IntInterleaveAccepts,      GroupBytesInt<kBits, kSym>,
                                       InterleaveInt<kBits, kSym>, ExtractRowInt<kBits, kSym>,
-                                      UnpackRowsInt<kBits, kSym>, int_dot_avx2::DotGroups(kBits, kSym)};
+                                      UnpackRowsInt<kBits, kSym>, int_dot_avx2::DotGroups(kBits, kSym),
+                                      int_dot_avx2::UnpackPanel(kBits, kSym)};
 
 template <int kBits, bool kSym>
 QuantKernel MakeKernel() {

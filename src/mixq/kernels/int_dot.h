@@ -86,7 +86,10 @@ size_t IntInterleavedGroupBytes(int64_t n, int64_t group, int bits, bool symmetr
 void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group, int bits, bool symmetric,
                    void* dst);
 void IntExtractRow(const void* src, int lane, int64_t n, int64_t group, int bits, bool symmetric, void* row);
-// InterleavedRows::unpack_rows of that layout, codes less `bias` (the packed format's UnpackBias).
+// What the packed GEMM's blocks take off a stored code c (PackedGemmFormat::code_bias): 2^(bits - 1), the
+// zero-point, for symmetric groups; 128 for asymmetric INT8 (whose offset m then absorbs 128 - z); else 0.
+constexpr int IntUnpackBias(int bits, bool symmetric) { return symmetric ? 1 << (bits - 1) : (bits == 8 ? 128 : 0); }
+// InterleavedRows::unpack_rows of that layout, codes less `bias` (IntUnpackBias).
 void IntUnpackRows(const void* src, int64_t n, int64_t group, int bits, bool symmetric, int bias,
                    int8_t* const codes[8], float* const d[8], float* const m[8]);
 

@@ -14,6 +14,7 @@
 
 #include "mixq/base/check.h"
 #include "mixq/kernels/int_dot.h"
+#include "mixq/kernels/packed_gemm_internal.h"
 #include "mixq/tensor/int_layout.h"
 
 #define MIXQ_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -330,6 +331,56 @@ MIXQ_AVX2 void DotGroupsImpl(const void* w, size_t group_bytes, int64_t n_groups
 }
 
 }  // namespace
+
+// Per weight group k the 8 rows' d = s_k and m = s_k (IntUnpackBias - z_k) (0 when symmetric), then the
+// group's blocks' codes straight from their runs.
+template <int kBits, bool kSym>
+MIXQ_AVX2 void UnpackPanelImpl(const void* src, int64_t n, int64_t group, int bias, uint8_t* panel) {
+  const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
+  const int64_t blocks_per_group = layout.group / interleaved::kBlockCodes;
+  const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
+  const size_t codes = zeros + (kSym ? 0 : IntInterleavedZeroBytes(kBits) * static_cast<size_t>(layout.n_groups));
+  constexpr int kUnpackBias = IntUnpackBias(kBits, kSym);
+  constexpr size_t kBlockBytes = packed_gemm::PanelBlockBytes(kIntActivationBlockSize);
+  // Panel byte = c - kUnpackBias + bias; INT8's runs hold c - 128.
+  const __m256i delta = _mm256_set1_epi8(static_cast<char>(bias - kUnpackBias + (kBits == 8 ? 128 : 0)));
+  const auto* x = static_cast<const uint8_t*>(src);
+  int64_t b = 0;
+  for (int64_t k = 0; k < layout.n_groups; ++k) {
+    const __m256 s = interleaved::RowScales(x + 16 * k);
+    __m256 m = _mm256_setzero_ps();
+    if constexpr (!kSym) {
+      __m256i z;
+      if constexpr (kBits == 4) {
+        uint32_t packed;
+        std::memcpy(&packed, x + zeros + 4 * k, sizeof packed);
+        z = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(packed)),
+                                               _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                             _mm256_set1_epi32(0xf));
+      } else {
+        z = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + zeros + 8 * k)));
+      }
+      m = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_set1_epi32(kUnpackBias), z)));
+    }
+    for (int64_t i = 0; i < blocks_per_group; ++i, ++b) {
+      uint8_t* out = panel + b * kBlockBytes;
+      interleaved::RunCodesToPanel<kBits>(x + codes + b * IntInterleavedBlockBytes(kBits), delta, out, out + 128);
+      interleaved::StorePanelScales(out, kIntActivationBlockSize, s, m);
+    }
+  }
+}
+
+UnpackPanelFn UnpackPanel(int bits, bool symmetric) {
+  switch (bits) {
+    case 4: return symmetric ? &UnpackPanelImpl<4, true> : &UnpackPanelImpl<4, false>;
+    case 5: return symmetric ? &UnpackPanelImpl<5, true> : &UnpackPanelImpl<5, false>;
+    case 6: return symmetric ? &UnpackPanelImpl<6, true> : &UnpackPanelImpl<6, false>;
+    case 7: return symmetric ? &UnpackPanelImpl<7, true> : &UnpackPanelImpl<7, false>;
+    case 8: return symmetric ? &UnpackPanelImpl<8, true> : &UnpackPanelImpl<8, false>;
+  }
+  MIXQ_CHECK(false);
+  return nullptr;
+}
 
 DotGroupsFn DotGroups(int bits, bool symmetric) {
   switch (bits) {

@@ -21,4 +21,9 @@ using DotGroupsFn = void (*)(const void* groups, size_t group_bytes, int64_t n_g
                              int64_t out_stride);
 DotGroupsFn DotGroups(int bits, bool symmetric);
 
+// QuantKernel::interleaved's unpack_panel for the same layouts: the packed GEMM's panel blocks, the bytes
+// IntUnpackRows gives laid out so.
+using UnpackPanelFn = void (*)(const void* src, int64_t n, int64_t group, int bias, uint8_t* panel);
+UnpackPanelFn UnpackPanel(int bits, bool symmetric);
+
 }  // namespace mixq::int_dot_avx2

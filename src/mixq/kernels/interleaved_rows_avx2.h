@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "mixq/kernels/interleaved_rows.h"
+
 #ifndef MIXQ_INTERLEAVED_TARGET
 #error "define MIXQ_INTERLEAVED_TARGET before including interleaved_rows_avx2.h"
 #endif
@@ -164,6 +166,86 @@ MIXQ_INTERLEAVED_TARGET inline __m256i ByteRunsDot(const int8_t* runs, const int
     sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
   return sums;
+}
+
+// One block of 32 codes of kBits (4 to 8) bits of 8 rows in its run layout (interleaved_rows.h: nibble
+// runs and high bits, or byte runs) as the packed GEMM's panel codes (packed_gemm_internal.h): vector s
+// holds codes 4s..4s+3 of every row, byte 4r + i row r's code 4s + i, which is where the runs already keep
+// them, so no transpose: run j's low nibbles are vector j, its high nibbles vector 4 + j, each with its
+// high bits shifted beside it as FiveBitRunsPairs / SixBitRunsPairs / SevenBitRunsDot do. `delta` is added
+// to every byte (the panel's bias less the layout's own). Vectors 0-3 (codes 0-15) go to `low`, 4-7 to
+// `high`: one panel block of width 32 (high = low + 128) or two of width 16.
+template <int kBits>
+MIXQ_INTERLEAVED_TARGET inline void RunCodesToPanel(const uint8_t* block, __m256i delta, uint8_t* low,
+                                                    uint8_t* high) {
+  static_assert(kBits >= 4 && kBits <= 8);
+  __m256i codes[8];
+  if constexpr (kBits == 8) {
+    for (int s = 0; s < 8; ++s) codes[s] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * s));
+  } else {
+    const __m256i nibble = _mm256_set1_epi8(0x0f);
+    for (int j = 0; j < 4; ++j) {
+      const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * j));
+      codes[j] = _mm256_and_si256(run, nibble);
+      codes[4 + j] = _mm256_and_si256(_mm256_srli_epi16(run, 4), nibble);
+    }
+    if constexpr (kBits == 5) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kBlockRunBytes));
+      const __m256i bit = _mm256_set1_epi8(0x10);
+      const __m256i at_low[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h, _mm256_srli_epi16(h, 2)};
+      const __m256i at_high[4] = {_mm256_slli_epi16(h, 3), _mm256_slli_epi16(h, 1), _mm256_srli_epi16(h, 1),
+                                  _mm256_srli_epi16(h, 3)};
+      for (int j = 0; j < 4; ++j) {
+        codes[j] = _mm256_or_si256(codes[j], _mm256_and_si256(at_low[j], bit));
+        codes[4 + j] = _mm256_or_si256(codes[4 + j], _mm256_and_si256(at_high[j], bit));
+      }
+    }
+    if constexpr (kBits >= 6) {
+      const __m256i pair = _mm256_set1_epi8(0x30);
+      for (int v = 0; v < 2; ++v) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kBlockRunBytes + 32 * v));
+        // Run 2v's pairs at bits 0-1 (low nibble's code) and 2-3, run 2v + 1's at 4-5 and 6-7.
+        codes[2 * v] = _mm256_or_si256(codes[2 * v], _mm256_and_si256(_mm256_slli_epi16(h, 4), pair));
+        codes[4 + 2 * v] = _mm256_or_si256(codes[4 + 2 * v], _mm256_and_si256(_mm256_slli_epi16(h, 2), pair));
+        codes[2 * v + 1] = _mm256_or_si256(codes[2 * v + 1], _mm256_and_si256(h, pair));
+        codes[5 + 2 * v] = _mm256_or_si256(codes[5 + 2 * v], _mm256_and_si256(_mm256_srli_epi16(h, 2), pair));
+      }
+    }
+    if constexpr (kBits == 7) {
+      const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kBlockRunBytes + kHighPairsBytes));
+      const __m256i top = _mm256_set1_epi8(0x40);
+      const __m256i at_low[4] = {_mm256_slli_epi16(t, 6), _mm256_slli_epi16(t, 4), _mm256_slli_epi16(t, 2), t};
+      const __m256i at_high[4] = {_mm256_slli_epi16(t, 5), _mm256_slli_epi16(t, 3), _mm256_slli_epi16(t, 1),
+                                  _mm256_srli_epi16(t, 1)};
+      for (int j = 0; j < 4; ++j) {
+        codes[j] = _mm256_or_si256(codes[j], _mm256_and_si256(at_low[j], top));
+        codes[4 + j] = _mm256_or_si256(codes[4 + j], _mm256_and_si256(at_high[j], top));
+      }
+    }
+  }
+  for (int s = 0; s < 4; ++s) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(low + 32 * s), _mm256_add_epi8(codes[s], delta));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(high + 32 * s), _mm256_add_epi8(codes[4 + s], delta));
+  }
+}
+
+// The same for 4-bit indices into a table of 16 levels (IQ4_NL, IQ4_XS): `levels` holds each level plus the
+// panel's bias, in both 128-bit lanes. One panel block of width 32 at `out`.
+MIXQ_INTERLEAVED_TARGET inline void NibbleLevelsToPanel(const uint8_t* runs, __m256i levels, uint8_t* out) {
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  for (int j = 0; j < 4; ++j) {
+    const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * j),
+                        _mm256_shuffle_epi8(levels, _mm256_and_si256(run, nibble)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 128 + 32 * j),
+                        _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(run, 4), nibble)));
+  }
+}
+
+// A panel block's 8 rows' d and m, after its `width` * 8 code bytes.
+MIXQ_INTERLEAVED_TARGET inline void StorePanelScales(uint8_t* block, int width, __m256 d, __m256 m) {
+  _mm256_storeu_ps(reinterpret_cast<float*>(block + 8 * width), d);
+  _mm256_storeu_ps(reinterpret_cast<float*>(block + 8 * width + 32), m);
 }
 
 // The 8 rows' F16 scales of a block (side by side in every layout) as 8 floats.

@@ -56,6 +56,10 @@ struct InterleavedRows {
   void (*dot_groups)(const void* groups, size_t group_bytes, int64_t n_groups, const void* activations,
                      size_t activation_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
                      int64_t out_stride);
+  // Optional (nullptr: the packed GEMM lays out what unpack_rows gives, row by row): the same group written
+  // straight as the packed GEMM's panel blocks (packed_gemm_internal.h), codes + `bias`, for the layouts
+  // whose runs already hold 4 codes of each of the 8 rows side by side, as the panel does.
+  void (*unpack_panel)(const void* src, int64_t n, int64_t group, int bias, uint8_t* panel) = nullptr;
 };
 
 struct QuantKernel {
