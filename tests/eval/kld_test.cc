@@ -290,6 +290,40 @@ TEST_F(KldModelTest, MismatchedVocabulariesAreRefused) {
                         {"vocabularies differ", "512", "300"});
 }
 
+TEST_F(KldModelTest, TokenizersWithDifferentPiecesAreRefused) {
+  // The same vocabulary size, other pieces (the synthetic vocabulary): the cuts differ and so do the tokens'
+  // meanings, so there is nothing to compare.
+  const Model other = MakeSyntheticModel({"synthetic-512", base_->config}, 1, DType::kF32, 7);
+  ASSERT_EQ(other.config.vocab_size, base_->config.vocab_size);
+  ExpectErrorMentioning([&] { TokensForKld("Once upon a time", *base_, other); },
+                        {"tokenizers differ", "vocabularies differ from piece"});
+}
+
+// docs-5M's tokenizer.model normalizes text (runs of spaces become one) and its GGUF conversion keeps the
+// pieces but not the normalizer: the two cut such text differently over one vocabulary. KLD then scores
+// QUANT on BASE's tokens, as llama.cpp does with the tokens saved beside its base logits.
+TEST(KldTokensTest, OneVocabularyCutDifferentlyIsScoredOnBaseTokens) {
+  const Model hf = LoadModel(SharedPath("models/docs-5M"));
+  const std::string dir = ::testing::TempDir() + "/kld_tokens_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  SaveGgufModel(hf, dir + "/docs-5M.gguf", DType::kF32);
+  const Model gguf = LoadModel(dir + "/docs-5M.gguf");
+  std::filesystem::remove_all(dir);
+  const std::string text = "The  model   reads text with runs of spaces.";
+  const std::vector<int32_t> hf_tokens = TokenizeForPerplexity(hf, text);
+  ASSERT_NE(hf_tokens, TokenizeForPerplexity(gguf, text)) << "the cuts must differ for this test to mean anything";
+  std::string note;
+  EXPECT_EQ(TokensForKld(text, hf, gguf, &note), hf_tokens);
+  EXPECT_NE(note.find("same vocabulary"), std::string::npos) << note;
+  EXPECT_NE(note.find("BASE's tokens"), std::string::npos) << note;
+  // And the other way round: BASE's cut again, whichever side BASE is.
+  EXPECT_EQ(TokensForKld(text, gguf, hf, &note), TokenizeForPerplexity(gguf, text));
+  // One cut: no note.
+  std::string none;
+  EXPECT_EQ(TokensForKld("The model reads text.", hf, gguf, &none), TokenizeForPerplexity(hf, "The model reads text."));
+  EXPECT_TRUE(none.empty()) << none;
+}
+
 TEST_F(KldModelTest, BaseLogitsFromOtherTextOrSettingsAreRefused) {
   KldOptions save = SmallOptions();
   save.save_base_path = *dir_ + "/refuse.kld";

@@ -40,26 +40,6 @@ ModelArgs ArgsFor(const KldArgs& args, const std::string& path) {
   return m;
 }
 
-// The tokens both models are scored on. KLD compares distributions over the same token ids, so QUANT's
-// tokenizer must cut the text exactly as BASE's does.
-std::vector<int32_t> TokensFor(const std::string& text, const Model* base, const Model& quant) {
-  if (base != nullptr && base->config.vocab_size != quant.config.vocab_size) {
-    Fail("the models' vocabularies differ: BASE {} has {} tokens, QUANT {} has {}; KL divergence compares "
-         "distributions over the same tokens",
-         base->path, base->config.vocab_size, quant.path, quant.config.vocab_size);
-  }
-  const std::vector<int32_t> quant_tokens = TokenizeForPerplexity(quant, text);
-  if (base == nullptr) return quant_tokens;
-  std::vector<int32_t> base_tokens = TokenizeForPerplexity(*base, text);
-  if (base_tokens != quant_tokens) {
-    size_t i = 0;
-    while (i < base_tokens.size() && i < quant_tokens.size() && base_tokens[i] == quant_tokens[i]) ++i;
-    Fail("the models' tokenizers differ: BASE {} gives {} tokens, QUANT {} gives {}, first different at token {}",
-         base->path, base_tokens.size(), quant.path, quant_tokens.size(), i);
-  }
-  return base_tokens;
-}
-
 // "value ± error" with llama.cpp's field widths.
 std::string Pm(const ValueWithError& v, int value_width, int error_width, int precision, double scale = 1.0) {
   return fmt::format("{:{}.{}f} ± {:{}.{}f}", scale * v.value, value_width, precision, scale * v.error, error_width,
@@ -136,7 +116,10 @@ void RunKldCommand(const KldArgs& args, const CLI::App& cmd) {
     Warn("--ctx {} is larger than the model's trained context ({}); quality will suffer", options.ctx,
          quant.config.context_length);
   }
-  const std::vector<int32_t> tokens = TokensFor(ReadFileToString(args.text_file), base ? &*base : nullptr, quant);
+  const std::string text = ReadFileToString(args.text_file);
+  std::string note;
+  const std::vector<int32_t> tokens = base ? TokensForKld(text, *base, quant, &note) : TokenizeForPerplexity(quant, text);
+  if (!note.empty()) Warn("{}", note);
   if (!args.json) {
     fmt::print("{} tokens; windows of {} tokens, {} scoring\n", tokens.size(), options.ctx,
                PerplexityScoringName(options.scoring));

@@ -457,6 +457,41 @@ void CheckTokens(std::span<const int32_t> tokens, int64_t vocab, const std::stri
 
 }  // namespace
 
+std::vector<int32_t> TokensForKld(const std::string& text, const Model& base, const Model& quant, std::string* note) {
+  const Vocab& base_vocab = base.tokenizer.vocab();
+  const Vocab& quant_vocab = quant.tokenizer.vocab();
+  if (base.config.vocab_size != quant.config.vocab_size) {
+    throw Error(fmt::format("the models' vocabularies differ: BASE {} has {} tokens, QUANT {} has {}; KL divergence "
+                            "compares distributions over the same tokens",
+                            base.path, base.config.vocab_size, quant.path, quant.config.vocab_size));
+  }
+  std::vector<int32_t> base_tokens = TokenizeForPerplexity(base, text);
+  const std::vector<int32_t> quant_tokens = TokenizeForPerplexity(quant, text);
+  if (base_tokens == quant_tokens) return base_tokens;
+  size_t first = 0;
+  while (first < base_tokens.size() && first < quant_tokens.size() && base_tokens[first] == quant_tokens[first]) {
+    ++first;
+  }
+  if (base_vocab.model != quant_vocab.model || base_vocab.pieces != quant_vocab.pieces) {
+    size_t piece = 0;
+    while (piece < base_vocab.pieces.size() && piece < quant_vocab.pieces.size() &&
+           base_vocab.pieces[piece] == quant_vocab.pieces[piece]) {
+      ++piece;
+    }
+    throw Error(fmt::format("the models' tokenizers differ: BASE {} gives {} tokens, QUANT {} gives {} (first "
+                            "different at token {}), and their vocabularies differ from piece {} on",
+                            base.path, base_tokens.size(), quant.path, quant_tokens.size(), first, piece));
+  }
+  if (note != nullptr) {
+    *note = fmt::format("QUANT {} cuts the text into {} tokens, BASE {} into {} (first different at token {}) with "
+                        "the same vocabulary (a text normalization the GGUF does not keep?); both are scored on "
+                        "BASE's tokens, as llama.cpp's --kl-divergence does. --tokenizer FILE gives both one "
+                        "tokenizer.",
+                        quant.path, quant_tokens.size(), base.path, base_tokens.size(), first);
+  }
+  return base_tokens;
+}
+
 KldResult EvaluateKld(const Model& base, const Model& quant, std::span<const int32_t> tokens,
                       const KldOptions& options) {
   if (base.config.vocab_size != quant.config.vocab_size) {

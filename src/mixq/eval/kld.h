@@ -142,6 +142,15 @@ struct KldResult {
   double seconds = 0.0;
 };
 
+// The tokens BASE and QUANT are both scored on: BASE's cut of `text` (TokenizeForPerplexity). QUANT's own
+// cut may differ only where the two vocabularies are the same piece for piece and only the text's
+// normalization differs (a GGUF keeps no sentencepiece normalizer, so docs-5M's HF folder and its GGUF cut
+// runs of spaces differently); QUANT is then scored on BASE's tokens, as llama.cpp's --kl-divergence scores
+// the quantized model on the tokens saved with the base logits, and `note` (if given) says so. Different
+// vocabularies are a mixq::Error: the distributions would be over different tokens.
+std::vector<int32_t> TokensForKld(const std::string& text, const Model& base, const Model& quant,
+                                  std::string* note = nullptr);
+
 // Compares `quant` with `base` on `tokens` (TokenizeForPerplexity of BASE), chunk by chunk over the
 // same windows and scored positions as EvaluatePerplexity, so PPL(base) equals `mixq ppl BASE`. Only
 // one chunk's base log-probabilities are held at a time. Throws mixq::Error if the vocabularies differ.
