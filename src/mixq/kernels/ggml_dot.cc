@@ -980,6 +980,103 @@ void UnpackRowsQ6_K(const void* src, int64_t n, int64_t, int8_t* const codes[8],
   }
 }
 
+namespace {
+
+// A Q3_K block's codes as u = q + 4 (0..7) and its scales as scale - 32, and back: every bit of the block is
+// one of these (hmask, qs, the 12 scale bytes), so the round trip is exact.
+void GetQ3_K(const BlockQ3_K& b, uint8_t u[kQK_K], int8_t scales[16]) {
+  KBlock k;
+  DecodeQ3_K(b, &k);
+  for (int i = 0; i < kQK_K; ++i) u[i] = static_cast<uint8_t>(k.q[i] + 4);
+  for (int s = 0; s < 16; ++s) scales[s] = static_cast<int8_t>(k.scale[s]);
+}
+void PutQ3_K(const uint8_t u[kQK_K], const int8_t scales[16], BlockQ3_K& b) {
+  for (int i = 0; i < kQK_K; ++i) {
+    b.qs[32 * (i / 128) + i % 32] |= static_cast<uint8_t>((u[i] & 3) << (2 * ((i % 128) / 32)));
+    b.hmask[i % 32] |= static_cast<uint8_t>((u[i] >> 2) << (4 * (i / 128) + (i % 128) / 32));
+  }
+  for (int sub = 0; sub < 16; ++sub) {
+    const int v = scales[sub] + 32;
+    if (sub < 8) {
+      b.scales[sub] |= static_cast<uint8_t>(v & 0x0f);
+    } else {
+      b.scales[sub - 8] |= static_cast<uint8_t>((v & 0x0f) << 4);
+    }
+    b.scales[8 + sub % 4] |= static_cast<uint8_t>((v >> 4) << (2 * (sub / 4)));
+  }
+}
+
+// Row `lane`'s 32 codes u of one block into its 96 interleaved bytes (BlockQ3_Kx8), and back.
+void PutQ3_KRuns(const uint8_t u[32], int lane, uint8_t* block) {
+  for (int c = 0; c < 32; ++c) {
+    const int j = c / 16, k = (c % 16) / 4, i = c % 4;
+    block[32 * j + 4 * lane + i] |= static_cast<uint8_t>((u[c] & 3) << (2 * k));
+    block[64 + 4 * lane + i] |= static_cast<uint8_t>(((u[c] >> 2) & 1) << (c / 4));
+  }
+}
+void GetQ3_KRuns(const uint8_t* block, int lane, uint8_t u[32]) {
+  for (int c = 0; c < 32; ++c) {
+    const int j = c / 16, k = (c % 16) / 4, i = c % 4;
+    u[c] = static_cast<uint8_t>(((block[32 * j + 4 * lane + i] >> (2 * k)) & 3) |
+                                ((block[64 + 4 * lane + i] >> (c / 4)) & 1) << 2);
+  }
+}
+
+}  // namespace
+
+void InterleaveQ3_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockQ3_Kx8*>(dst);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    for (int r = 0; r < 8; ++r) {
+      BlockQ3_K block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ3_K), sizeof block);
+      out[b].d[r] = block.d;
+      uint8_t u[kQK_K];
+      int8_t scales[16];
+      GetQ3_K(block, u, scales);
+      for (int sub = 0; sub < 16; ++sub) out[b].scales[sub][r] = scales[sub];
+      for (int t = 0; t < 8; ++t) PutQ3_KRuns(u + 32 * t, r, out[b].qs[t]);
+    }
+  }
+}
+
+void ExtractRowQ3_K(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockQ3_Kx8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    BlockQ3_K block{};
+    block.d = in[b].d[lane];
+    uint8_t u[kQK_K];
+    int8_t scales[16];
+    for (int sub = 0; sub < 16; ++sub) scales[sub] = in[b].scales[sub][lane];
+    for (int t = 0; t < 8; ++t) GetQ3_KRuns(in[b].qs[t], lane, u + 32 * t);
+    PutQ3_K(u, scales, block);
+    std::memcpy(out + b * sizeof(BlockQ3_K), &block, sizeof block);
+  }
+}
+
+void UnpackRowsQ3_K(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]) {
+  const auto* x = static_cast<const BlockQ3_Kx8*>(src);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      // As UnpackK<BlockQ3_K> gives them: d * scale, and -0 * 0 for m (Q3_K has no mins).
+      const float dd = F16ToF32(x[b].d[r]);
+      for (int sub = 0; sub < 16; ++sub) {
+        d[r][b * 16 + sub] = dd * static_cast<float>(x[b].scales[sub][r]);
+        m[r][b * 16 + sub] = -0.0f;
+      }
+      for (int t = 0; t < 8; ++t) {
+        uint8_t u[32];
+        GetQ3_KRuns(x[b].qs[t], r, u);
+        for (int c = 0; c < 32; ++c) codes[r][b * kQK_K + 32 * t + c] = static_cast<int8_t>(u[c] - 4);
+      }
+    }
+  }
+}
+
 const float* HalfTable() {
   static const float* table = [] {
     static float values[65536];
@@ -1058,6 +1155,9 @@ const InterleavedRows kInterleavedIQ4_XSAvx2{InterleaveAcceptsAll, GroupBytes<Bl
 const InterleavedRows kInterleavedQ5_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ5_Kx8, kQK_K>, InterleaveQ5_K,
                                            ExtractRowQ5_K, UnpackRowsQ5_K, DotGroupsQ5_KAvx2,
                                            UnpackPanelQ5_KAvx2};
+const InterleavedRows kInterleavedQ3_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ3_Kx8, kQK_K>, InterleaveQ3_K,
+                                           ExtractRowQ3_K, UnpackRowsQ3_K, DotGroupsQ3_KAvx2,
+                                           UnpackPanelQ3_KAvx2};
 const InterleavedRows kInterleavedQ6_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ6_Kx8, kQK_K>, InterleaveQ6_K,
                                            ExtractRowQ6_K, UnpackRowsQ6_K, DotGroupsQ6_KAvx2,
                                            UnpackPanelQ6_KAvx2};
@@ -1103,7 +1203,8 @@ const Entry kEntries[] = {
     {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL), &kPackedIQ4_NL,
      MIXQ_X86_OR_NULL(&kInterleavedIQ4_NLAvx2)},
     {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K), &kPackedQ2_K},
-    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K},
+    {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K,
+     MIXQ_X86_OR_NULL(&kInterleavedQ3_KAvx2)},
     {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_X86_OR_NULL(DotQ4_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ4_KAvx2),
      nullptr, nullptr, &kPackedQ4_K, MIXQ_X86_OR_NULL(&kInterleavedQ4_KAvx2)},
     {DType::kQ5_K, DType::kQ8_K, DotQ5_KRef, MIXQ_AVX2_ONLY_ROW(Q5_K), &kPackedQ5_K,

@@ -725,6 +725,78 @@ MIXQ_AVX2 void DotGroupsQ5_1Avx2(const void* w, size_t group_bytes, int64_t n_gr
                                                          out, out_stride);
 }
 
+namespace {
+
+// One 32-code block of 8 interleaved Q3_K rows (BlockQ3_Kx8's 96 bytes) as 8 vectors of codes u = q + 4
+// (0..7): vector s holds codes 4s..4s+3 of each row (byte 4r + i: row r's code 4s + i), its low 2 bits
+// shifted out of crumb run s / 4 and its third bit moved to bit 2 (right shifts up to 5 and left shifts up
+// to 2 of 16-bit lanes never carry a neighbour's bit into the masked ones).
+MIXQ_AVX2 inline void ThreeBitCodes(const uint8_t* block, __m256i u[8]) {
+  const __m256i crumb = _mm256_set1_epi8(0x03), third = _mm256_set1_epi8(0x04);
+  const __m256i runs[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block)),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32))};
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64));
+  const __m256i at2[8] = {_mm256_slli_epi16(h, 2), _mm256_slli_epi16(h, 1), h, _mm256_srli_epi16(h, 1),
+                          _mm256_srli_epi16(h, 2), _mm256_srli_epi16(h, 3), _mm256_srli_epi16(h, 4),
+                          _mm256_srli_epi16(h, 5)};
+  for (int j = 0; j < 2; ++j) {
+    const __m256i low[4] = {runs[j], _mm256_srli_epi16(runs[j], 2), _mm256_srli_epi16(runs[j], 4),
+                            _mm256_srli_epi16(runs[j], 6)};
+    for (int k = 0; k < 4; ++k) {
+      u[4 * j + k] = _mm256_or_si256(_mm256_and_si256(low[k], crumb), _mm256_and_si256(at2[4 * j + k], third));
+    }
+  }
+}
+
+// One group of 8 interleaved Q3_K rows with one token. Per 32-code block, two sub-blocks of 16: each one's
+// four `vpmaddubsw` add up in int16 (<= 4 * 2 * 7 * 127 = 7112) and one `vpmaddwd` takes its 8 row scales;
+// the codes' offset 4 comes off once per super-block as 4 * sum_k scale_k * bsum_k (Q8_K's sums of 16),
+// by eight `vpmaddwd` over pairs of sub-blocks; then one FMA with d_w * d_a.
+MIXQ_AVX2 void DotGroupQ3_K(const BlockQ3_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
+  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockQ3_Kx8)>(x + b);
+    __m256i sums = _mm256_setzero_si256();
+    for (int t = 0; t < 8; ++t) {
+      __m256i u[8];
+      ThreeBitCodes(x[b].qs[t], u);
+      const int8_t* a = y[b].qs + 32 * t;
+      for (int half = 0; half < 2; ++half) {
+        __m256i pairs = _mm256_maddubs_epi16(u[4 * half], interleaved::BroadcastDword(a + 16 * half));
+        for (int k = 1; k < 4; ++k) {
+          pairs = _mm256_add_epi16(
+              pairs, _mm256_maddubs_epi16(u[4 * half + k], interleaved::BroadcastDword(a + 16 * half + 4 * k)));
+        }
+        const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[2 * t + half]));
+        const __m256i scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales8, duplicate));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, scales));
+      }
+    }
+    __m256i offsets = _mm256_setzero_si256();
+    for (int p = 0; p < 8; ++p) {
+      const auto even = static_cast<uint16_t>(y[b].bsums[2 * p]), odd = static_cast<uint16_t>(y[b].bsums[2 * p + 1]);
+      const __m256i bsums = _mm256_set1_epi32(static_cast<int32_t>(even | static_cast<uint32_t>(odd) << 16));
+      const __m256i scales = _mm256_cvtepi8_epi16(
+          _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[2 * p])),
+                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[2 * p + 1]))));
+      offsets = _mm256_add_epi32(offsets, _mm256_madd_epi16(scales, bsums));
+    }
+    const __m256i total = _mm256_sub_epi32(sums, _mm256_slli_epi32(offsets, 2));
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(y[b].d));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), d, acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+}  // namespace
+
+MIXQ_AVX2 void DotGroupsQ3_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  DotGroupsK<BlockQ3_Kx8, DotGroupQ3_K>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
+}
+
 MIXQ_AVX2 void DotGroupsQ5_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {
@@ -1290,6 +1362,28 @@ MIXQ_AVX2 void UnpackPanelQ6_KAvx2(const void* src, int64_t n, int64_t, int bias
                                     _mm256_setzero_ps());
       interleaved::StorePanelScales(second, 16, _mm256_mul_ps(dd, PairedBytes<true>(x[b].scales[s], 1)),
                                     _mm256_setzero_ps());
+    }
+  }
+}
+
+// Q3_K likewise: block t's codes 0-15 (sub-block 2t) are panel block 16b + 2t, codes 16-31 the next.
+MIXQ_AVX2 void UnpackPanelQ3_KAvx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockQ3_Kx8*>(src);
+  const __m256i delta = PanelDelta(bias, 4);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const __m256 dd = interleaved::RowScales(x[b].d);
+    for (int t = 0; t < 8; ++t) {
+      __m256i u[8];
+      ThreeBitCodes(x[b].qs[t], u);
+      for (int half = 0; half < 2; ++half) {
+        uint8_t* out = panel + (16 * b + 2 * t + half) * kPanel16;
+        for (int k = 0; k < 4; ++k) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * k), _mm256_add_epi8(u[4 * half + k], delta));
+        }
+        // m = -0 * 0, as UnpackK<BlockQ3_K> gives it.
+        interleaved::StorePanelScales(out, 16, _mm256_mul_ps(dd, RowBytes<true>(x[b].scales[2 * t + half])),
+                                      _mm256_set1_ps(-0.0f));
+      }
     }
   }
 }

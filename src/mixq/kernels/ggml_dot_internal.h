@@ -150,6 +150,20 @@ struct BlockQ6_Kx8 {
 };
 static_assert(sizeof(BlockQ6_Kx8) == 8 * 210);
 
+// Q3_K: per super-block the 8 rows' d; each 16-code sub-block's scales (scale - 32, signed) of the 8 rows;
+// then per block of 32 codes (sub-blocks 2t and 2t + 1) 96 bytes holding each code as u = q + 4 (0..7),
+// 3 bits as in the file: two 32-byte "crumb runs", byte 4r + i of run j holding at bits 2k..2k+1 the low 2
+// bits of row r's code 16j + 4k + i, then 32 bytes of third bits, byte 4r + i holding at bit s that of row
+// r's code 4s + i. One shift and mask of a run gives codes 4s..4s+3 of the 8 rows (s = 4j + k) as the
+// nibble runs do; one shift and mask of the third bits puts theirs at bit 2. 32 bytes more than the 8 rows
+// per super-block (the scales unpacked to bytes).
+struct BlockQ3_Kx8 {
+  uint16_t d[8];
+  int8_t scales[16][8];
+  uint8_t qs[8][96];
+};
+static_assert(sizeof(BlockQ3_Kx8) == 8 * 110 + 32);
+
 bool InterleaveAcceptsAll(int64_t n, int64_t group);
 void InterleaveQ4_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ4_0(const void* src, int lane, int64_t n, int64_t group, void* row);
@@ -204,6 +218,12 @@ void UnpackRowsQ6_K(const void* src, int64_t n, int64_t group, int8_t* const cod
                     float* const m[8]);
 void DotGroupsQ6_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void InterleaveQ3_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+void ExtractRowQ3_K(const void* src, int lane, int64_t n, int64_t group, void* row);
+void UnpackRowsQ3_K(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]);
+void DotGroupsQ3_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void DotGroupsQ8_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 
@@ -217,6 +237,7 @@ MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelIQ4_XSAvx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ4_KAvx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_KAvx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ6_KAvx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ3_KAvx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ4_1Avx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_0Avx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_1Avx2)
