@@ -1006,23 +1006,81 @@ void PutQ3_K(const uint8_t u[kQK_K], const int8_t scales[16], BlockQ3_K& b) {
   }
 }
 
-// Row `lane`'s 32 codes u of one block into its 96 interleaved bytes (BlockQ3_Kx8), and back.
-void PutQ3_KRuns(const uint8_t u[32], int lane, uint8_t* block) {
+// Row `lane`'s 32 codes u of one block into its interleaved bytes (BlockQ2_Kx8's 64: the crumb runs;
+// BlockQ3_Kx8's 96: then the third bits), and back. The block must start zeroed.
+template <int kBits>
+void PutCrumbRuns(const uint8_t u[32], int lane, uint8_t* block) {
   for (int c = 0; c < 32; ++c) {
     const int j = c / 16, k = (c % 16) / 4, i = c % 4;
     block[32 * j + 4 * lane + i] |= static_cast<uint8_t>((u[c] & 3) << (2 * k));
-    block[64 + 4 * lane + i] |= static_cast<uint8_t>(((u[c] >> 2) & 1) << (c / 4));
+    if constexpr (kBits == 3) block[64 + 4 * lane + i] |= static_cast<uint8_t>(((u[c] >> 2) & 1) << (c / 4));
   }
 }
-void GetQ3_KRuns(const uint8_t* block, int lane, uint8_t u[32]) {
+template <int kBits>
+void GetCrumbRuns(const uint8_t* block, int lane, uint8_t u[32]) {
   for (int c = 0; c < 32; ++c) {
     const int j = c / 16, k = (c % 16) / 4, i = c % 4;
-    u[c] = static_cast<uint8_t>(((block[32 * j + 4 * lane + i] >> (2 * k)) & 3) |
-                                ((block[64 + 4 * lane + i] >> (c / 4)) & 1) << 2);
+    u[c] = static_cast<uint8_t>((block[32 * j + 4 * lane + i] >> (2 * k)) & 3);
+    if constexpr (kBits == 3) u[c] = static_cast<uint8_t>(u[c] | ((block[64 + 4 * lane + i] >> (c / 4)) & 1) << 2);
   }
 }
 
 }  // namespace
+
+void InterleaveQ2_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* out = static_cast<BlockQ2_Kx8*>(dst);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    for (int r = 0; r < 8; ++r) {
+      BlockQ2_K block;
+      std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ2_K), sizeof block);
+      out[b].d[r] = block.d;
+      out[b].dmin[r] = block.dmin;
+      for (int sub = 0; sub < 16; ++sub) out[b].scales_mins[sub][r] = block.scales[sub];
+      uint8_t u[kQK_K];
+      for (int i = 0; i < kQK_K; ++i) u[i] = static_cast<uint8_t>(TwoBits(block.qs, i));
+      for (int t = 0; t < 8; ++t) PutCrumbRuns<2>(u + 32 * t, r, out[b].qs[t]);
+    }
+  }
+}
+
+void ExtractRowQ2_K(const void* src, int lane, int64_t n, int64_t, void* row) {
+  const auto* in = static_cast<const BlockQ2_Kx8*>(src);
+  auto* out = static_cast<uint8_t*>(row);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    BlockQ2_K block{};
+    block.d = in[b].d[lane];
+    block.dmin = in[b].dmin[lane];
+    for (int sub = 0; sub < 16; ++sub) block.scales[sub] = in[b].scales_mins[sub][lane];
+    uint8_t u[kQK_K];
+    for (int t = 0; t < 8; ++t) GetCrumbRuns<2>(in[b].qs[t], lane, u + 32 * t);
+    for (int i = 0; i < kQK_K; ++i) {
+      block.qs[32 * (i / 128) + i % 32] |= static_cast<uint8_t>(u[i] << (2 * ((i % 128) / 32)));
+    }
+    std::memcpy(out + b * sizeof(BlockQ2_K), &block, sizeof block);
+  }
+}
+
+void UnpackRowsQ2_K(const void* src, int64_t n, int64_t, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]) {
+  const auto* x = static_cast<const BlockQ2_Kx8*>(src);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      // As UnpackK<BlockQ2_K> gives them: d * scale, -dmin * min.
+      const float dd = F16ToF32(x[b].d[r]), dmin = F16ToF32(x[b].dmin[r]);
+      for (int sub = 0; sub < 16; ++sub) {
+        d[r][b * 16 + sub] = dd * static_cast<float>(x[b].scales_mins[sub][r] & 0x0f);
+        m[r][b * 16 + sub] = -dmin * static_cast<float>(x[b].scales_mins[sub][r] >> 4);
+      }
+      for (int t = 0; t < 8; ++t) {
+        uint8_t u[32];
+        GetCrumbRuns<2>(x[b].qs[t], r, u);
+        for (int c = 0; c < 32; ++c) codes[r][b * kQK_K + 32 * t + c] = static_cast<int8_t>(u[c]);
+      }
+    }
+  }
+}
 
 void InterleaveQ3_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void* dst) {
   const auto* src = static_cast<const uint8_t*>(rows);
@@ -1037,7 +1095,7 @@ void InterleaveQ3_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
       int8_t scales[16];
       GetQ3_K(block, u, scales);
       for (int sub = 0; sub < 16; ++sub) out[b].scales[sub][r] = scales[sub];
-      for (int t = 0; t < 8; ++t) PutQ3_KRuns(u + 32 * t, r, out[b].qs[t]);
+      for (int t = 0; t < 8; ++t) PutCrumbRuns<3>(u + 32 * t, r, out[b].qs[t]);
     }
   }
 }
@@ -1051,7 +1109,7 @@ void ExtractRowQ3_K(const void* src, int lane, int64_t n, int64_t, void* row) {
     uint8_t u[kQK_K];
     int8_t scales[16];
     for (int sub = 0; sub < 16; ++sub) scales[sub] = in[b].scales[sub][lane];
-    for (int t = 0; t < 8; ++t) GetQ3_KRuns(in[b].qs[t], lane, u + 32 * t);
+    for (int t = 0; t < 8; ++t) GetCrumbRuns<3>(in[b].qs[t], lane, u + 32 * t);
     PutQ3_K(u, scales, block);
     std::memcpy(out + b * sizeof(BlockQ3_K), &block, sizeof block);
   }
@@ -1070,7 +1128,7 @@ void UnpackRowsQ3_K(const void* src, int64_t n, int64_t, int8_t* const codes[8],
       }
       for (int t = 0; t < 8; ++t) {
         uint8_t u[32];
-        GetQ3_KRuns(x[b].qs[t], r, u);
+        GetCrumbRuns<3>(x[b].qs[t], r, u);
         for (int c = 0; c < 32; ++c) codes[r][b * kQK_K + 32 * t + c] = static_cast<int8_t>(u[c] - 4);
       }
     }
@@ -1155,6 +1213,9 @@ const InterleavedRows kInterleavedIQ4_XSAvx2{InterleaveAcceptsAll, GroupBytes<Bl
 const InterleavedRows kInterleavedQ5_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ5_Kx8, kQK_K>, InterleaveQ5_K,
                                            ExtractRowQ5_K, UnpackRowsQ5_K, DotGroupsQ5_KAvx2,
                                            UnpackPanelQ5_KAvx2};
+const InterleavedRows kInterleavedQ2_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ2_Kx8, kQK_K>, InterleaveQ2_K,
+                                           ExtractRowQ2_K, UnpackRowsQ2_K, DotGroupsQ2_KAvx2,
+                                           UnpackPanelQ2_KAvx2};
 const InterleavedRows kInterleavedQ3_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ3_Kx8, kQK_K>, InterleaveQ3_K,
                                            ExtractRowQ3_K, UnpackRowsQ3_K, DotGroupsQ3_KAvx2,
                                            UnpackPanelQ3_KAvx2};
@@ -1202,7 +1263,8 @@ const Entry kEntries[] = {
      MIXQ_X86_OR_NULL(&kInterleavedQ5_1Avx2)},
     {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL), &kPackedIQ4_NL,
      MIXQ_X86_OR_NULL(&kInterleavedIQ4_NLAvx2)},
-    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K), &kPackedQ2_K},
+    {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K), &kPackedQ2_K,
+     MIXQ_X86_OR_NULL(&kInterleavedQ2_KAvx2)},
     {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K,
      MIXQ_X86_OR_NULL(&kInterleavedQ3_KAvx2)},
     {DType::kQ4_K, DType::kQ8_K, DotQ4_KRef, MIXQ_X86_OR_NULL(DotQ4_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ4_KAvx2),

@@ -727,25 +727,86 @@ MIXQ_AVX2 void DotGroupsQ5_1Avx2(const void* w, size_t group_bytes, int64_t n_gr
 
 namespace {
 
-// One 32-code block of 8 interleaved Q3_K rows (BlockQ3_Kx8's 96 bytes) as 8 vectors of codes u = q + 4
-// (0..7): vector s holds codes 4s..4s+3 of each row (byte 4r + i: row r's code 4s + i), its low 2 bits
-// shifted out of crumb run s / 4 and its third bit moved to bit 2 (right shifts up to 5 and left shifts up
-// to 2 of 16-bit lanes never carry a neighbour's bit into the masked ones).
-MIXQ_AVX2 inline void ThreeBitCodes(const uint8_t* block, __m256i u[8]) {
-  const __m256i crumb = _mm256_set1_epi8(0x03), third = _mm256_set1_epi8(0x04);
-  const __m256i runs[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block)),
-                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32))};
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64));
-  const __m256i at2[8] = {_mm256_slli_epi16(h, 2), _mm256_slli_epi16(h, 1), h, _mm256_srli_epi16(h, 1),
-                          _mm256_srli_epi16(h, 2), _mm256_srli_epi16(h, 3), _mm256_srli_epi16(h, 4),
-                          _mm256_srli_epi16(h, 5)};
+// One 32-code block of 8 interleaved Q2_K / Q3_K rows (BlockQ2_Kx8's 64 bytes, BlockQ3_Kx8's 96) as 8
+// vectors of codes u (Q2_K's q, 0..3; Q3_K's q + 4, 0..7): vector s holds codes 4s..4s+3 of each row (byte
+// 4r + i: row r's code 4s + i), its low 2 bits shifted out of crumb run s / 4 and Q3_K's third bit moved
+// to bit 2 (right shifts up to 6 and left shifts up to 2 of 16-bit lanes never carry a neighbour's bit into
+// the masked ones).
+template <int kBits>
+MIXQ_AVX2 inline void CrumbRunCodes(const uint8_t* block, __m256i u[8]) {
+  const __m256i crumb = _mm256_set1_epi8(0x03);
   for (int j = 0; j < 2; ++j) {
-    const __m256i low[4] = {runs[j], _mm256_srli_epi16(runs[j], 2), _mm256_srli_epi16(runs[j], 4),
-                            _mm256_srli_epi16(runs[j], 6)};
-    for (int k = 0; k < 4; ++k) {
-      u[4 * j + k] = _mm256_or_si256(_mm256_and_si256(low[k], crumb), _mm256_and_si256(at2[4 * j + k], third));
+    const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * j));
+    const __m256i low[4] = {run, _mm256_srli_epi16(run, 2), _mm256_srli_epi16(run, 4), _mm256_srli_epi16(run, 6)};
+    for (int k = 0; k < 4; ++k) u[4 * j + k] = _mm256_and_si256(low[k], crumb);
+  }
+  if constexpr (kBits == 3) {
+    const __m256i third = _mm256_set1_epi8(0x04);
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64));
+    const __m256i at2[8] = {_mm256_slli_epi16(h, 2), _mm256_slli_epi16(h, 1), h, _mm256_srli_epi16(h, 1),
+                            _mm256_srli_epi16(h, 2), _mm256_srli_epi16(h, 3), _mm256_srli_epi16(h, 4),
+                            _mm256_srli_epi16(h, 5)};
+    for (int s = 0; s < 8; ++s) u[s] = _mm256_or_si256(u[s], _mm256_and_si256(at2[s], third));
+  }
+}
+
+// The int16 pair sums (lanes 2r, 2r + 1: row r) of the two 16-code halves of a block's codes u (from
+// CrumbRunCodes) with 32 activation codes: four `vpmaddubsw` each, <= 4 * 2 * 7 * 127 = 7112.
+MIXQ_AVX2 inline void CrumbHalves(const __m256i u[8], const int8_t* a, __m256i halves[2]) {
+  for (int half = 0; half < 2; ++half) {
+    halves[half] = _mm256_maddubs_epi16(u[4 * half], interleaved::BroadcastDword(a + 16 * half));
+    for (int k = 1; k < 4; ++k) {
+      halves[half] = _mm256_add_epi16(
+          halves[half], _mm256_maddubs_epi16(u[4 * half + k], interleaved::BroadcastDword(a + 16 * half + 4 * k)));
     }
   }
+}
+
+// sum_p (v[2p][r] * bsums[2p] + v[2p + 1][r] * bsums[2p + 1]) per row r over the 16 sub-blocks of a
+// super-block, for the values v[k][r] of sub-block k and row r in bytes x[k][r]: Q3_K's signed scales
+// (its code offset against Q8_K's sums of 16), or the high nibbles (Q2_K's mins).
+template <bool kHighNibbles>
+MIXQ_AVX2 inline __m256i SubBlockBsums(const void* x_bytes, const int16_t* bsums) {
+  const auto* x = static_cast<const uint8_t(*)[8]>(x_bytes);
+  __m256i total = _mm256_setzero_si256();
+  for (int p = 0; p < 8; ++p) {
+    const auto even = static_cast<uint16_t>(bsums[2 * p]), odd = static_cast<uint16_t>(bsums[2 * p + 1]);
+    const __m256i pair = _mm256_set1_epi32(static_cast<int32_t>(even | static_cast<uint32_t>(odd) << 16));
+    const __m128i bytes = _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[2 * p])),
+                                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[2 * p + 1])));
+    const __m256i values = kHighNibbles ? _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0f)))
+                                        : _mm256_cvtepi8_epi16(bytes);
+    total = _mm256_add_epi32(total, _mm256_madd_epi16(values, pair));
+  }
+  return total;
+}
+
+// One group of 8 interleaved Q2_K rows with one token: Q3_K's walk on 2-bit codes with unsigned scales
+// (the low nibbles) and, as Q4_K, the mins (high nibbles) against the activation's sums of 16.
+MIXQ_AVX2 void DotGroupQ2_K(const BlockQ2_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
+  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m128i low = _mm_set1_epi8(0x0f);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockQ2_Kx8)>(x + b);
+    __m256i sums = _mm256_setzero_si256();
+    for (int t = 0; t < 8; ++t) {
+      __m256i u[8], halves[2];
+      CrumbRunCodes<2>(x[b].qs[t], u);
+      CrumbHalves(u, y[b].qs + 32 * t, halves);
+      for (int half = 0; half < 2; ++half) {
+        const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales_mins[2 * t + half]));
+        const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_and_si128(bytes, low), duplicate));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(halves[half], scales));
+      }
+    }
+    const __m256i mins = SubBlockBsums<true>(x[b].scales_mins, y[b].bsums);
+    const __m256 da = _mm256_set1_ps(y[b].d);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(interleaved::RowScales(x[b].d), da), acc);
+    acc_min =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(interleaved::RowScales(x[b].dmin), da), acc_min);
+  }
+  _mm256_storeu_ps(out, _mm256_sub_ps(acc, acc_min));
 }
 
 // One group of 8 interleaved Q3_K rows with one token. Per 32-code block, two sub-blocks of 16: each one's
@@ -759,29 +820,16 @@ MIXQ_AVX2 void DotGroupQ3_K(const BlockQ3_Kx8* x, const BlockQ8_K* y, int64_t nb
     interleaved::PrefetchAhead<sizeof(BlockQ3_Kx8)>(x + b);
     __m256i sums = _mm256_setzero_si256();
     for (int t = 0; t < 8; ++t) {
-      __m256i u[8];
-      ThreeBitCodes(x[b].qs[t], u);
-      const int8_t* a = y[b].qs + 32 * t;
+      __m256i u[8], halves[2];
+      CrumbRunCodes<3>(x[b].qs[t], u);
+      CrumbHalves(u, y[b].qs + 32 * t, halves);
       for (int half = 0; half < 2; ++half) {
-        __m256i pairs = _mm256_maddubs_epi16(u[4 * half], interleaved::BroadcastDword(a + 16 * half));
-        for (int k = 1; k < 4; ++k) {
-          pairs = _mm256_add_epi16(
-              pairs, _mm256_maddubs_epi16(u[4 * half + k], interleaved::BroadcastDword(a + 16 * half + 4 * k)));
-        }
         const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[2 * t + half]));
         const __m256i scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales8, duplicate));
-        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, scales));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(halves[half], scales));
       }
     }
-    __m256i offsets = _mm256_setzero_si256();
-    for (int p = 0; p < 8; ++p) {
-      const auto even = static_cast<uint16_t>(y[b].bsums[2 * p]), odd = static_cast<uint16_t>(y[b].bsums[2 * p + 1]);
-      const __m256i bsums = _mm256_set1_epi32(static_cast<int32_t>(even | static_cast<uint32_t>(odd) << 16));
-      const __m256i scales = _mm256_cvtepi8_epi16(
-          _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[2 * p])),
-                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[2 * p + 1]))));
-      offsets = _mm256_add_epi32(offsets, _mm256_madd_epi16(scales, bsums));
-    }
+    const __m256i offsets = SubBlockBsums<false>(x[b].scales, y[b].bsums);
     const __m256i total = _mm256_sub_epi32(sums, _mm256_slli_epi32(offsets, 2));
     const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(y[b].d));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), d, acc);
@@ -790,6 +838,12 @@ MIXQ_AVX2 void DotGroupQ3_K(const BlockQ3_Kx8* x, const BlockQ8_K* y, int64_t nb
 }
 
 }  // namespace
+
+MIXQ_AVX2 void DotGroupsQ2_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                 size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                 int64_t out_stride) {
+  DotGroupsK<BlockQ2_Kx8, DotGroupQ2_K>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
+}
 
 MIXQ_AVX2 void DotGroupsQ3_KAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
@@ -1366,7 +1420,31 @@ MIXQ_AVX2 void UnpackPanelQ6_KAvx2(const void* src, int64_t n, int64_t, int bias
   }
 }
 
-// Q3_K likewise: block t's codes 0-15 (sub-block 2t) are panel block 16b + 2t, codes 16-31 the next.
+// Q2_K and Q3_K likewise: block t's codes 0-15 (sub-block 2t) are panel block 16b + 2t, codes 16-31 the next.
+MIXQ_AVX2 void UnpackPanelQ2_KAvx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
+  const auto* x = static_cast<const BlockQ2_Kx8*>(src);
+  const __m256i delta = PanelDelta(bias, 0);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const __m256 dd = interleaved::RowScales(x[b].d);
+    const __m256 neg_dmin = _mm256_xor_ps(interleaved::RowScales(x[b].dmin), _mm256_set1_ps(-0.0f));
+    for (int t = 0; t < 8; ++t) {
+      __m256i u[8];
+      CrumbRunCodes<2>(x[b].qs[t], u);
+      for (int half = 0; half < 2; ++half) {
+        uint8_t* out = panel + (16 * b + 2 * t + half) * kPanel16;
+        for (int k = 0; k < 4; ++k) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * k), _mm256_add_epi8(u[4 * half + k], delta));
+        }
+        const __m256i bytes = _mm256_cvtepu8_epi32(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales_mins[2 * t + half])));
+        const __m256 scales = _mm256_cvtepi32_ps(_mm256_and_si256(bytes, _mm256_set1_epi32(0x0f)));
+        const __m256 mins = _mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4));
+        interleaved::StorePanelScales(out, 16, _mm256_mul_ps(dd, scales), _mm256_mul_ps(neg_dmin, mins));
+      }
+    }
+  }
+}
+
 MIXQ_AVX2 void UnpackPanelQ3_KAvx2(const void* src, int64_t n, int64_t, int bias, uint8_t* panel) {
   const auto* x = static_cast<const BlockQ3_Kx8*>(src);
   const __m256i delta = PanelDelta(bias, 4);
@@ -1374,7 +1452,7 @@ MIXQ_AVX2 void UnpackPanelQ3_KAvx2(const void* src, int64_t n, int64_t, int bias
     const __m256 dd = interleaved::RowScales(x[b].d);
     for (int t = 0; t < 8; ++t) {
       __m256i u[8];
-      ThreeBitCodes(x[b].qs[t], u);
+      CrumbRunCodes<3>(x[b].qs[t], u);
       for (int half = 0; half < 2; ++half) {
         uint8_t* out = panel + (16 * b + 2 * t + half) * kPanel16;
         for (int k = 0; k < 4; ++k) {

@@ -150,6 +150,18 @@ struct BlockQ6_Kx8 {
 };
 static_assert(sizeof(BlockQ6_Kx8) == 8 * 210);
 
+// Q2_K: per super-block the 8 rows' d and dmin; each 16-code sub-block's scale/min bytes of the 8 rows as
+// the file has them (scale in the low nibble, min in the high), sub-block k's at scales_mins[k][r]; then
+// per block of 32 codes (sub-blocks 2t and 2t + 1) two 32-byte crumb runs laid out as Q3_K's below.
+// Exactly the 8 rows' bytes.
+struct BlockQ2_Kx8 {
+  uint16_t d[8];
+  uint16_t dmin[8];
+  uint8_t scales_mins[16][8];
+  uint8_t qs[8][64];
+};
+static_assert(sizeof(BlockQ2_Kx8) == 8 * 84);
+
 // Q3_K: per super-block the 8 rows' d; each 16-code sub-block's scales (scale - 32, signed) of the 8 rows;
 // then per block of 32 codes (sub-blocks 2t and 2t + 1) 96 bytes holding each code as u = q + 4 (0..7),
 // 3 bits as in the file: two 32-byte "crumb runs", byte 4r + i of run j holding at bits 2k..2k+1 the low 2
@@ -218,6 +230,12 @@ void UnpackRowsQ6_K(const void* src, int64_t n, int64_t group, int8_t* const cod
                     float* const m[8]);
 void DotGroupsQ6_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void InterleaveQ2_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
+void ExtractRowQ2_K(const void* src, int lane, int64_t n, int64_t group, void* row);
+void UnpackRowsQ2_K(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
+                    float* const m[8]);
+void DotGroupsQ2_KAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void InterleaveQ3_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ3_K(const void* src, int lane, int64_t n, int64_t group, void* row);
 void UnpackRowsQ3_K(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
@@ -238,6 +256,7 @@ MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ4_KAvx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_KAvx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ6_KAvx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ3_KAvx2)
+MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ2_KAvx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ4_1Avx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_0Avx2)
 MIXQ_GGML_DECLARE_UNPACK_PANEL(UnpackPanelQ5_1Avx2)
