@@ -352,7 +352,7 @@ TEST(IntDot, InterleavedRowsMatchScalar) {
   for (const DType dtype : kAllIntTypes) {
     const QuantKernel& k = *IntQuantKernel(dtype);
     const int bits = Traits(dtype).bits;
-    const bool expected = bits >= 4 && IntDotHasAvx2() && !CpuHasAvx512Vnni();
+    const bool expected = bits >= 2 && IntDotHasAvx2() && !CpuHasAvx512Vnni();
     EXPECT_EQ(k.interleaved != nullptr, expected) << DTypeName(dtype);
   }
   if (IntQuantKernel(DType::kInt4)->interleaved == nullptr) {
@@ -365,8 +365,7 @@ TEST(IntDot, InterleavedRowsMatchScalar) {
   constexpr size_t kPad = 64;
   constexpr float kUnwritten = 12345.0f;
   const int64_t shapes[][2] = {{256, 32}, {256, 64}, {4096, 128}, {512, 0}, {96, 0}, {384, 96}, {160, 32}};
-  for (const DType dtype : {DType::kInt4, DType::kInt4Sym, DType::kInt5, DType::kInt5Sym, DType::kInt6,
-                            DType::kInt6Sym, DType::kInt7, DType::kInt7Sym, DType::kInt8, DType::kInt8Sym}) {
+  for (const DType dtype : kAllIntTypes) {
     const QuantKernel& k = *IntQuantKernel(dtype);
     const InterleavedRows& il = *k.interleaved;
     for (const auto& [n, group] : shapes) {
@@ -376,7 +375,7 @@ TEST(IntDot, InterleavedRowsMatchScalar) {
       const size_t row_bytes = layout.row_bytes;
       const size_t stride = row_bytes + kPad;
       const size_t group_bytes = il.group_bytes(n, group);
-      // INT4 and INT8 take exactly their rows' bytes; INT5/6/7 a byte per zero-point.
+      // INT4 and INT8 take exactly their rows' bytes; INT2/3/5/6/7 a byte per zero-point.
       if (layout.bits == 4 || layout.bits == 8) {
         ASSERT_EQ(group_bytes, kRows * row_bytes);
       } else {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -275,6 +276,26 @@ TEST(InterleaveForDecode, LlamaCppQ8_0FileGivesTheSameLogits) {
 
 TEST(InterleaveForDecode, LlamaCppQ4_KFileGivesTheSameLogits) {
   ExpectSameLogitsInterleaved(SharedPath("data/ggml-reference/synth-Q4_K_M.gguf"), DType::kQ4_K, 2 * 7 + 1, 1e-3);
+}
+
+// mixq's own 2- and 3-bit formats (crumb runs, int_dot.h) on a real model: docs-5M's 4 layers x 7
+// matrices + output.weight. Symmetric codes sum to the same floats up to rounding (measured rms 2.5e-7,
+// bound 1e-5). Asymmetric ones subtract the zero-point term s z G from s sum(c q), which nearly cancel
+// when a group's activations share a sign (measured on docs-5M's INT4 matrices with inputs of mean 3: both
+// layouts 2e-6 to 5e-6 from the double reference, 1.5e-5 apart); that flips an 8-bit activation rounding
+// and the flip grows over 4 layers: measured rms 2.9e-3 for int3-g128 (int4-g128, interleaved since
+// session 10, 5.9e-3; int2-g64's small zero-points 2.6e-7). Bound 2e-2; dropping one code vector of 8 per
+// block in the INT2/3 kernel gives rms 0.95 to 4.4.
+TEST(InterleaveForDecode, Docs5MInt3AndInt2GiveTheSameLogits) {
+  const Model hf = LoadModel(SharedPath("models/docs-5M"));
+  for (const auto& [format, dtype, bound] : {std::tuple{"int3-g128", DType::kInt3, 2e-2},
+                                              std::tuple{"int2-g64", DType::kInt2, 2e-2},
+                                              std::tuple{"int3-g64-sym", DType::kInt3Sym, 1e-5}}) {
+    SCOPED_TRACE(format);
+    const std::string path = TempPath(std::string("docs-") + format + "-interleave.gguf");
+    Quantize(hf, format, path);
+    ExpectSameLogitsInterleaved(path, dtype, 4 * 7 + 1, bound);
+  }
 }
 
 }  // namespace

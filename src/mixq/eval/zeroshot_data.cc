@@ -290,7 +290,8 @@ std::vector<TaskItem> LoadMmluFile(const std::string& path) {
     text = Cp1252ToUtf8(text);
   }
   if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
-  const std::string_view header = text.substr(0, text.find('\n'));
+  // A view into `text` itself (text.substr would make a temporary string, freed before the count below).
+  const std::string_view header = std::string_view(text).substr(0, text.find('\n'));
   const char delimiter =
       std::count(header.begin(), header.end(), ';') > std::count(header.begin(), header.end(), ',') ? ';' : ',';
   const std::vector<CsvRecord> records = ParseCsv(text, delimiter, path);

@@ -195,6 +195,10 @@ float DotKBlock(const KBlock& k, const BlockQ8_K& y) {
 
 // The weight of index 128h + 32k + l in the Q2_K/Q3_K 2-bit layout: bits 2k..2k+1 of qs[32h + l].
 int TwoBits(const uint8_t* qs, int i) { return (qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3; }
+// And its inverse for a zeroed qs: ors v's low 2 bits in at weight i's place.
+void PutTwoBits(uint8_t* qs, int i, int v) {
+  qs[32 * (i / 128) + i % 32] |= static_cast<uint8_t>((v & 3) << (2 * ((i % 128) / 32)));
+}
 
 void DecodeQ2_K(const BlockQ2_K& b, KBlock* k) {
   k->d = F16ToF32(b.d);
@@ -992,7 +996,7 @@ void GetQ3_K(const BlockQ3_K& b, uint8_t u[kQK_K], int8_t scales[16]) {
 }
 void PutQ3_K(const uint8_t u[kQK_K], const int8_t scales[16], BlockQ3_K& b) {
   for (int i = 0; i < kQK_K; ++i) {
-    b.qs[32 * (i / 128) + i % 32] |= static_cast<uint8_t>((u[i] & 3) << (2 * ((i % 128) / 32)));
+    PutTwoBits(b.qs, i, u[i]);
     b.hmask[i % 32] |= static_cast<uint8_t>((u[i] >> 2) << (4 * (i / 128) + (i % 128) / 32));
   }
   for (int sub = 0; sub < 16; ++sub) {
@@ -1003,25 +1007,6 @@ void PutQ3_K(const uint8_t u[kQK_K], const int8_t scales[16], BlockQ3_K& b) {
       b.scales[sub - 8] |= static_cast<uint8_t>((v & 0x0f) << 4);
     }
     b.scales[8 + sub % 4] |= static_cast<uint8_t>((v >> 4) << (2 * (sub / 4)));
-  }
-}
-
-// Row `lane`'s 32 codes u of one block into its interleaved bytes (BlockQ2_Kx8's 64: the crumb runs;
-// BlockQ3_Kx8's 96: then the third bits), and back. The block must start zeroed.
-template <int kBits>
-void PutCrumbRuns(const uint8_t u[32], int lane, uint8_t* block) {
-  for (int c = 0; c < 32; ++c) {
-    const int j = c / 16, k = (c % 16) / 4, i = c % 4;
-    block[32 * j + 4 * lane + i] |= static_cast<uint8_t>((u[c] & 3) << (2 * k));
-    if constexpr (kBits == 3) block[64 + 4 * lane + i] |= static_cast<uint8_t>(((u[c] >> 2) & 1) << (c / 4));
-  }
-}
-template <int kBits>
-void GetCrumbRuns(const uint8_t* block, int lane, uint8_t u[32]) {
-  for (int c = 0; c < 32; ++c) {
-    const int j = c / 16, k = (c % 16) / 4, i = c % 4;
-    u[c] = static_cast<uint8_t>((block[32 * j + 4 * lane + i] >> (2 * k)) & 3);
-    if constexpr (kBits == 3) u[c] = static_cast<uint8_t>(u[c] | ((block[64 + 4 * lane + i] >> (c / 4)) & 1) << 2);
   }
 }
 
@@ -1040,7 +1025,7 @@ void InterleaveQ2_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
       for (int sub = 0; sub < 16; ++sub) out[b].scales_mins[sub][r] = block.scales[sub];
       uint8_t u[kQK_K];
       for (int i = 0; i < kQK_K; ++i) u[i] = static_cast<uint8_t>(TwoBits(block.qs, i));
-      for (int t = 0; t < 8; ++t) PutCrumbRuns<2>(u + 32 * t, r, out[b].qs[t]);
+      for (int t = 0; t < 8; ++t) interleaved::PutCrumbRuns<2>(u + 32 * t, r, out[b].qs[t]);
     }
   }
 }
@@ -1054,10 +1039,8 @@ void ExtractRowQ2_K(const void* src, int lane, int64_t n, int64_t, void* row) {
     block.dmin = in[b].dmin[lane];
     for (int sub = 0; sub < 16; ++sub) block.scales[sub] = in[b].scales_mins[sub][lane];
     uint8_t u[kQK_K];
-    for (int t = 0; t < 8; ++t) GetCrumbRuns<2>(in[b].qs[t], lane, u + 32 * t);
-    for (int i = 0; i < kQK_K; ++i) {
-      block.qs[32 * (i / 128) + i % 32] |= static_cast<uint8_t>(u[i] << (2 * ((i % 128) / 32)));
-    }
+    for (int t = 0; t < 8; ++t) interleaved::GetCrumbRuns<2>(in[b].qs[t], lane, u + 32 * t);
+    for (int i = 0; i < kQK_K; ++i) PutTwoBits(block.qs, i, u[i]);
     std::memcpy(out + b * sizeof(BlockQ2_K), &block, sizeof block);
   }
 }
@@ -1075,7 +1058,7 @@ void UnpackRowsQ2_K(const void* src, int64_t n, int64_t, int8_t* const codes[8],
       }
       for (int t = 0; t < 8; ++t) {
         uint8_t u[32];
-        GetCrumbRuns<2>(x[b].qs[t], r, u);
+        interleaved::GetCrumbRuns<2>(x[b].qs[t], r, u);
         for (int c = 0; c < 32; ++c) codes[r][b * kQK_K + 32 * t + c] = static_cast<int8_t>(u[c]);
       }
     }
@@ -1095,7 +1078,7 @@ void InterleaveQ3_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
       int8_t scales[16];
       GetQ3_K(block, u, scales);
       for (int sub = 0; sub < 16; ++sub) out[b].scales[sub][r] = scales[sub];
-      for (int t = 0; t < 8; ++t) PutCrumbRuns<3>(u + 32 * t, r, out[b].qs[t]);
+      for (int t = 0; t < 8; ++t) interleaved::PutCrumbRuns<3>(u + 32 * t, r, out[b].qs[t]);
     }
   }
 }
@@ -1109,7 +1092,7 @@ void ExtractRowQ3_K(const void* src, int lane, int64_t n, int64_t, void* row) {
     uint8_t u[kQK_K];
     int8_t scales[16];
     for (int sub = 0; sub < 16; ++sub) scales[sub] = in[b].scales[sub][lane];
-    for (int t = 0; t < 8; ++t) GetCrumbRuns<3>(in[b].qs[t], lane, u + 32 * t);
+    for (int t = 0; t < 8; ++t) interleaved::GetCrumbRuns<3>(in[b].qs[t], lane, u + 32 * t);
     PutQ3_K(u, scales, block);
     std::memcpy(out + b * sizeof(BlockQ3_K), &block, sizeof block);
   }
@@ -1128,7 +1111,7 @@ void UnpackRowsQ3_K(const void* src, int64_t n, int64_t, int8_t* const codes[8],
       }
       for (int t = 0; t < 8; ++t) {
         uint8_t u[32];
-        GetCrumbRuns<3>(x[b].qs[t], r, u);
+        interleaved::GetCrumbRuns<3>(x[b].qs[t], r, u);
         for (int c = 0; c < 32; ++c) codes[r][b * kQK_K + 32 * t + c] = static_cast<int8_t>(u[c] - 4);
       }
     }
@@ -1194,7 +1177,7 @@ const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<Bloc
 const InterleavedRows kInterleavedQ4_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_Kx8, kQK_K>, InterleaveQ4_K,
                                            ExtractRowQ4_K, UnpackRowsQ4_K, DotGroupsQ4_KAvx2,
                                            UnpackPanelQ4_KAvx2};
-#define MIXQ_INTERLEAVED_LEGACY(type)                                                                \
+#define MIXQ_INTERLEAVED_LEGACY(type)                                                                             \
   const InterleavedRows kInterleaved##type##Avx2{InterleaveAcceptsAll, GroupBytes<Block##type##x8, kQK>,          \
                                                  InterleaveLegacy<Block##type##x8, Block##type>,                  \
                                                  ExtractRowLegacy<Block##type##x8, Block##type>,                  \

@@ -487,6 +487,16 @@ MIXQ_AVX2 void DotGroupsK(const void* w, size_t group_bytes, int64_t n_groups, c
 
 namespace {
 
+// 8 rows' 8-bit scales (row r's at byte r of `eight`) as int16 pairs for `vpmaddwd` against pair sums
+// (lanes 2r and 2r + 1 of a row-interleaved register hold row r): each byte duplicated, then widened.
+template <bool kSigned>
+MIXQ_AVX2 inline __m256i RowScalePairs(__m128i eight) {
+  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m128i pairs = _mm_shuffle_epi8(eight, duplicate);
+  return kSigned ? _mm256_cvtepi8_epi16(pairs) : _mm256_cvtepu8_epi16(pairs);
+}
+MIXQ_AVX2 inline __m128i LoadEight(const void* p) { return _mm_loadl_epi64(static_cast<const __m128i*>(p)); }
+
 // The mins of one Q4_K / Q5_K super-block of 8 rows against the activation's sub-block sums (Q8_K bsums,
 // paired): sum_s min_s * bsum_s per row, by four `vpmaddwd`.
 template <typename BlockKx8>
@@ -507,7 +517,6 @@ MIXQ_AVX2 __m256i KMins(const BlockKx8& x, const BlockQ8_K& y) {
 // against the activation's sub-block sums (Q8_K bsums, paired) by four more; then one FMA each with
 // d_w * d_a and dmin_w * d_a.
 MIXQ_AVX2 void DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
-  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ4_Kx8)>(x + b);
@@ -516,8 +525,7 @@ MIXQ_AVX2 void DotGroupQ4_K(const BlockQ4_Kx8* x, const BlockQ8_K* y, int64_t nb
       const uint8_t* runs = x[b].qs[s];
       __m256i pairs;
       interleaved::NibbleRunsPairs<1>(&runs, y[b].qs + 32 * s, &pairs);
-      const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s]));
-      const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales8, duplicate));
+      const __m256i scales = RowScalePairs<false>(LoadEight(x[b].scales[s]));
       sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs, scales));
     }
     const __m256i mins = KMins(x[b], y[b]);
@@ -544,7 +552,6 @@ namespace {
 // One group of 8 interleaved Q5_K rows with one token: Q4_K's walk on five-bit codes, each half of a
 // sub-block's pair sums times its 8 row scales by one `vpmaddwd`.
 MIXQ_AVX2 void DotGroupQ5_K(const BlockQ5_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
-  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ5_Kx8)>(x + b);
@@ -552,8 +559,7 @@ MIXQ_AVX2 void DotGroupQ5_K(const BlockQ5_Kx8* x, const BlockQ8_K* y, int64_t nb
     for (int s = 0; s < 8; ++s) {
       __m256i pairs[2];
       interleaved::FiveBitRunsPairs(x[b].qs[s], y[b].qs + 32 * s, pairs);
-      const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s]));
-      const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales8, duplicate));
+      const __m256i scales = RowScalePairs<false>(LoadEight(x[b].scales[s]));
       sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs[0], scales));
       sums = _mm256_add_epi32(sums, _mm256_madd_epi16(pairs[1], scales));
     }
@@ -670,14 +676,12 @@ MIXQ_AVX2 void DotGroupIQ4_NL(const BlockQ4_0x8* x, const BlockQ8_0* y, const fl
 // One group of 8 interleaved IQ4_XS rows with one token: each sub-block's sums times its 8 row scales
 // (duplicated per int16 pair) inside IQ4RunsDot, then d_w * d_a per super-block.
 MIXQ_AVX2 void DotGroupIQ4_XS(const BlockIQ4_XSx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
-  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockIQ4_XSx8)>(x + b);
     __m256i sums = _mm256_setzero_si256();
     for (int s = 0; s < 8; ++s) {
-      const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s]));
-      const __m256i scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales8, duplicate));
+      const __m256i scales = RowScalePairs<true>(LoadEight(x[b].scales[s]));
       sums = _mm256_add_epi32(sums, IQ4RunsDot(x[b].qs[s], y[b].qs + 32 * s, scales));
     }
     const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(y[b].d));
@@ -727,29 +731,6 @@ MIXQ_AVX2 void DotGroupsQ5_1Avx2(const void* w, size_t group_bytes, int64_t n_gr
 
 namespace {
 
-// One 32-code block of 8 interleaved Q2_K / Q3_K rows (BlockQ2_Kx8's 64 bytes, BlockQ3_Kx8's 96) as 8
-// vectors of codes u (Q2_K's q, 0..3; Q3_K's q + 4, 0..7): vector s holds codes 4s..4s+3 of each row (byte
-// 4r + i: row r's code 4s + i), its low 2 bits shifted out of crumb run s / 4 and Q3_K's third bit moved
-// to bit 2 (right shifts up to 6 and left shifts up to 2 of 16-bit lanes never carry a neighbour's bit into
-// the masked ones).
-template <int kBits>
-MIXQ_AVX2 inline void CrumbRunCodes(const uint8_t* block, __m256i u[8]) {
-  const __m256i crumb = _mm256_set1_epi8(0x03);
-  for (int j = 0; j < 2; ++j) {
-    const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * j));
-    const __m256i low[4] = {run, _mm256_srli_epi16(run, 2), _mm256_srli_epi16(run, 4), _mm256_srli_epi16(run, 6)};
-    for (int k = 0; k < 4; ++k) u[4 * j + k] = _mm256_and_si256(low[k], crumb);
-  }
-  if constexpr (kBits == 3) {
-    const __m256i third = _mm256_set1_epi8(0x04);
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64));
-    const __m256i at2[8] = {_mm256_slli_epi16(h, 2), _mm256_slli_epi16(h, 1), h, _mm256_srli_epi16(h, 1),
-                            _mm256_srli_epi16(h, 2), _mm256_srli_epi16(h, 3), _mm256_srli_epi16(h, 4),
-                            _mm256_srli_epi16(h, 5)};
-    for (int s = 0; s < 8; ++s) u[s] = _mm256_or_si256(u[s], _mm256_and_si256(at2[s], third));
-  }
-}
-
 // The int16 pair sums (lanes 2r, 2r + 1: row r) of the two 16-code halves of a block's codes u (from
 // CrumbRunCodes) with 32 activation codes: four `vpmaddubsw` each, <= 4 * 2 * 7 * 127 = 7112.
 MIXQ_AVX2 inline void CrumbHalves(const __m256i u[8], const int8_t* a, __m256i halves[2]) {
@@ -784,7 +765,6 @@ MIXQ_AVX2 inline __m256i SubBlockBsums(const void* x_bytes, const int16_t* bsums
 // One group of 8 interleaved Q2_K rows with one token: Q3_K's walk on 2-bit codes with unsigned scales
 // (the low nibbles) and, as Q4_K, the mins (high nibbles) against the activation's sums of 16.
 MIXQ_AVX2 void DotGroupQ2_K(const BlockQ2_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
-  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   const __m128i low = _mm_set1_epi8(0x0f);
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -792,11 +772,10 @@ MIXQ_AVX2 void DotGroupQ2_K(const BlockQ2_Kx8* x, const BlockQ8_K* y, int64_t nb
     __m256i sums = _mm256_setzero_si256();
     for (int t = 0; t < 8; ++t) {
       __m256i u[8], halves[2];
-      CrumbRunCodes<2>(x[b].qs[t], u);
+      interleaved::CrumbRunCodes<2>(x[b].qs[t], u);
       CrumbHalves(u, y[b].qs + 32 * t, halves);
       for (int half = 0; half < 2; ++half) {
-        const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales_mins[2 * t + half]));
-        const __m256i scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_and_si128(bytes, low), duplicate));
+        const __m256i scales = RowScalePairs<false>(_mm_and_si128(LoadEight(x[b].scales_mins[2 * t + half]), low));
         sums = _mm256_add_epi32(sums, _mm256_madd_epi16(halves[half], scales));
       }
     }
@@ -814,18 +793,16 @@ MIXQ_AVX2 void DotGroupQ2_K(const BlockQ2_Kx8* x, const BlockQ8_K* y, int64_t nb
 // the codes' offset 4 comes off once per super-block as 4 * sum_k scale_k * bsum_k (Q8_K's sums of 16),
 // by eight `vpmaddwd` over pairs of sub-blocks; then one FMA with d_w * d_a.
 MIXQ_AVX2 void DotGroupQ3_K(const BlockQ3_Kx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
-  const __m128i duplicate = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ3_Kx8)>(x + b);
     __m256i sums = _mm256_setzero_si256();
     for (int t = 0; t < 8; ++t) {
       __m256i u[8], halves[2];
-      CrumbRunCodes<3>(x[b].qs[t], u);
+      interleaved::CrumbRunCodes<3>(x[b].qs[t], u);
       CrumbHalves(u, y[b].qs + 32 * t, halves);
       for (int half = 0; half < 2; ++half) {
-        const __m128i scales8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[2 * t + half]));
-        const __m256i scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales8, duplicate));
+        const __m256i scales = RowScalePairs<true>(LoadEight(x[b].scales[2 * t + half]));
         sums = _mm256_add_epi32(sums, _mm256_madd_epi16(halves[half], scales));
       }
     }
@@ -1428,13 +1405,10 @@ MIXQ_AVX2 void UnpackPanelQ2_KAvx2(const void* src, int64_t n, int64_t, int bias
     const __m256 dd = interleaved::RowScales(x[b].d);
     const __m256 neg_dmin = _mm256_xor_ps(interleaved::RowScales(x[b].dmin), _mm256_set1_ps(-0.0f));
     for (int t = 0; t < 8; ++t) {
-      __m256i u[8];
-      CrumbRunCodes<2>(x[b].qs[t], u);
+      uint8_t* first = panel + (16 * b + 2 * t) * kPanel16;
+      interleaved::RunCodesToPanel<2>(x[b].qs[t], delta, first, first + kPanel16);
       for (int half = 0; half < 2; ++half) {
-        uint8_t* out = panel + (16 * b + 2 * t + half) * kPanel16;
-        for (int k = 0; k < 4; ++k) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * k), _mm256_add_epi8(u[4 * half + k], delta));
-        }
+        uint8_t* out = first + half * kPanel16;
         const __m256i bytes = _mm256_cvtepu8_epi32(
             _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales_mins[2 * t + half])));
         const __m256 scales = _mm256_cvtepi32_ps(_mm256_and_si256(bytes, _mm256_set1_epi32(0x0f)));
@@ -1451,13 +1425,10 @@ MIXQ_AVX2 void UnpackPanelQ3_KAvx2(const void* src, int64_t n, int64_t, int bias
   for (int64_t b = 0; b < n / kQK_K; ++b) {
     const __m256 dd = interleaved::RowScales(x[b].d);
     for (int t = 0; t < 8; ++t) {
-      __m256i u[8];
-      CrumbRunCodes<3>(x[b].qs[t], u);
+      uint8_t* first = panel + (16 * b + 2 * t) * kPanel16;
+      interleaved::RunCodesToPanel<3>(x[b].qs[t], delta, first, first + kPanel16);
       for (int half = 0; half < 2; ++half) {
-        uint8_t* out = panel + (16 * b + 2 * t + half) * kPanel16;
-        for (int k = 0; k < 4; ++k) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * k), _mm256_add_epi8(u[4 * half + k], delta));
-        }
+        uint8_t* out = first + half * kPanel16;
         // m = -0 * 0, as UnpackK<BlockQ3_K> gives it.
         interleaved::StorePanelScales(out, 16, _mm256_mul_ps(dd, RowBytes<true>(x[b].scales[2 * t + half])),
                                       _mm256_set1_ps(-0.0f));

@@ -183,10 +183,8 @@ QuantKernel MakeKernel() {
   }
   k.isa = &IsaName;
   if (CpuHasAvx512Vnni() || IntDotHasAvx2()) k.packed = &kPackedFormat<kBits, kSym>;
-  // Interleaved decode rows: INT4 to INT8 at the AVX2 level (the VNNI row walk is not measured against it).
-  if constexpr (kBits >= 4) {
-    if (!CpuHasAvx512Vnni() && IntDotHasAvx2()) k.interleaved = &kInterleavedInt<kBits, kSym>;
-  }
+  // Interleaved decode rows at the AVX2 level (the VNNI row walk is not measured against it).
+  if (!CpuHasAvx512Vnni() && IntDotHasAvx2()) k.interleaved = &kInterleavedInt<kBits, kSym>;
   return k;
 }
 
@@ -212,7 +210,7 @@ bool IntInterleaveAccepts(int64_t n, int64_t group) {
 
 namespace {
 
-// Where the parts of an interleaved INT4..INT8 group lie (int_dot.h).
+// Where the parts of an interleaved INT2..INT8 group lie (int_dot.h).
 struct IntGroupLayout {
   IntRowLayout row;
   size_t zeros = 0;        // offset of the zero-points
@@ -228,7 +226,7 @@ struct IntGroupLayout {
         block_bytes(IntInterleavedBlockBytes(bits)),
         blocks(n / interleaved::kBlockCodes),
         bytes(std::max(8 * row.row_bytes, codes + static_cast<size_t>(blocks) * block_bytes)) {
-    MIXQ_CHECK(bits >= 4 && bits <= 8);
+    MIXQ_CHECK(bits >= 2 && bits <= 8);
   }
   // Row r's zero-point of weight group k (a nibble for INT4, a byte for the wider codes).
   int Zero(const uint8_t* in, int64_t k, int r) const {
@@ -244,9 +242,12 @@ struct IntGroupLayout {
   }
 };
 
-// Row `lane`'s 32 codes of 4 to 7 bits into an interleaved block (nibble runs, then high bits), and back.
+// Row `lane`'s 32 codes of 2 to 7 bits into an interleaved block (crumb runs, or nibble runs and high
+// bits), and back.
 void PutRunCodes(const uint8_t codes[interleaved::kBlockCodes], int lane, int bits, uint8_t* block) {
   switch (bits) {
+    case 2: interleaved::PutRunCodes<2>(codes, lane, block); return;
+    case 3: interleaved::PutRunCodes<3>(codes, lane, block); return;
     case 4: interleaved::PutRunCodes<4>(codes, lane, block); return;
     case 5: interleaved::PutRunCodes<5>(codes, lane, block); return;
     case 6: interleaved::PutRunCodes<6>(codes, lane, block); return;
@@ -256,6 +257,8 @@ void PutRunCodes(const uint8_t codes[interleaved::kBlockCodes], int lane, int bi
 }
 void GetRunCodes(const uint8_t* block, int lane, int bits, uint8_t codes[interleaved::kBlockCodes]) {
   switch (bits) {
+    case 2: interleaved::GetRunCodes<2>(block, lane, codes); return;
+    case 3: interleaved::GetRunCodes<3>(block, lane, codes); return;
     case 4: interleaved::GetRunCodes<4>(block, lane, codes); return;
     case 5: interleaved::GetRunCodes<5>(block, lane, codes); return;
     case 6: interleaved::GetRunCodes<6>(block, lane, codes); return;

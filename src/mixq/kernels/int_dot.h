@@ -57,24 +57,28 @@ void WriteIntActivationGroupSums(void* activation, int64_t n, int64_t group);
 // Scalar reference quantization of one block of len (1..32) values into `block` (the rest zeroed).
 void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlock* block);
 
-// INT4 to INT8 rows interleaved 8 at a time (QuantKernel::interleaved, at the AVX2 level) for
+// INT2 to INT8 rows interleaved 8 at a time (QuantKernel::interleaved, at the AVX2 level) for
 // rows whose groups are whole 32-code blocks (group % 32 == 0 and n % group == 0; group 0 = the row). A
-// group of 8 rows (IntInterleavedGroupBytes: 8 * row_bytes for INT4 and INT8, a little more for INT5/6/7):
+// group of 8 rows (IntInterleavedGroupBytes: 8 * row_bytes for INT4 and INT8, a little more for
+// INT2/3/5/6/7):
 //   scales  n_groups x 8 F16: group k's scale of row r at 16 k + 2 r
 //   zeros   asymmetric only: INT4 n_groups x 4 bytes, group k's zero-point of row r in nibble r (LSB first)
 //           of the little-endian uint32 at 4 k, so one variable shift spreads 8 rows' zero-points to lanes;
-//           INT5/6/7/8 n_groups x 8 bytes, row r's at 8 k + r
-//   codes   block after block (group after group): INT4 128 bytes each, interleaved_rows.h's four nibble
+//           INT2/3/5/6/7/8 n_groups x 8 bytes, row r's at 8 k + r
+//   codes   block after block (group after group): INT2 64 bytes each, interleaved_rows.h's two crumb
+//           runs; INT3 96 (the crumb runs, then 32 bytes of third bits); INT4 128, the four nibble
 //           runs; INT5 160 (the runs with each code's low 4 bits, then 32 bytes of fifth bits), INT6 192
 //           (the runs, then 64 bytes of bit pairs), INT7 224 (INT6's, then 32 bytes of bit 6 laid out as
 //           the fifth bits), all as interleaved_rows.h says; INT8 256,
 //           eight byte runs of c - 128 (run j: codes 4j..4j+3 of each row)
 //   zero padding up to the group's size (the rows' zero-point padding nibbles)
-// bits is 4 to 8.
+// bits is 2 to 8.
 bool IntInterleaveAccepts(int64_t n, int64_t group);
 // Bytes of one 32-code block of 8 rows in that layout, and of one weight group's 8 zero-points.
 constexpr size_t IntInterleavedBlockBytes(int bits) {
   return bits == 8   ? interleaved::kByteRunBytes
+         : bits == 2 ? interleaved::kCrumbRunBytes
+         : bits == 3 ? interleaved::kCrumbRunBytes + 32
          : bits == 7 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<7>()
          : bits == 6 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<6>()
          : bits == 5 ? interleaved::kBlockRunBytes + interleaved::HighBitsBytes<5>()

@@ -236,12 +236,21 @@ MIXQ_AVX2 void QuantizeFullBlock(const float* x, IntActivationBlock* block) {
   block->sum = _mm_cvtsi128_si32(s);
 }
 
-// One 32-code block of 8 interleaved INT4..INT8 rows against one activation block: the 8 rows' sum
+// One 32-code block of 8 interleaved INT2..INT8 rows against one activation block: the 8 rows' sum
 // c_i q_i as floats. INT8 blocks hold c - 128 (the sign trick's `vpmaddubsw` then never saturates), so
 // 128 * sum(q) is added back.
 template <int kBits>
 MIXQ_AVX2 inline __m256 BlockDotInt(const uint8_t* runs, const IntActivationBlock& block) {
-  if constexpr (kBits == 4) {
+  if constexpr (kBits < 4) {
+    // Crumb runs: 8 code vectors of 4 codes per row, 8 `vpmaddubsw` summed in int16 (<= 8 * 2 * 7 * 127).
+    __m256i u[8];
+    interleaved::CrumbRunCodes<kBits>(runs, u);
+    __m256i pairs = _mm256_maddubs_epi16(u[0], interleaved::BroadcastDword(block.q));
+    for (int s = 1; s < 8; ++s) {
+      pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(u[s], interleaved::BroadcastDword(block.q + 4 * s)));
+    }
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  } else if constexpr (kBits == 4) {
     __m256i dots[1];
     interleaved::NibbleRunsDot<1>(&runs, block.q, dots);
     return _mm256_cvtepi32_ps(dots[0]);
@@ -265,7 +274,7 @@ MIXQ_AVX2 inline __m256 BlockDotInt(const uint8_t* runs, const IntActivationBloc
   }
 }
 
-// One group of 8 interleaved INT4..INT8 rows (int_dot.h) with one activation row: per weight group k,
+// One group of 8 interleaved INT2..INT8 rows (int_dot.h) with one activation row: per weight group k,
 // the 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
 // zero-point term s_k * z_k * G_k of the 8 rows likewise (INT4's zero-points spread from one uint32 by a
 // variable shift, the wider codes' widened from 8 bytes). One group a call: two groups at once (sharing the
@@ -372,6 +381,8 @@ MIXQ_AVX2 void UnpackPanelImpl(const void* src, int64_t n, int64_t group, int bi
 
 UnpackPanelFn UnpackPanel(int bits, bool symmetric) {
   switch (bits) {
+    case 2: return symmetric ? &UnpackPanelImpl<2, true> : &UnpackPanelImpl<2, false>;
+    case 3: return symmetric ? &UnpackPanelImpl<3, true> : &UnpackPanelImpl<3, false>;
     case 4: return symmetric ? &UnpackPanelImpl<4, true> : &UnpackPanelImpl<4, false>;
     case 5: return symmetric ? &UnpackPanelImpl<5, true> : &UnpackPanelImpl<5, false>;
     case 6: return symmetric ? &UnpackPanelImpl<6, true> : &UnpackPanelImpl<6, false>;
@@ -384,6 +395,8 @@ UnpackPanelFn UnpackPanel(int bits, bool symmetric) {
 
 DotGroupsFn DotGroups(int bits, bool symmetric) {
   switch (bits) {
+    case 2: return symmetric ? &DotGroupsImpl<2, true> : &DotGroupsImpl<2, false>;
+    case 3: return symmetric ? &DotGroupsImpl<3, true> : &DotGroupsImpl<3, false>;
     case 4: return symmetric ? &DotGroupsImpl<4, true> : &DotGroupsImpl<4, false>;
     case 5: return symmetric ? &DotGroupsImpl<5, true> : &DotGroupsImpl<5, false>;
     case 6: return symmetric ? &DotGroupsImpl<6, true> : &DotGroupsImpl<6, false>;

@@ -15,7 +15,7 @@ DotFn Dot(int bits, bool symmetric);
 // Same bytes as the scalar reference activation quantization (int_dot.h), full blocks in AVX2.
 void QuantizeActivation(const float* x, void* dst, int64_t n, int64_t group);
 
-// QuantKernel::interleaved's dot_groups for INT4..INT8 rows (bits 4 to 8) interleaved 8 at a time (int_dot.h).
+// QuantKernel::interleaved's dot_groups for INT2..INT8 rows (bits 2 to 8) interleaved 8 at a time (int_dot.h).
 using DotGroupsFn = void (*)(const void* groups, size_t group_bytes, int64_t n_groups, const void* activations,
                              size_t activation_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
                              int64_t out_stride);

@@ -105,17 +105,54 @@ inline void GetHighBits(const uint8_t* high, int lane, uint8_t codes[kBlockCodes
   }
 }
 
-// Row `lane`'s 32 codes of kBits (4 to 7) bits into a block (its nibble runs, then the high bits), and
-// back. The block's bytes after the runs must start zeroed.
+// 2- and 3-bit codes keep the bits they have: a block of 32 codes of 8 rows is two 32-byte "crumb runs",
+// bits 2k..2k+1 of byte 4 * row + i of run j holding the low 2 bits of the row's code 16j + 4k + i, then
+// for 3-bit codes 32 bytes of third bits, byte 4 * row + i holding at bit s that of code 4s + i. One shift
+// and mask of a run gives codes 4s..4s+3 of the 8 rows (s = 4j + k), as the nibble runs do
+// (CrumbRunCodes in interleaved_rows_avx2.h).
+constexpr int kCrumbRunBytes = 64;
+template <int kBits>
+inline void PutCrumbRuns(const uint8_t codes[kBlockCodes], int lane, uint8_t* block) {
+  static_assert(kBits == 2 || kBits == 3);
+  for (int c = 0; c < kBlockCodes; ++c) {
+    const int j = c / 16, k = (c % 16) / 4, i = c % 4;
+    block[32 * j + 4 * lane + i] |= static_cast<uint8_t>((codes[c] & 3) << (2 * k));
+    if constexpr (kBits == 3) {
+      block[kCrumbRunBytes + 4 * lane + i] |= static_cast<uint8_t>(((codes[c] >> 2) & 1) << (c / 4));
+    }
+  }
+}
+template <int kBits>
+inline void GetCrumbRuns(const uint8_t* block, int lane, uint8_t codes[kBlockCodes]) {
+  static_assert(kBits == 2 || kBits == 3);
+  for (int c = 0; c < kBlockCodes; ++c) {
+    const int j = c / 16, k = (c % 16) / 4, i = c % 4;
+    codes[c] = static_cast<uint8_t>((block[32 * j + 4 * lane + i] >> (2 * k)) & 3);
+    if constexpr (kBits == 3) {
+      codes[c] = static_cast<uint8_t>(codes[c] | ((block[kCrumbRunBytes + 4 * lane + i] >> (c / 4)) & 1) << 2);
+    }
+  }
+}
+
+// Row `lane`'s 32 codes of kBits (2 to 7) bits into a block (crumb runs; or its nibble runs, then the high
+// bits), and back. The block must start zeroed.
 template <int kBits>
 inline void PutRunCodes(const uint8_t codes[kBlockCodes], int lane, uint8_t* block) {
-  PutNibbleRuns(codes, lane, block);
-  if constexpr (kBits > 4) PutHighBits<kBits>(codes, lane, block + kBlockRunBytes);
+  if constexpr (kBits < 4) {
+    PutCrumbRuns<kBits>(codes, lane, block);
+  } else {
+    PutNibbleRuns(codes, lane, block);
+    if constexpr (kBits > 4) PutHighBits<kBits>(codes, lane, block + kBlockRunBytes);
+  }
 }
 template <int kBits>
 inline void GetRunCodes(const uint8_t* block, int lane, uint8_t codes[kBlockCodes]) {
-  GetNibbleRuns(block, lane, codes);
-  if constexpr (kBits > 4) GetHighBits<kBits>(block + kBlockRunBytes, lane, codes);
+  if constexpr (kBits < 4) {
+    GetCrumbRuns<kBits>(block, lane, codes);
+  } else {
+    GetNibbleRuns(block, lane, codes);
+    if constexpr (kBits > 4) GetHighBits<kBits>(block + kBlockRunBytes, lane, codes);
+  }
 }
 
 // 8-bit codes: a block of 32 bytes of 8 rows as eight 32-byte runs, run j holding bytes 4j..4j+3 of each

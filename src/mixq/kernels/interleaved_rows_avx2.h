@@ -168,8 +168,31 @@ MIXQ_INTERLEAVED_TARGET inline __m256i ByteRunsDot(const int8_t* runs, const int
   return sums;
 }
 
-// One block of 32 codes of kBits (4 to 8) bits of 8 rows in its run layout (interleaved_rows.h: nibble
-// runs and high bits, or byte runs) as the packed GEMM's panel codes (packed_gemm_internal.h): vector s
+// One 32-code block of 8 rows of 2- or 3-bit codes (interleaved_rows.h's crumb runs: 64 or 96 bytes) as 8
+// vectors: vector s holds codes 4s..4s+3 of each row (byte 4r + i: row r's code 4s + i), its low 2 bits
+// shifted out of crumb run s / 4 and a third bit moved to bit 2 (right shifts up to 6 and left shifts up to
+// 2 of 16-bit lanes never carry a neighbour's bit into the masked ones).
+template <int kBits>
+MIXQ_INTERLEAVED_TARGET inline void CrumbRunCodes(const uint8_t* block, __m256i u[8]) {
+  static_assert(kBits == 2 || kBits == 3);
+  const __m256i crumb = _mm256_set1_epi8(0x03);
+  for (int j = 0; j < 2; ++j) {
+    const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * j));
+    const __m256i low[4] = {run, _mm256_srli_epi16(run, 2), _mm256_srli_epi16(run, 4), _mm256_srli_epi16(run, 6)};
+    for (int k = 0; k < 4; ++k) u[4 * j + k] = _mm256_and_si256(low[k], crumb);
+  }
+  if constexpr (kBits == 3) {
+    const __m256i third = _mm256_set1_epi8(0x04);
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kCrumbRunBytes));
+    const __m256i at2[8] = {_mm256_slli_epi16(h, 2), _mm256_slli_epi16(h, 1), h, _mm256_srli_epi16(h, 1),
+                            _mm256_srli_epi16(h, 2), _mm256_srli_epi16(h, 3), _mm256_srli_epi16(h, 4),
+                            _mm256_srli_epi16(h, 5)};
+    for (int s = 0; s < 8; ++s) u[s] = _mm256_or_si256(u[s], _mm256_and_si256(at2[s], third));
+  }
+}
+
+// One block of 32 codes of kBits (2 to 8) bits of 8 rows in its run layout (interleaved_rows.h: crumb
+// runs, nibble runs and high bits, or byte runs) as the packed GEMM's panel codes (packed_gemm_internal.h): vector s
 // holds codes 4s..4s+3 of every row, byte 4r + i row r's code 4s + i, which is where the runs already keep
 // them, so no transpose: run j's low nibbles are vector j, its high nibbles vector 4 + j, each with its
 // high bits shifted beside it as FiveBitRunsPairs / SixBitRunsPairs / SevenBitRunsDot do. `delta` is added
@@ -178,9 +201,11 @@ MIXQ_INTERLEAVED_TARGET inline __m256i ByteRunsDot(const int8_t* runs, const int
 template <int kBits>
 MIXQ_INTERLEAVED_TARGET inline void RunCodesToPanel(const uint8_t* block, __m256i delta, uint8_t* low,
                                                     uint8_t* high) {
-  static_assert(kBits >= 4 && kBits <= 8);
+  static_assert(kBits >= 2 && kBits <= 8);
   __m256i codes[8];
-  if constexpr (kBits == 8) {
+  if constexpr (kBits < 4) {
+    CrumbRunCodes<kBits>(block, codes);
+  } else if constexpr (kBits == 8) {
     for (int s = 0; s < 8; ++s) codes[s] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * s));
   } else {
     const __m256i nibble = _mm256_set1_epi8(0x0f);

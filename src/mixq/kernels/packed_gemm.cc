@@ -107,16 +107,16 @@ void PackTile(const PackedGemmFormat& format, const InterleavedRows* interleaved
   for (int g = 0; g < kMaxRowGroups; ++g) {
     const int64_t first = r0 + g * kRowsPerGroup;
     const bool whole = g * kRowsPerGroup + kRowsPerGroup <= n_rows;
-    if (interleaved != nullptr && whole && interleaved->unpack_panel != nullptr) {
-      // Straight into the panel (most layouts: their runs are the panel's order already).
-      interleaved->unpack_panel(w.interleaved + static_cast<size_t>(first / kRows) * interleaved->group_bytes(w.cols(), w.group),
-                                w.cols(), w.group, bias, reinterpret_cast<uint8_t*>(panel + g * group_stride));
-      continue;
-    }
     if (interleaved != nullptr && whole) {
       MIXQ_CHECK(first % kRows == 0);
-      interleaved->unpack_rows(w.interleaved + static_cast<size_t>(first / kRows) * interleaved->group_bytes(w.cols(), w.group),
-                               w.cols(), w.group, codes, d, m);
+      const std::byte* group_src =
+          w.interleaved + static_cast<size_t>(first / kRows) * interleaved->group_bytes(w.cols(), w.group);
+      if (interleaved->unpack_panel != nullptr) {
+        // Straight into the panel (most layouts: their runs are the panel's order already).
+        interleaved->unpack_panel(group_src, w.cols(), w.group, bias, reinterpret_cast<uint8_t*>(panel + g * group_stride));
+        continue;
+      }
+      interleaved->unpack_rows(group_src, w.cols(), w.group, codes, d, m);
     } else {
       MIXQ_CHECK(interleaved == nullptr || g * kRowsPerGroup >= n_rows);
       for (int r = 0; r < kRowsPerGroup; ++r) {
