@@ -57,7 +57,7 @@ void WriteIntActivationGroupSums(void* activation, int64_t n, int64_t group);
 // Scalar reference quantization of one block of len (1..32) values into `block` (the rest zeroed).
 void QuantizeIntActivationBlockRef(const float* x, int64_t len, IntActivationBlock* block);
 
-// INT2 to INT8 rows interleaved 8 at a time (QuantKernel::interleaved, at the AVX2 level) for
+// INT2 to INT8 rows interleaved 8 at a time (QuantKernel::interleaved, wherever AVX2 runs) for
 // rows whose groups are whole 32-code blocks (group % 32 == 0 and n % group == 0; group 0 = the row). A
 // group of 8 rows (IntInterleavedGroupBytes: 8 * row_bytes for INT4 and INT8, a little more for
 // INT2/3/5/6/7):
