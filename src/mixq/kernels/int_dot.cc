@@ -184,8 +184,12 @@ QuantKernel MakeKernel() {
   k.isa = &IsaName;
   if (CpuHasAvx512Vnni() || IntDotHasAvx2()) k.packed = &kPackedFormat<kBits, kSym>;
   // Interleaved decode rows wherever AVX2 runs, AVX-512 machines included: they beat the VNNI row walk
-  // there (Zen 4, tg64: INT4-g128 50 -> 61 t/s, INT3-g128 29 -> 61; ggml_dot.cc's MakeKernel).
-  if (IntDotHasAvx2()) k.interleaved = &kInterleavedInt<kBits, kSym>;
+  // there (2-core Zen 4, tg64 medians of 3 alternating rounds: INT4-g128 48 -> 58 t/s, INT3-g128 31 ->
+  // 57; ggml_dot.cc's MakeKernel). Except INT8 on AVX-512 VNNI: its byte runs need the AVX2 sign trick
+  // (vpsignb per run), while `vpdpbusd` takes the biased codes as they are, and the row walk stayed ahead
+  // (INT8-pc 50 against 41 t/s, medians of 6 rounds).
+  const bool row_walk_is_faster = kBits == 8 && CpuHasAvx512Vnni();
+  if (IntDotHasAvx2() && !row_walk_is_faster) k.interleaved = &kInterleavedInt<kBits, kSym>;
   return k;
 }
 
