@@ -19,6 +19,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "mixq/formats/ggml_blocks.h"
 #include "mixq/kernels/ggml_dot_internal.h"
@@ -26,6 +27,8 @@
 #define MIXQ_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define MIXQ_TILE_TARGET MIXQ_AVX512
 #include "mixq/kernels/ggml_dot_tile.h"
+#define MIXQ_INTERLEAVED_TARGET MIXQ_AVX512
+#include "mixq/kernels/interleaved_rows_avx2.h"
 
 namespace mixq::ggml_dot {
 
@@ -134,6 +137,142 @@ MIXQ_GGML_DOT_DEFINE_ROWS(Q5_1)
 MIXQ_GGML_DOT_DEFINE_ROWS(IQ4_NL)
 
 #undef MIXQ_GGML_DOT_DEFINE_ROWS
+
+// Interleaved decode of the IQ4 types (8 rows a block, the AVX2 layouts of ggml_dot_internal.h). The
+// AVX2 kernels must take |level| against the activation with the level's sign and widen every product
+// pair by `vpmaddwd` (17 instructions per 32-byte run); here the table holds level + 128 (1..241,
+// unsigned), so a looked-up run goes straight into `vpdpbusd` against the broadcast activation dword,
+// and the accumulator starts at -128 * (the activation block's sum), the same for all 8 rows: 8
+// instructions per run.
+namespace {
+
+MIXQ_AVX512 inline __m256i Iq4LevelsPlus128() {
+  return _mm256_xor_si256(
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues))),
+      _mm256_set1_epi8(-128));
+}
+
+// sum level * q over one block of 32 code indices of 8 rows (four nibble runs) plus `start`, per row.
+MIXQ_AVX512 inline __m256i IQ4RunsDotVnni(const uint8_t* runs, const int8_t* q, __m256i levels, __m256i start) {
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256i acc = start;
+  for (int j = 0; j < 4; ++j) {
+    const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
+    const __m256i w_low = _mm256_shuffle_epi8(levels, _mm256_and_si256(run, low));
+    const __m256i w_high = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(run, 4), low));
+    acc = _mm256_dpbusd_epi32(acc, w_low, interleaved::BroadcastDword(q + 4 * j));
+    acc = _mm256_dpbusd_epi32(acc, w_high, interleaved::BroadcastDword(q + 16 + 4 * j));
+  }
+  return acc;
+}
+
+// -128 * (sum of the 32 codes of an activation block).
+MIXQ_AVX512 inline int32_t MinusBiasTimesSum(const int8_t* q) {
+  const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), LoadBytes(q));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return -128 * _mm_cvtsi128_si32(s);
+}
+
+// sum w * q over one block of 32 signed bytes of 8 rows (eight byte runs, Q8_0's layout) plus `start`:
+// each run xor 0x80 is w + 128, unsigned, as `vpdpbusd` takes it.
+MIXQ_AVX512 inline __m256i ByteRunsDotVnni(const int8_t* runs, const int8_t* q, __m256i start) {
+  __m256i acc = start;
+  for (int j = 0; j < 8; ++j) {
+    const __m256i w = _mm256_xor_si256(LoadBytes(runs + 32 * j), _mm256_set1_epi8(-128));
+    acc = _mm256_dpbusd_epi32(acc, w, interleaved::BroadcastDword(q + 4 * j));
+  }
+  return acc;
+}
+
+MIXQ_AVX512 inline __m256i BlockRunsDotVnni(const BlockQ4_0x8& x, const int8_t* q, __m256i start) {
+  return IQ4RunsDotVnni(x.qs, q, Iq4LevelsPlus128(), start);
+}
+MIXQ_AVX512 inline __m256i BlockRunsDotVnni(const BlockQ8_0x8& x, const int8_t* q, __m256i start) {
+  return ByteRunsDotVnni(x.qs, q, start);
+}
+
+// One group of 8 interleaved rows of a 32-weight type biased by +128 (IQ4_NL, Q8_0) with one token: per
+// block d_w * d_a * (sum (w + 128) * q - 128 * sum q), the second term from `starts`.
+template <typename BlockX8>
+MIXQ_AVX512 void DotGroupBiasedVnni(const BlockX8* x, const BlockQ8_0* y, const int32_t* starts, const float* half,
+                                    int64_t nb, float* out) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockX8)>(x + b);
+    const __m256 dots = _mm256_cvtepi32_ps(BlockRunsDotVnni(x[b], y[b].qs, _mm256_set1_epi32(starts[b])));
+    acc = _mm256_fmadd_ps(dots, _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(half[y[b].d])), acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+// The walk of their groups, each token's block starts computed once per call rather than once per group.
+template <typename BlockX8>
+MIXQ_AVX512 void DotGroupsBiasedVnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                     size_t act_bytes, int64_t n_tokens, int64_t n, float* out, int64_t out_stride) {
+  const int64_t nb = n / kQK;
+  const float* half = HalfTable();
+  thread_local std::vector<int32_t> starts;
+  starts.resize(static_cast<size_t>(nb * n_tokens));
+  const auto* ab = static_cast<const uint8_t*>(act);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const auto* y = reinterpret_cast<const BlockQ8_0*>(ab + static_cast<size_t>(t) * act_bytes);
+    for (int64_t b = 0; b < nb; ++b) starts[t * nb + b] = MinusBiasTimesSum(y[b].qs);
+  }
+  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t t, float* out8, int) {
+                                         DotGroupBiasedVnni(reinterpret_cast<const BlockX8*>(x),
+                                                            reinterpret_cast<const BlockQ8_0*>(y),
+                                                            starts.data() + t * nb, half, nb, out8);
+                                       });
+}
+
+// Each sub-block's exact sums times its 8 rows' scales (int32 `vpmulld`), then d_w * d_a per super-block.
+// The accumulator start comes from Q8_K's bsums (two per sub-block).
+MIXQ_AVX512 void DotGroupIQ4_XSVnni(const BlockIQ4_XSx8* x, const BlockQ8_K* y, int64_t nb, float* out) {
+  const __m256i levels = Iq4LevelsPlus128();
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    interleaved::PrefetchAhead<sizeof(BlockIQ4_XSx8)>(x + b);
+    __m256i sums = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {
+      const __m256i start = _mm256_set1_epi32(-128 * (y[b].bsums[2 * s] + y[b].bsums[2 * s + 1]));
+      const __m256i scales =
+          _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales[s])));
+      sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(IQ4RunsDotVnni(x[b].qs[s], y[b].qs + 32 * s, levels, start),
+                                                       scales));
+    }
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(y[b].d));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+}  // namespace
+
+MIXQ_AVX512 void DotGroupsIQ4_NLVnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                     size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                     int64_t out_stride) {
+  DotGroupsBiasedVnni<BlockQ4_0x8>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
+}
+
+MIXQ_AVX512 void DotGroupsQ8_0Vnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                   size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                   int64_t out_stride) {
+  DotGroupsBiasedVnni<BlockQ8_0x8>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
+}
+
+MIXQ_AVX512 void DotGroupsIQ4_XSVnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                     size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                     int64_t out_stride) {
+  const int64_t nb = n / kQK_K;
+  interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
+                                         DotGroupIQ4_XSVnni(reinterpret_cast<const BlockIQ4_XSx8*>(x),
+                                                            reinterpret_cast<const BlockQ8_K*>(y), nb, out8);
+                                       });
+}
 
 }  // namespace mixq::ggml_dot
 

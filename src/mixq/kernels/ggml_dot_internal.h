@@ -216,6 +216,14 @@ void InterleaveIQ4_XS(const void* rows, size_t row_bytes, int64_t n, int64_t gro
 void ExtractRowIQ4_XS(const void* src, int lane, int64_t n, int64_t group, void* row);
 void UnpackRowsIQ4_XS(const void* src, int64_t n, int64_t group, int8_t* const codes[8], float* const d[8],
                       float* const m[8]);
+void DotGroupsIQ4_NLVnni(const void* groups, size_t group_bytes, int64_t n_groups, const void* a,
+                         size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
+                         int64_t out_stride);
+void DotGroupsQ8_0Vnni(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void DotGroupsIQ4_XSVnni(const void* groups, size_t group_bytes, int64_t n_groups, const void* a,
+                         size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
+                         int64_t out_stride);
 void DotGroupsIQ4_XSAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a,
                          size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void InterleaveQ5_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
