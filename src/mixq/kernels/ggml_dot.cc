@@ -1193,14 +1193,17 @@ const InterleavedRows kInterleavedIQ4_NLAvx2{InterleaveAcceptsAll, GroupBytes<Bl
 const InterleavedRows kInterleavedIQ4_XSAvx2{InterleaveAcceptsAll, GroupBytes<BlockIQ4_XSx8, kQK_K>,
                                              InterleaveIQ4_XS, ExtractRowIQ4_XS, UnpackRowsIQ4_XS,
                                              DotGroupsIQ4_XSAvx2, UnpackPanelIQ4_XSAvx2};
-// The same layouts with VNNI group kernels (ggml_dot_avx512.cc): codes biased to unsigned bytes.
-const InterleavedRows kInterleavedQ8_0Vnni{InterleaveAcceptsAll, GroupBytes<BlockQ8_0x8, kQK>, InterleaveQ8_0,
+// The same layouts with the group kernels the AVX-512 level takes (MakeKernel says why).
+const InterleavedRows kInterleavedQ4_0Avx512{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
+                                             ExtractRowQ4_0, UnpackRowsQ4_0, DotGroupsQ4_0OneGroupAvx2,
+                                             UnpackPanelQ4_0Avx2};
+const InterleavedRows kInterleavedQ8_0Avx512{InterleaveAcceptsAll, GroupBytes<BlockQ8_0x8, kQK>, InterleaveQ8_0,
                                            ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Vnni,
                                            UnpackPanelQ8_0Avx2};
-const InterleavedRows kInterleavedIQ4_NLVnni{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
+const InterleavedRows kInterleavedIQ4_NLAvx512{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
                                              ExtractRowQ4_0, UnpackRowsIQ4_NL, DotGroupsIQ4_NLVnni,
                                              UnpackPanelIQ4_NLAvx2};
-const InterleavedRows kInterleavedIQ4_XSVnni{InterleaveAcceptsAll, GroupBytes<BlockIQ4_XSx8, kQK_K>,
+const InterleavedRows kInterleavedIQ4_XSAvx512{InterleaveAcceptsAll, GroupBytes<BlockIQ4_XSx8, kQK_K>,
                                              InterleaveIQ4_XS, ExtractRowIQ4_XS, UnpackRowsIQ4_XS,
                                              DotGroupsIQ4_XSVnni, UnpackPanelIQ4_XSAvx2};
 const InterleavedRows kInterleavedQ5_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ5_Kx8, kQK_K>, InterleaveQ5_K,
@@ -1246,9 +1249,9 @@ struct Entry {
 
 const Entry kEntries[] = {
     {DType::kQ8_0, DType::kQ8_0, DotQ8_0Ref, MIXQ_SIMD_ROW(Q8_0), &kPackedQ8_0,
-     MIXQ_X86_OR_NULL(&kInterleavedQ8_0Avx2), MIXQ_X86_OR_NULL(&kInterleavedQ8_0Vnni)},
+     MIXQ_X86_OR_NULL(&kInterleavedQ8_0Avx2), MIXQ_X86_OR_NULL(&kInterleavedQ8_0Avx512)},
     {DType::kQ4_0, DType::kQ8_0, DotQ4_0Ref, MIXQ_SIMD_ROW(Q4_0), &kPackedQ4_0,
-     MIXQ_X86_OR_NULL(&kInterleavedQ4_0Avx2)},
+     MIXQ_X86_OR_NULL(&kInterleavedQ4_0Avx2), MIXQ_X86_OR_NULL(&kInterleavedQ4_0Avx512)},
     {DType::kQ4_1, DType::kQ8_1, DotQ4_1Ref, MIXQ_SIMD_ROW(Q4_1), &kPackedQ4_1,
      MIXQ_X86_OR_NULL(&kInterleavedQ4_1Avx2)},
     {DType::kQ5_0, DType::kQ8_0, DotQ5_0Ref, MIXQ_SIMD_ROW(Q5_0), &kPackedQ5_0,
@@ -1256,7 +1259,7 @@ const Entry kEntries[] = {
     {DType::kQ5_1, DType::kQ8_1, DotQ5_1Ref, MIXQ_SIMD_ROW(Q5_1), &kPackedQ5_1,
      MIXQ_X86_OR_NULL(&kInterleavedQ5_1Avx2)},
     {DType::kIQ4_NL, DType::kQ8_0, DotIQ4_NLRef, MIXQ_SIMD_ROW(IQ4_NL), &kPackedIQ4_NL,
-     MIXQ_X86_OR_NULL(&kInterleavedIQ4_NLAvx2), MIXQ_X86_OR_NULL(&kInterleavedIQ4_NLVnni)},
+     MIXQ_X86_OR_NULL(&kInterleavedIQ4_NLAvx2), MIXQ_X86_OR_NULL(&kInterleavedIQ4_NLAvx512)},
     {DType::kQ2_K, DType::kQ8_K, DotQ2_KRef, MIXQ_AVX2_ONLY_ROW(Q2_K), &kPackedQ2_K,
      MIXQ_X86_OR_NULL(&kInterleavedQ2_KAvx2)},
     {DType::kQ3_K, DType::kQ8_K, DotQ3_KRef, MIXQ_AVX2_ONLY_ROW(Q3_K), &kPackedQ3_K,
@@ -1268,7 +1271,7 @@ const Entry kEntries[] = {
     {DType::kQ6_K, DType::kQ8_K, DotQ6_KRef, MIXQ_X86_OR_NULL(DotQ6_KAvx2), MIXQ_X86_OR_NULL(DotRowsQ6_KAvx2),
      nullptr, nullptr, &kPackedQ6_K, MIXQ_X86_OR_NULL(&kInterleavedQ6_KAvx2)},
     {DType::kIQ4_XS, DType::kQ8_K, DotIQ4_XSRef, MIXQ_AVX2_ONLY_ROW(IQ4_XS), &kPackedIQ4_XS,
-     MIXQ_X86_OR_NULL(&kInterleavedIQ4_XSAvx2), MIXQ_X86_OR_NULL(&kInterleavedIQ4_XSVnni)},
+     MIXQ_X86_OR_NULL(&kInterleavedIQ4_XSAvx2), MIXQ_X86_OR_NULL(&kInterleavedIQ4_XSAvx512)},
 };
 constexpr size_t kEntryCount = sizeof(kEntries) / sizeof(kEntries[0]);
 constexpr int kIsaCount = 3;
@@ -1308,9 +1311,13 @@ QuantKernel MakeKernel(const Entry& e, Isa isa) {
   // rows a block beat the AVX-512 one-row walk on a 2-core Zen 4 (tg64 on the 4-layer LLaMA-2-7B shape,
   // alternating: Q4_0 38 -> 47 t/s, Q5_1 28 -> 42, IQ4_NL 38 -> 54; Q3_K, whose only row kernel is AVX2,
   // 22 -> 68; docs/kernels.md). A VNNI build of the 4-bit group kernel measured the same as the AVX2 one.
-  // Where the AVX2 group kernel needs the sign trick (signed codes: IQ4 levels, Q8_0), the AVX-512 level
-  // has a VNNI one on the same layout (biased codes straight into `vpdpbusd`): one thread's GEMV on
-  // memory-resident 4096x11008 / 11008x4096 matrices, IQ4_NL 19-20 -> 23-28 GB/s, IQ4_XS 15-19 -> 20-24.
+  // Some types' group kernels differ at the AVX-512 level, on the same layout:
+  // - where the AVX2 one needs the sign trick (signed codes: IQ4 levels, Q8_0), a VNNI one takes biased
+  //   codes straight into `vpdpbusd`: one thread's GEMV on memory-resident 4096x11008 / 11008x4096
+  //   matrices, IQ4_NL 19-20 -> 23-28 GB/s, IQ4_XS 15-19 -> 20-24;
+  // - Q4_0 walks one group a call instead of two: on the 2-core Zen 4 two groups held tg64 at 53-62 t/s
+  //   in minutes where one group ran 77-84 and Q4_1 73-78 (6 alternating rounds); on the AVX2-only Zen 3
+  //   two groups had measured +10.5%, so that level keeps them.
   if (simd) k.interleaved = e.interleaved_avx2;
   if (isa == Isa::kAvx512 && e.interleaved_avx512 != nullptr) k.interleaved = e.interleaved_avx512;
   if (isa == Isa::kAvx512 && e.dot_avx512 != nullptr) {
