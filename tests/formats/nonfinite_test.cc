@@ -23,7 +23,17 @@ TEST(NonFiniteTest, FloatTypes) {
   EXPECT_EQ(CountNonFinite(f32.view()), 2);
   Tensor f16 = Tensor::Zeros("w", DType::kF16, {1, 8});
   f16.as<uint16_t>()[7] = kF16Inf;
+  f16.as<uint16_t>()[2] = 0x7bff;  // the largest finite F16
   EXPECT_EQ(CountNonFinite(f16.view()), 1);
+  // The largest finite values are not counted; a negative NaN is.
+  f32.as<float>()[0] = std::numeric_limits<float>::max();
+  f32.as<float>()[1] = -std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(CountNonFinite(f32.view()), 3);
+  Tensor bf16 = Tensor::Zeros("w", DType::kBF16, {1, 8});
+  bf16.as<uint16_t>()[0] = 0x7f7f;  // the largest finite BF16
+  bf16.as<uint16_t>()[5] = 0xff80;  // -Inf
+  bf16.as<uint16_t>()[6] = 0x7fc0;  // NaN
+  EXPECT_EQ(CountNonFinite(bf16.view()), 2);
 }
 
 TEST(NonFiniteTest, GgmlScalesAndMins) {
