@@ -193,9 +193,17 @@ float DotKBlock(const KBlock& k, const BlockQ8_K& y) {
   return (y.d * k.d) * static_cast<float>(isum) - (y.d * k.dmin) * static_cast<float>(msum);
 }
 
-// The weight of index 128h + 32k + l in the Q2_K/Q3_K 2-bit layout: bits 2k..2k+1 of qs[32h + l].
-int TwoBits(const uint8_t* qs, int i) { return (qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3; }
-// And its inverse for a zeroed qs: ors v's low 2 bits in at weight i's place.
+// The Q2_K/Q3_K 2-bit layout: the weight of index 128h + 32k + l is bits 2k..2k+1 of qs[32h + l]. All 256
+// of a block, as loops that vectorize (per weight, the index arithmetic made repacking a Q3_K model at
+// load spend 70% of its time in DecodeQ3_K).
+void AllTwoBits(const uint8_t* qs, uint8_t u[kQK_K]) {
+  for (int h = 0; h < 2; ++h) {
+    for (int part = 0; part < 4; ++part) {
+      for (int l = 0; l < 32; ++l) u[128 * h + 32 * part + l] = static_cast<uint8_t>((qs[32 * h + l] >> (2 * part)) & 3);
+    }
+  }
+}
+// And the inverse for one weight and a zeroed qs: ors v's low 2 bits in at weight i's place.
 void PutTwoBits(uint8_t* qs, int i, int v) {
   qs[32 * (i / 128) + i % 32] |= static_cast<uint8_t>((v & 3) << (2 * ((i % 128) / 32)));
 }
@@ -204,7 +212,9 @@ void DecodeQ2_K(const BlockQ2_K& b, KBlock* k) {
   k->d = F16ToF32(b.d);
   k->dmin = F16ToF32(b.dmin);
   k->sub = 16;
-  for (int i = 0; i < kQK_K; ++i) k->q[i] = TwoBits(b.qs, i);
+  uint8_t u[kQK_K];
+  AllTwoBits(b.qs, u);
+  for (int i = 0; i < kQK_K; ++i) k->q[i] = u[i];
   for (int s = 0; s < 16; ++s) {
     k->scale[s] = b.scales[s] & 0x0f;
     k->min[s] = b.scales[s] >> 4;
@@ -214,9 +224,16 @@ void DecodeQ2_K(const BlockQ2_K& b, KBlock* k) {
 void DecodeQ3_K(const BlockQ3_K& b, KBlock* k) {
   k->d = F16ToF32(b.d);
   k->sub = 16;
-  for (int i = 0; i < kQK_K; ++i) {
-    const int bit = 4 * (i / 128) + (i % 128) / 32;
-    k->q[i] = TwoBits(b.qs, i) - (((b.hmask[i % 32] >> bit) & 1) ? 0 : 4);
+  uint8_t u[kQK_K];
+  AllTwoBits(b.qs, u);
+  // Weight i = 128h + 32part + l has its high bit at bit 4h + part of hmask[l]; a clear bit means -4.
+  for (int h = 0; h < 2; ++h) {
+    for (int part = 0; part < 4; ++part) {
+      for (int l = 0; l < 32; ++l) {
+        const int i = 128 * h + 32 * part + l;
+        k->q[i] = u[i] - (((b.hmask[l] >> (4 * h + part)) & 1) ? 0 : 4);
+      }
+    }
   }
   for (int s = 0; s < 16; ++s) {
     const int low = s < 8 ? (b.scales[s] & 0x0f) : (b.scales[s - 8] >> 4);
@@ -656,16 +673,15 @@ void InterleaveLegacy(const void* rows, size_t row_bytes, int64_t n, int64_t, vo
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockLegacyx8*>(dst);
   for (int64_t b = 0; b < n / kQK; ++b) {
-    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    uint8_t codes[8][32];
     for (int r = 0; r < 8; ++r) {
       Block block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(Block), sizeof block);
       out[b].d[r] = block.d;
       if constexpr (LegacyTraits<BlockLegacyx8>::kMin) out[b].m[r] = block.m;
-      uint8_t codes[32];
-      GetLegacyCodes(block, codes);
-      interleaved::PutRunCodes<kLegacyBits<BlockLegacyx8>>(codes, r, out[b].qs);
+      GetLegacyCodes(block, codes[r]);
     }
+    interleaved::PutRunBlock<kLegacyBits<BlockLegacyx8>>(codes, out[b].qs);
   }
 }
 
@@ -809,17 +825,14 @@ void InterleaveK(const void* rows, size_t row_bytes, int64_t n, void* dst) {
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockKx8*>(dst);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
-    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    uint8_t codes[8][8][32];  // [sub-block][row][code]
     for (int r = 0; r < 8; ++r) {
       Block block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(Block), sizeof block);
       PutKScalesMins(block.d, block.dmin, block.scales, r, out[b]);
-      for (int s = 0; s < 8; ++s) {
-        uint8_t codes[32];
-        GetKCodes(block, s, codes);
-        interleaved::PutRunCodes<kBits>(codes, r, out[b].qs[s]);
-      }
+      for (int s = 0; s < 8; ++s) GetKCodes(block, s, codes[s][r]);
     }
+    for (int s = 0; s < 8; ++s) interleaved::PutRunBlock<kBits>(codes[s], out[b].qs[s]);
   }
 }
 
@@ -923,7 +936,7 @@ void InterleaveQ6_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockQ6_Kx8*>(dst);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
-    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    uint8_t codes[8][8][32];  // [sub-block][row][code]
     for (int r = 0; r < 8; ++r) {
       BlockQ6_K block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ6_K), sizeof block);
@@ -931,15 +944,22 @@ void InterleaveQ6_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
       for (int s = 0; s < 8; ++s) {
         out[b].scales[s][2 * r] = block.scales[2 * s];
         out[b].scales[s][2 * r + 1] = block.scales[2 * s + 1];
-        uint8_t codes[32];
-        for (int k = 0; k < 32; ++k) {
-          const Q6_KPlace from = PlaceOfQ6_KCode(32 * s + k);
-          codes[k] = static_cast<uint8_t>(((block.ql[from.ql] >> from.ql_shift) & 0x0f) |
-                                          ((block.qh[from.qh] >> from.qh_shift) & 3) << 4);
+      }
+      // Part p (0..3) of half h is sub-block 4h + p: PlaceOfQ6_KCode's places as loops over l that vectorize.
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = block.ql + 64 * h;
+        const uint8_t* qh = block.qh + 32 * h;
+        for (int part = 0; part < 4; ++part) {
+          uint8_t* c = codes[4 * h + part][r];
+          const uint8_t* low = ql + 32 * (part % 2);
+          const int low_shift = 4 * (part / 2), high_shift = 2 * part;
+          for (int l = 0; l < 32; ++l) {
+            c[l] = static_cast<uint8_t>(((low[l] >> low_shift) & 0x0f) | ((qh[l] >> high_shift) & 3) << 4);
+          }
         }
-        interleaved::PutRunCodes<6>(codes, r, out[b].qs[s]);
       }
     }
+    for (int s = 0; s < 8; ++s) interleaved::PutRunBlock<6>(codes[s], out[b].qs[s]);
   }
 }
 
@@ -1016,17 +1036,18 @@ void InterleaveQ2_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockQ2_Kx8*>(dst);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
-    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    uint8_t u[8][8][32];  // [32-code block][row][code]
     for (int r = 0; r < 8; ++r) {
       BlockQ2_K block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ2_K), sizeof block);
       out[b].d[r] = block.d;
       out[b].dmin[r] = block.dmin;
       for (int sub = 0; sub < 16; ++sub) out[b].scales_mins[sub][r] = block.scales[sub];
-      uint8_t u[kQK_K];
-      for (int i = 0; i < kQK_K; ++i) u[i] = static_cast<uint8_t>(TwoBits(block.qs, i));
-      for (int t = 0; t < 8; ++t) interleaved::PutCrumbRuns<2>(u + 32 * t, r, out[b].qs[t]);
+      uint8_t codes[kQK_K];
+      AllTwoBits(block.qs, codes);
+      for (int t = 0; t < 8; ++t) std::memcpy(u[t][r], codes + 32 * t, 32);
     }
+    for (int t = 0; t < 8; ++t) interleaved::PutRunBlock<2>(u[t], out[b].qs[t]);
   }
 }
 
@@ -1069,17 +1090,18 @@ void InterleaveQ3_K(const void* rows, size_t row_bytes, int64_t n, int64_t, void
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockQ3_Kx8*>(dst);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
-    std::memset(out[b].qs, 0, sizeof out[b].qs);
+    uint8_t u[8][8][32];  // [32-code block][row][code]
     for (int r = 0; r < 8; ++r) {
       BlockQ3_K block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ3_K), sizeof block);
       out[b].d[r] = block.d;
-      uint8_t u[kQK_K];
+      uint8_t codes[kQK_K];
       int8_t scales[16];
-      GetQ3_K(block, u, scales);
+      GetQ3_K(block, codes, scales);
       for (int sub = 0; sub < 16; ++sub) out[b].scales[sub][r] = scales[sub];
-      for (int t = 0; t < 8; ++t) interleaved::PutCrumbRuns<3>(u + 32 * t, r, out[b].qs[t]);
+      for (int t = 0; t < 8; ++t) std::memcpy(u[t][r], codes + 32 * t, 32);
     }
+    for (int t = 0; t < 8; ++t) interleaved::PutRunBlock<3>(u[t], out[b].qs[t]);
   }
 }
 

@@ -247,16 +247,17 @@ struct IntGroupLayout {
   }
 };
 
-// Row `lane`'s 32 codes of 2 to 7 bits into an interleaved block (crumb runs, or nibble runs and high
-// bits), and back.
-void PutRunCodes(const uint8_t codes[interleaved::kBlockCodes], int lane, int bits, uint8_t* block) {
+// The 8 rows' 32 codes of 2 to 8 bits (8-bit ones as c - 128) into an interleaved block (crumb runs,
+// nibble runs and high bits, or byte runs).
+void PutRunBlock(const uint8_t codes[8][interleaved::kBlockCodes], int bits, uint8_t* block) {
   switch (bits) {
-    case 2: interleaved::PutRunCodes<2>(codes, lane, block); return;
-    case 3: interleaved::PutRunCodes<3>(codes, lane, block); return;
-    case 4: interleaved::PutRunCodes<4>(codes, lane, block); return;
-    case 5: interleaved::PutRunCodes<5>(codes, lane, block); return;
-    case 6: interleaved::PutRunCodes<6>(codes, lane, block); return;
-    case 7: interleaved::PutRunCodes<7>(codes, lane, block); return;
+    case 2: interleaved::PutRunBlock<2>(codes, block); return;
+    case 3: interleaved::PutRunBlock<3>(codes, block); return;
+    case 4: interleaved::PutRunBlock<4>(codes, block); return;
+    case 5: interleaved::PutRunBlock<5>(codes, block); return;
+    case 6: interleaved::PutRunBlock<6>(codes, block); return;
+    case 7: interleaved::PutRunBlock<7>(codes, block); return;
+    case 8: interleaved::PutRunBlock<8>(codes, block); return;
   }
   MIXQ_CHECK(false);
 }
@@ -283,29 +284,25 @@ void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group,
   MIXQ_CHECK(IntInterleaveAccepts(n, group) && row_bytes >= g.row.row_bytes);
   auto* out = static_cast<uint8_t*>(dst);
   std::memset(out, 0, g.bytes);
+  const auto row = [&](int r) { return static_cast<const uint8_t*>(rows) + r * row_bytes; };
   for (int r = 0; r < 8; ++r) {
-    const auto* row = static_cast<const uint8_t*>(rows) + r * row_bytes;
     for (int64_t k = 0; k < g.row.n_groups; ++k) {
-      std::memcpy(out + 16 * k + 2 * r, row + 2 * k, 2);
-      if (!symmetric) g.PutZero(out, k, r, ReadPackedCode(row + g.row.zeros_offset, k, bits));
+      std::memcpy(out + 16 * k + 2 * r, row(r) + 2 * k, 2);
+      if (!symmetric) g.PutZero(out, k, r, ReadPackedCode(row(r) + g.row.zeros_offset, k, bits));
     }
-    // Groups hold whole blocks, so block b's codes are the row's codes 32b... INT8's are kept as c - 128 so
-    // the kernel's sign trick never saturates.
-    const uint8_t* packed = row + g.row.codes_offset;
-    for (int64_t b = 0; b < g.blocks; ++b) {
-      uint8_t* block = out + g.codes + b * g.block_bytes;
-      uint8_t codes[interleaved::kBlockCodes];
+  }
+  // Groups hold whole blocks, so block b's codes are the rows' codes 32b... INT8's are kept as c - 128 so
+  // the kernel's sign trick never saturates.
+  for (int64_t b = 0; b < g.blocks; ++b) {
+    uint8_t codes[8][interleaved::kBlockCodes];
+    for (int r = 0; r < 8; ++r) {
+      const uint8_t* packed = row(r) + g.row.codes_offset;
       for (int i = 0; i < interleaved::kBlockCodes; ++i) {
-        codes[i] = static_cast<uint8_t>(ReadPackedCode(packed, 32 * b + i, bits));
-      }
-      if (bits == 8) {
-        int8_t centred[interleaved::kBlockCodes];
-        for (int i = 0; i < interleaved::kBlockCodes; ++i) centred[i] = static_cast<int8_t>(codes[i] - 128);
-        interleaved::PutByteRuns(centred, r, reinterpret_cast<int8_t*>(block));
-      } else {
-        PutRunCodes(codes, r, bits, block);
+        const uint32_t c = ReadPackedCode(packed, 32 * b + i, bits);
+        codes[r][i] = static_cast<uint8_t>(bits == 8 ? c ^ 0x80u : c);
       }
     }
+    PutRunBlock(codes, bits, out + g.codes + b * g.block_bytes);
   }
 }
 
