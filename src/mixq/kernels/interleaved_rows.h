@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace mixq::interleaved {
 
@@ -157,64 +158,56 @@ inline void GetRunCodes(const uint8_t* block, int lane, uint8_t codes[kBlockCode
 
 // All 8 rows' codes of one block (codes[r][0..32), kBits of 2 to 8; 8-bit codes as stored bytes) into the
 // block's layout at once, every byte of it assigned (no zeroing first): the same bytes as PutRunCodes
-// (PutByteRuns for 8 bits) row by row, but byte-parallel loops the compiler vectorizes. First the
-// 4-byte transpose v[s][4r + i] = codes[r][4s + i] (the vectors RunCodesToPanel reads back), then each
-// byte p of the runs from byte p of the vectors. At load, row by row took most of the time to repack a
-// model (Q6_K: 66%).
+// (PutByteRuns for 8 bits) row by row. First the 4-byte transpose v[s][4r + i] = codes[r][4s + i] (the
+// vectors RunCodesToPanel reads back), then byte p of the runs from byte p of the vectors, 8 bytes per
+// uint64 operation (every shift is masked to bits of its own byte). At load, row by row had taken most of
+// the time to repack a model (Q6_K: 66%).
 template <int kBits>
 inline void PutRunBlock(const uint8_t codes[8][kBlockCodes], uint8_t* block) {
   static_assert(kBits >= 2 && kBits <= 8);
-  uint8_t v[8][32];
+  constexpr uint64_t kOnes = 0x0101010101010101u;
+  uint64_t v[8][4];
   for (int s = 0; s < 8; ++s) {
-    for (int r = 0; r < 8; ++r) {
-      for (int i = 0; i < 4; ++i) v[s][4 * r + i] = codes[r][4 * s + i];
-    }
+    auto* bytes = reinterpret_cast<uint8_t*>(v[s]);
+    for (int r = 0; r < 8; ++r) std::memcpy(bytes + 4 * r, &codes[r][4 * s], 4);
   }
-  if constexpr (kBits == 8) {
-    for (int s = 0; s < 8; ++s) {
-      for (int p = 0; p < 32; ++p) block[32 * s + p] = v[s][p];
-    }
-  } else if constexpr (kBits < 4) {
-    for (int j = 0; j < 2; ++j) {
-      for (int p = 0; p < 32; ++p) {
-        block[32 * j + p] = static_cast<uint8_t>((v[4 * j][p] & 3) | (v[4 * j + 1][p] & 3) << 2 |
-                                                 (v[4 * j + 2][p] & 3) << 4 | (v[4 * j + 3][p] & 3) << 6);
+  const auto store = [block](int offset, int w, uint64_t x) { std::memcpy(block + offset + 8 * w, &x, 8); };
+  // Bit `shift` of each byte of vectors j (bits 2j) and 4 + j (bits 2j + 1): the fifth and seventh bits.
+  const auto one_bit_vector = [&](int shift, int offset) {
+    for (int w = 0; w < 4; ++w) {
+      uint64_t bits = 0;
+      for (int j = 0; j < 4; ++j) {
+        bits |= ((v[j][w] >> shift) & kOnes) << (2 * j) | ((v[4 + j][w] >> shift) & kOnes) << (2 * j + 1);
       }
+      store(offset, w, bits);
     }
-    if constexpr (kBits == 3) {
-      for (int p = 0; p < 32; ++p) {
-        uint8_t third = 0;
-        for (int s = 0; s < 8; ++s) third = static_cast<uint8_t>(third | ((v[s][p] >> 2) & 1) << s);
-        block[kCrumbRunBytes + p] = third;
+  };
+  for (int w = 0; w < 4; ++w) {
+    if constexpr (kBits == 8) {
+      for (int s = 0; s < 8; ++s) store(32 * s, w, v[s][w]);
+    } else if constexpr (kBits < 4) {
+      for (int j = 0; j < 2; ++j) {
+        store(32 * j, w, (v[4 * j][w] & 3 * kOnes) | (v[4 * j + 1][w] & 3 * kOnes) << 2 |
+                             (v[4 * j + 2][w] & 3 * kOnes) << 4 | (v[4 * j + 3][w] & 3 * kOnes) << 6);
       }
-    }
-  } else {
-    for (int j = 0; j < 4; ++j) {
-      for (int p = 0; p < 32; ++p) block[32 * j + p] = static_cast<uint8_t>((v[j][p] & 0x0f) | (v[4 + j][p] & 0x0f) << 4);
-    }
-    uint8_t* high = block + kBlockRunBytes;
-    // Bit `shift` of the codes of vectors j (low nibbles) and 4 + j (high nibbles) at bits 2j and 2j + 1.
-    const auto one_bit_vector = [&](int shift, uint8_t* out) {
-      for (int p = 0; p < 32; ++p) {
-        uint8_t bits = 0;
-        for (int j = 0; j < 4; ++j) {
-          bits = static_cast<uint8_t>(bits | ((v[j][p] >> shift) & 1) << (2 * j) | ((v[4 + j][p] >> shift) & 1) << (2 * j + 1));
-        }
-        out[p] = bits;
+      if constexpr (kBits == 3) {
+        uint64_t third = 0;
+        for (int s = 0; s < 8; ++s) third |= ((v[s][w] >> 2) & kOnes) << s;
+        store(kCrumbRunBytes, w, third);
       }
-    };
-    if constexpr (kBits == 5) {
-      one_bit_vector(4, high);
-    } else if constexpr (kBits >= 6) {
-      for (int w = 0; w < 2; ++w) {
-        for (int p = 0; p < 32; ++p) {
-          high[32 * w + p] = static_cast<uint8_t>(((v[2 * w][p] >> 4) & 3) | ((v[4 + 2 * w][p] >> 4) & 3) << 2 |
-                                                  ((v[2 * w + 1][p] >> 4) & 3) << 4 | ((v[5 + 2 * w][p] >> 4) & 3) << 6);
+    } else {
+      for (int j = 0; j < 4; ++j) store(32 * j, w, (v[j][w] & 0x0f * kOnes) | (v[4 + j][w] & 0x0f * kOnes) << 4);
+      if constexpr (kBits >= 6) {
+        for (int h = 0; h < 2; ++h) {
+          store(kBlockRunBytes + 32 * h, w,
+                ((v[2 * h][w] >> 4) & 3 * kOnes) | ((v[4 + 2 * h][w] >> 4) & 3 * kOnes) << 2 |
+                    ((v[2 * h + 1][w] >> 4) & 3 * kOnes) << 4 | ((v[5 + 2 * h][w] >> 4) & 3 * kOnes) << 6);
         }
       }
-      if constexpr (kBits == 7) one_bit_vector(6, high + kHighPairsBytes);
     }
   }
+  if constexpr (kBits == 5) one_bit_vector(4, kBlockRunBytes);
+  if constexpr (kBits == 7) one_bit_vector(6, kBlockRunBytes + kHighPairsBytes);
 }
 
 // 8-bit codes: a block of 32 bytes of 8 rows as eight 32-byte runs, run j holding bytes 4j..4j+3 of each
