@@ -1204,10 +1204,10 @@ template <typename GroupBlock, int kBlockWeights>
 size_t GroupBytes(int64_t n, int64_t) {
   return static_cast<size_t>(n / kBlockWeights) * sizeof(GroupBlock);
 }
-const InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
+constexpr InterleavedRows kInterleavedQ4_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
                                            ExtractRowQ4_0, UnpackRowsQ4_0, DotGroupsQ4_0Avx2,
                                            UnpackPanelQ4_0Avx2};
-const InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ8_0x8, kQK>, InterleaveQ8_0,
+constexpr InterleavedRows kInterleavedQ8_0Avx2{InterleaveAcceptsAll, GroupBytes<BlockQ8_0x8, kQK>, InterleaveQ8_0,
                                            ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Avx2,
                                            UnpackPanelQ8_0Avx2};
 const InterleavedRows kInterleavedQ4_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_Kx8, kQK_K>, InterleaveQ4_K,
@@ -1223,25 +1223,23 @@ MIXQ_INTERLEAVED_LEGACY(Q4_1);
 MIXQ_INTERLEAVED_LEGACY(Q5_0);
 MIXQ_INTERLEAVED_LEGACY(Q5_1);
 #undef MIXQ_INTERLEAVED_LEGACY
-const InterleavedRows kInterleavedIQ4_NLAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
+constexpr InterleavedRows kInterleavedIQ4_NLAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
                                              ExtractRowQ4_0, UnpackRowsIQ4_NL, DotGroupsIQ4_NLAvx2,
                                              UnpackPanelIQ4_NLAvx2};
-const InterleavedRows kInterleavedIQ4_XSAvx2{InterleaveAcceptsAll, GroupBytes<BlockIQ4_XSx8, kQK_K>,
+constexpr InterleavedRows kInterleavedIQ4_XSAvx2{InterleaveAcceptsAll, GroupBytes<BlockIQ4_XSx8, kQK_K>,
                                              InterleaveIQ4_XS, ExtractRowIQ4_XS, UnpackRowsIQ4_XS,
                                              DotGroupsIQ4_XSAvx2, UnpackPanelIQ4_XSAvx2};
 // The same layouts with the group kernels the AVX-512 level takes (MakeKernel says why).
-const InterleavedRows kInterleavedQ4_0Avx512{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
-                                             ExtractRowQ4_0, UnpackRowsQ4_0, DotGroupsQ4_0OneGroupAvx2,
-                                             UnpackPanelQ4_0Avx2};
-const InterleavedRows kInterleavedQ8_0Avx512{InterleaveAcceptsAll, GroupBytes<BlockQ8_0x8, kQK>, InterleaveQ8_0,
-                                           ExtractRowQ8_0, UnpackRowsQ8_0, DotGroupsQ8_0Vnni,
-                                           UnpackPanelQ8_0Avx2};
-const InterleavedRows kInterleavedIQ4_NLAvx512{InterleaveAcceptsAll, GroupBytes<BlockQ4_0x8, kQK>, InterleaveQ4_0,
-                                             ExtractRowQ4_0, UnpackRowsIQ4_NL, DotGroupsIQ4_NLVnni,
-                                             UnpackPanelIQ4_NLAvx2};
-const InterleavedRows kInterleavedIQ4_XSAvx512{InterleaveAcceptsAll, GroupBytes<BlockIQ4_XSx8, kQK_K>,
-                                             InterleaveIQ4_XS, ExtractRowIQ4_XS, UnpackRowsIQ4_XS,
-                                             DotGroupsIQ4_XSVnni, UnpackPanelIQ4_XSAvx2};
+constexpr InterleavedRows WithDotGroups(const InterleavedRows& layout,
+                                        decltype(InterleavedRows::dot_groups) dot_groups) {
+  InterleavedRows same = layout;
+  same.dot_groups = dot_groups;
+  return same;
+}
+constexpr InterleavedRows kInterleavedQ4_0Avx512 = WithDotGroups(kInterleavedQ4_0Avx2, DotGroupsQ4_0OneGroupAvx2);
+constexpr InterleavedRows kInterleavedQ8_0Avx512 = WithDotGroups(kInterleavedQ8_0Avx2, DotGroupsQ8_0Vnni);
+constexpr InterleavedRows kInterleavedIQ4_NLAvx512 = WithDotGroups(kInterleavedIQ4_NLAvx2, DotGroupsIQ4_NLVnni);
+constexpr InterleavedRows kInterleavedIQ4_XSAvx512 = WithDotGroups(kInterleavedIQ4_XSAvx2, DotGroupsIQ4_XSVnni);
 const InterleavedRows kInterleavedQ5_KAvx2{InterleaveAcceptsAll, GroupBytes<BlockQ5_Kx8, kQK_K>, InterleaveQ5_K,
                                            ExtractRowQ5_K, UnpackRowsQ5_K, DotGroupsQ5_KAvx2,
                                            UnpackPanelQ5_KAvx2};
