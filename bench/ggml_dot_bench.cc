@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "interleaved_copy.h"
 #include "mixq/base/threads.h"
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/bandwidth.h"
@@ -61,28 +62,6 @@ const Tensor& Weights(DType dtype, int64_t rows, int64_t cols) {
     }
   }
   return *cached;
-}
-
-// The rows of `w` interleaved 8 at a time by `kernel` (QuantKernel::interleaved), as InterleaveForDecode
-// makes them at load; only the latest is kept.
-const std::byte* InterleavedCopy(const Tensor& w, const QuantKernel& kernel) {
-  static std::unique_ptr<Tensor> cached;
-  static const Tensor* source = nullptr;
-  if (cached && source == &w && cached->dtype == w.dtype && cached->shape == w.shape) return cached->storage.data();
-  cached.reset();
-  const TensorView v = w.view();
-  constexpr int kRows = InterleavedRows::kRows;
-  const size_t group_bytes = kernel.interleaved->group_bytes(v.cols(), v.group);
-  cached = std::make_unique<Tensor>();
-  cached->dtype = w.dtype;
-  cached->shape = w.shape;
-  cached->storage.Resize(group_bytes * static_cast<size_t>(v.rows() / kRows));
-  source = &w;
-  for (int64_t g = 0; g < v.rows() / kRows; ++g) {
-    kernel.interleaved->interleave(v.data + static_cast<size_t>(g) * kRows * v.row_bytes(), v.row_bytes(), v.cols(),
-                                   v.group, cached->storage.data() + static_cast<size_t>(g) * group_bytes);
-  }
-  return cached->storage.data();
 }
 
 enum class Level { kBest, kInterleaved, kPacked, kAvx2Rows, kAvx2, kScalar };

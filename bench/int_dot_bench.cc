@@ -1,7 +1,7 @@
-// GEMV speed of the mixq INT kernels on a LLaMA-2-7B FFN-down-shaped matrix (4096 x 11008), in GB/s of
-// weight bytes streamed, next to the read and copy bandwidth measured in the same run. Run with
-// OMP_NUM_THREADS set (docs/kernels.md); the speed does not depend on the weight values, so rows are random
-// bytes with sane FP16 scales rather than quantized data.
+// GEMV speed of the mixq INT kernels on a LLaMA-2-7B FFN-down-shaped matrix (4096 x 11008), its stored
+// rows and its rows interleaved for decode, in GB/s of weight bytes streamed, next to the read and copy
+// bandwidth measured in the same run. Run with OMP_NUM_THREADS set (docs/kernels.md); the speed does not
+// depend on the weight values, so rows are random bytes with sane FP16 scales rather than quantized data.
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "interleaved_copy.h"
 #include "mixq/base/threads.h"
 #include "mixq/formats/float16.h"
 #include "mixq/kernels/bandwidth.h"
@@ -53,13 +54,23 @@ const Tensor& Weights(DType dtype, int64_t group) {
   return *slot;
 }
 
-// Args: dtype id, group, scalar (1: the reference dot instead of the fast one).
-void BM_IntGemv(benchmark::State& state) {
+// Args: dtype id, group, scalar (1: the reference dot instead of the fast one). BM_IntGemv walks the stored
+// rows; BM_IntGemvInterleaved the rows interleaved for decode, as the model commands run them.
+void RunIntGemv(benchmark::State& state, bool interleaved) {
   const auto dtype = static_cast<DType>(state.range(0));
   const int64_t group = state.range(1);
   QuantKernel kernel = *IntQuantKernel(dtype);
   if (state.range(2) != 0) kernel.dot = kernel.dot_ref;
   const Tensor& w = Weights(dtype, group);
+  TensorView view = w.view();
+  if (interleaved) {
+    // The interleaved path has no scalar variant to compare (it never calls `dot`).
+    if (state.range(2) != 0 || kernel.interleaved == nullptr || !kernel.interleaved->accepts(view.cols(), view.group)) {
+      state.SkipWithError("no interleaved rows for this type, group and CPU (or a scalar run)");
+      return;
+    }
+    view.interleaved = InterleavedCopy(w, kernel);
+  }
   std::vector<float> x(kCols);
   std::mt19937 rng(2);
   std::normal_distribution<float> dist;
@@ -67,13 +78,13 @@ void BM_IntGemv(benchmark::State& state) {
   std::vector<float> y(kRows);
   const double read_gbs = ReadBandwidthGBs(), copy_gbs = CopyBandwidthGBs();
   for (auto _ : state) {
-    MatMulQuantized(kernel, w.view(), x.data(), 1, y.data());
+    MatMulQuantized(kernel, view, x.data(), 1, y.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   const double weight_bytes = static_cast<double>(w.view().bytes);
-  state.SetLabel(fmt::format("{} g{} {}x{} {}", DTypeName(dtype), group, kRows, kCols,
-                             state.range(2) != 0 ? "scalar" : kernel.isa()));
+  state.SetLabel(fmt::format("{} g{} {}x{} {}{}", DTypeName(dtype), group, kRows, kCols,
+                             state.range(2) != 0 ? "scalar" : kernel.isa(), interleaved ? " interleaved" : ""));
   state.counters["threads"] = ThreadCount();
   state.counters["bits_per_weight"] = 8.0 * weight_bytes / (kRows * kCols);
   state.SetBytesProcessed(static_cast<int64_t>(weight_bytes) * state.iterations());
@@ -96,7 +107,11 @@ void GemvArgs(benchmark::internal::Benchmark* b) {
   b->Args({id(DType::kInt4), 128, 1});
 }
 
+void BM_IntGemv(benchmark::State& state) { RunIntGemv(state, false); }
+void BM_IntGemvInterleaved(benchmark::State& state) { RunIntGemv(state, true); }
+
 BENCHMARK(BM_IntGemv)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_IntGemvInterleaved)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // The kernel's own cost, without memory: 32 rows of 11008 (at most 352 KiB, inside L2) multiplied again
 // and again on one thread; ns per 32-weight block. Args as BM_IntGemv.
