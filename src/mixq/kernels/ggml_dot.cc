@@ -547,12 +547,14 @@ void InterleaveQ8_0(const void* rows, size_t row_bytes, int64_t n, int64_t, void
   const auto* src = static_cast<const uint8_t*>(rows);
   auto* out = static_cast<BlockQ8_0x8*>(dst);
   for (int64_t b = 0; b < n / kQK; ++b) {
+    uint8_t codes[8][32];
     for (int r = 0; r < 8; ++r) {
       BlockQ8_0 block;
       std::memcpy(&block, src + r * row_bytes + b * sizeof(BlockQ8_0), sizeof block);
       out[b].d[r] = block.d;
-      interleaved::PutByteRuns(block.qs, r, out[b].qs);
+      std::memcpy(codes[r], block.qs, sizeof block.qs);
     }
+    interleaved::PutRunBlock<8>(codes, reinterpret_cast<uint8_t*>(out[b].qs));
   }
 }
 

@@ -296,17 +296,9 @@ void IntInterleave(const void* rows, size_t row_bytes, int64_t n, int64_t group,
   for (int64_t b = 0; b < g.blocks; ++b) {
     uint8_t codes[8][interleaved::kBlockCodes];
     for (int r = 0; r < 8; ++r) {
-      // Block b's 32 codes are the 4 * bits bytes from byte 4 * bits * b of the LSB-first stream: 8 codes
-      // per `bits` bytes, read as one word (ReadPackedCode per code took most of the repacking time).
-      const uint8_t* packed = row(r) + g.row.codes_offset + static_cast<size_t>(4 * bits) * b;
-      const uint64_t mask = (uint64_t{1} << bits) - 1;
-      for (int q = 0; q < 4; ++q) {
-        uint64_t word = 0;
-        for (int k = 0; k < bits; ++k) word |= static_cast<uint64_t>(packed[bits * q + k]) << (8 * k);
-        for (int j = 0; j < 8; ++j) {
-          const auto c = static_cast<uint8_t>((word >> (bits * j)) & mask);
-          codes[r][8 * q + j] = bits == 8 ? static_cast<uint8_t>(c ^ 0x80u) : c;
-        }
+      ReadPackedBlock(row(r) + g.row.codes_offset, b, bits, codes[r]);
+      if (bits == 8) {
+        for (uint8_t& c : codes[r]) c ^= 0x80u;
       }
     }
     PutRunBlock(codes, bits, out + g.codes + b * g.block_bytes);

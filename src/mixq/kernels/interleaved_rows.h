@@ -136,7 +136,8 @@ inline void GetCrumbRuns(const uint8_t* block, int lane, uint8_t codes[kBlockCod
 }
 
 // Row `lane`'s 32 codes of kBits (2 to 7) bits into a block (crumb runs; or its nibble runs, then the high
-// bits), and back. The block must start zeroed.
+// bits), and back. The block must start zeroed. Put* are the layouts' definition, one row at a time: the
+// load-time interleaves write whole blocks with PutRunBlock, which is tested against them.
 template <int kBits>
 inline void PutRunCodes(const uint8_t codes[kBlockCodes], int lane, uint8_t* block) {
   if constexpr (kBits < 4) {

@@ -71,6 +71,19 @@ inline uint32_t ReadPackedCode(const uint8_t* stream, int64_t i, int bits) {
   return (word >> shift) & ((1u << bits) - 1);
 }
 
+// The 32 codes of block b (codes 32b..32b+31) of an LSB-first bit stream: 4 * bits bytes from byte
+// 4 * bits * b, read 8 codes per `bits` bytes as one word (as fast as a load-time repack needs; code by
+// code, ReadPackedCode took most of it).
+inline void ReadPackedBlock(const uint8_t* stream, int64_t b, int bits, uint8_t codes[32]) {
+  const uint8_t* p = stream + static_cast<size_t>(4 * bits) * static_cast<size_t>(b);
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  for (int q = 0; q < 4; ++q) {
+    uint64_t word = 0;
+    for (int k = 0; k < bits; ++k) word |= static_cast<uint64_t>(p[bits * q + k]) << (8 * k);
+    for (int j = 0; j < 8; ++j) codes[8 * q + j] = static_cast<uint8_t>((word >> (bits * j)) & mask);
+  }
+}
+
 // Writes code i into an LSB-first bit stream whose bytes were zeroed first.
 inline void WritePackedCode(uint8_t* stream, int64_t i, int bits, uint32_t code) {
   const int64_t bit = i * bits;
