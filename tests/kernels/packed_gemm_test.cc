@@ -225,10 +225,9 @@ TEST(PackedGemmAvx2, IntegerSumsDoNotSaturateAtExtremeCodes) {
           PackedActivationRow acts[kMaxTokens];
           for (auto& row : acts) row = {q.data(), scale.data(), corr.data(), msum.data()};
           float got[kMaxTokens * kMaxRowGroups * kRowsPerGroup], want[kMaxTokens * kMaxRowGroups * kRowsPerGroup];
-          MicroKernelAvx2(panel, group_stride, kMaxRowGroups, acts, kMaxTokens, 0, kBlocks, width, false, bits,
-                          got);
-          MicroKernelRef(panel, group_stride, kMaxRowGroups, acts, kMaxTokens, 0, kBlocks, width, false, bits,
-                         want);
+          const PackedGemmFormat format{width, false, bits, bias, nullptr, nullptr, nullptr};
+          MicroKernelAvx2(panel, group_stride, kMaxRowGroups, acts, kMaxTokens, 0, kBlocks, format, got);
+          MicroKernelRef(panel, group_stride, kMaxRowGroups, acts, kMaxTokens, 0, kBlocks, format, want);
           const float exact = static_cast<float>(kBlocks * width * c * a);
           for (size_t i = 0; i < std::size(got); ++i) {
             ASSERT_EQ(want[i], exact) << "reference, output " << i;

@@ -1193,13 +1193,17 @@ MIXQ_PACKED_LEGACY(kPackedQ5_0, Q5_0, false, 5, 16, BlockQ8_0);
 MIXQ_PACKED_LEGACY(kPackedQ5_1, Q5_1, true, 5, 0, BlockQ8_1);
 MIXQ_PACKED_LEGACY(kPackedIQ4_NL, IQ4_NL, false, 8, 128, BlockQ8_0);
 #undef MIXQ_PACKED_LEGACY
-const PackedGemmFormat kPackedQ2_K{16, true, 2, 0, Blocks16, UnpackK<BlockQ2_K, DecodeQ2_K>, ExpandQ8_K<16>};
-const PackedGemmFormat kPackedQ3_K{16, false, 3, 4, Blocks16, UnpackK<BlockQ3_K, DecodeQ3_K>, ExpandQ8_K<16>};
-const PackedGemmFormat kPackedQ4_K{32, true, 4, 0, Blocks32, UnpackQ4_K, ExpandQ8_K<32>};
-const PackedGemmFormat kPackedQ5_K{32, true, 5, 0, Blocks32, UnpackK<BlockQ5_K, DecodeQ5_K>, ExpandQ8_K<32>};
-const PackedGemmFormat kPackedQ6_K{16, false, 6, 32, Blocks16, UnpackQ6_K, ExpandQ8_K<16>};
+// The k-quants read Q8_K activations: one scale per 256 values, a span of 256 / width blocks.
+const PackedGemmFormat kPackedQ2_K{16, true, 2, 0, Blocks16, UnpackK<BlockQ2_K, DecodeQ2_K>,
+                                   ExpandQ8_K<16>, kQK_K / 16};
+const PackedGemmFormat kPackedQ3_K{16, false, 3, 4, Blocks16, UnpackK<BlockQ3_K, DecodeQ3_K>,
+                                   ExpandQ8_K<16>, kQK_K / 16};
+const PackedGemmFormat kPackedQ4_K{32, true, 4, 0, Blocks32, UnpackQ4_K, ExpandQ8_K<32>, kQK_K / 32};
+const PackedGemmFormat kPackedQ5_K{32, true, 5, 0, Blocks32, UnpackK<BlockQ5_K, DecodeQ5_K>,
+                                   ExpandQ8_K<32>, kQK_K / 32};
+const PackedGemmFormat kPackedQ6_K{16, false, 6, 32, Blocks16, UnpackQ6_K, ExpandQ8_K<16>, kQK_K / 16};
 const PackedGemmFormat kPackedIQ4_XS{32, false, 8, 128, Blocks32, UnpackK<BlockIQ4_XS, DecodeIQ4_XS>,
-                                     ExpandQ8_K<32>};
+                                     ExpandQ8_K<32>, kQK_K / 32};
 
 #if defined(__x86_64__)
 template <typename GroupBlock, int kBlockWeights>

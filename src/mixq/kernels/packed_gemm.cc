@@ -67,7 +67,11 @@ void ExpandToken(const QuantKernel& kernel, const float* x, int64_t cols, int64_
   auto* msum = reinterpret_cast<float*>(row + layout.q_bytes + 2 * layout.per_block_bytes);
   // `corr` holds the sums until they become corrections below.
   kernel.packed->expand_activation(tmp, cols, group, q, scale, corr, msum);
-  for (int64_t b = 0; b < layout.blocks; ++b) corr[b] *= -bias;
+  const bool spans = kernel.packed->scale_span > 1;
+  for (int64_t b = 0; b < layout.blocks; ++b) {
+    if (spans) msum[b] = static_cast<float>(corr[b]);  // the micro-kernels scale a span's sum once
+    corr[b] *= -bias;
+  }
 }
 
 // Four bytes plus four bytes, each byte mod 256 (no carry into its neighbour).
@@ -153,21 +157,32 @@ void PackTile(const PackedGemmFormat& format, const InterleavedRows* interleaved
 }  // namespace
 
 void MicroKernelRef(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
-                    int n_tokens, int64_t b0, int64_t b1, int width, bool offset, int /*code_bits*/, float* out) {
+                    int n_tokens, int64_t b0, int64_t b1, const PackedGemmFormat& format, float* out) {
+  const int width = format.width;
+  const int span = format.scale_span;
   const size_t block_bytes = PanelBlockBytes(width);
   for (int t = 0; t < n_tokens; ++t) {
     for (int g = 0; g < n_rowgroups; ++g) {
       for (int r = 0; r < kRowsPerGroup; ++r) {
         float f = 0.0f;
-        for (int64_t b = b0; b < b1; ++b) {
-          const uint8_t* block = panel + g * rowgroup_stride + b * block_bytes;
-          const auto* d = reinterpret_cast<const float*>(block + 8 * width);
-          int32_t acc = acts[t].corr[b];
-          for (int j = 0; j < width; ++j) {
-            acc += static_cast<int32_t>(block[((j / 4) * kRowsPerGroup + r) * 4 + j % 4]) * acts[t].q[b * width + j];
+        for (int64_t s = b0; s < b1; s += span) {
+          float p = 0.0f;
+          for (int64_t b = s; b < s + span; ++b) {
+            const uint8_t* block = panel + g * rowgroup_stride + b * block_bytes;
+            const auto* d = reinterpret_cast<const float*>(block + 8 * width);
+            int32_t acc = acts[t].corr[b];
+            for (int j = 0; j < width; ++j) {
+              acc += static_cast<int32_t>(block[((j / 4) * kRowsPerGroup + r) * 4 + j % 4]) * acts[t].q[b * width + j];
+            }
+            if (span == 1) {
+              f = std::fma(static_cast<float>(acc), d[r] * acts[t].scale[b], f);
+              if (format.offset) f = std::fma(d[kRowsPerGroup + r], acts[t].msum[b], f);
+            } else {
+              p = std::fma(static_cast<float>(acc), d[r], p);
+              if (format.offset) p = std::fma(d[kRowsPerGroup + r], acts[t].msum[b], p);
+            }
           }
-          f = std::fma(static_cast<float>(acc), d[r] * acts[t].scale[b], f);
-          if (offset) f = std::fma(d[kRowsPerGroup + r], acts[t].msum[b], f);
+          if (span > 1) f = std::fma(p, acts[t].scale[s], f);
         }
         out[t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup + r] = f;
       }
@@ -222,6 +237,7 @@ void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, 
 
   const size_t group_stride = PanelBlockBytes(width) * static_cast<size_t>(blocks);
   const int64_t chunk_blocks = std::max<int64_t>(1, kChunkValues / width);
+  MIXQ_CHECK(blocks % format.scale_span == 0 && chunk_blocks % format.scale_span == 0);
   const int64_t n_tiles = (rows + kTileRows - 1) / kTileRows;
 
 #pragma omp parallel
@@ -246,8 +262,7 @@ void PackedGemm(const QuantKernel& kernel, const TensorView& w, const float* x, 
           PackedActivationRow rows_t[kMaxTokens];
           for (int t = 0; t < nt; ++t) rows_t[t] = layout.Row(act, t0 + t);
           float out[kMaxTokens * kTileRows];
-          micro(reinterpret_cast<const uint8_t*>(panel), group_stride, n_groups, rows_t, nt, b0, b1, width,
-                format.offset, format.code_bits, out);
+          micro(reinterpret_cast<const uint8_t*>(panel), group_stride, n_groups, rows_t, nt, b0, b1, format, out);
           for (int t = 0; t < nt; ++t) {
             float* yt = y + (t0 + t) * rows + r0;
             const float* o = out + t * kTileRows;

@@ -27,7 +27,8 @@ struct PackedActivationRow {
   const int8_t* q;
   const float* scale;   // per block
   const int32_t* corr;  // per block: -bias * sum(q), undoing the bias of the packed weight codes
-  const float* msum;    // per block: scale * sum(q), the factor of the weight offset m
+  const float* msum;    // per block: the factor of the weight offset m, scale * sum(q) (a format with a
+                        // scale span: sum(q), scaled with the span)
 };
 
 // Whether MatMulQuantized takes the packed path for this kernel and batch: the kernel has a packed format

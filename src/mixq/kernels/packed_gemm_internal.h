@@ -27,23 +27,26 @@ constexpr size_t PanelBlockBytes(int width) { return static_cast<size_t>(8 * wid
 // out[t * 16 + g * 8 + r] = sum over blocks [b0, b1) of row group g's row r times token t's activations:
 //   acc = corr_t[b] + sum_j (c + bias) q_tj  (int32, exact: = sum_j c q_tj)
 //   f = fma(float(acc), d * scale_t[b], f); with offsets also f = fma(m, msum_t[b], f)
-// in this order, so every micro-kernel agrees with the scalar one bit for bit. `panel` points at row group
-// 0's block 0; row group g starts rowgroup_stride bytes further. code_bits is the format's (the AVX2
-// kernel's int16 steps depend on it; the others ignore it).
+// in this order, so every micro-kernel agrees with the scalar one bit for bit. For a format with a
+// scale_span S > 1 (b0 and b1 multiples of S), each span of S blocks is summed before its one scale:
+//   p = 0; per block p = fma(float(acc), d, p); with offsets p = fma(m, msum_t[b], p) (msum_t: the code sum)
+//   then f = fma(p, scale_t[first block of the span], f).
+// `panel` points at row group 0's block 0; row group g starts rowgroup_stride bytes further. The format
+// gives width, offset, code_bits (the AVX2 kernel's int16 steps depend on them) and scale_span.
 using MicroKernel = void (*)(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups,
-                             const PackedActivationRow* acts, int n_tokens, int64_t b0, int64_t b1, int width,
-                             bool offset, int code_bits, float* out);
+                             const PackedActivationRow* acts, int n_tokens, int64_t b0, int64_t b1,
+                             const PackedGemmFormat& format, float* out);
 
 void MicroKernelRef(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
-                    int n_tokens, int64_t b0, int64_t b1, int width, bool offset, int code_bits, float* out);
+                    int n_tokens, int64_t b0, int64_t b1, const PackedGemmFormat& format, float* out);
 
 // Defined only on x86-64 builds; callable only where CpuHasAvx512Vnni(). Panel bias 128.
 void MicroKernelVnni(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
-                     int n_tokens, int64_t b0, int64_t b1, int width, bool offset, int code_bits, float* out);
+                     int n_tokens, int64_t b0, int64_t b1, const PackedGemmFormat& format, float* out);
 
 // Defined only on x86-64 builds; callable only where CpuHasAvx2(). Panel bias: the format's code_bias;
 // activation codes must lie in [-127, 127] (every mixq activation quantizer's range).
 void MicroKernelAvx2(const uint8_t* panel, size_t rowgroup_stride, int n_rowgroups, const PackedActivationRow* acts,
-                     int n_tokens, int64_t b0, int64_t b1, int width, bool offset, int code_bits, float* out);
+                     int n_tokens, int64_t b0, int64_t b1, const PackedGemmFormat& format, float* out);
 
 }  // namespace mixq::packed_gemm

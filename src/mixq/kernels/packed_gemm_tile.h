@@ -1,7 +1,9 @@
 // What the AVX-512 VNNI and AVX2 packed micro-kernels share (x86-64 only): the broadcast of a token's 4
-// codes, and a block's float step, which must be the same operations in the same order in both so that
+// codes, and a block's float steps, which must be the same operations in the same order in both so that
 // each equals the scalar micro-kernel bit for bit (packed_gemm_internal.h):
 //   sum[g][t] = fma(float(acc[g][t]), d[g] * scale_t, sum[g][t]); with offsets sum = fma(m[g], msum_t, sum)
+// or, for a format with a scale span, the span's p = fma(float(acc), d[g], p) and once per span
+// out = fma(p, scale_t, out).
 // Each function is compiled for AVX2 + FMA (an attribute, which GCC and Clang both take), a subset of both
 // callers' targets, so it inlines into either.
 #pragma once
@@ -56,6 +58,40 @@ MIXQ_PACKED_TILE void AddBlock(const uint8_t* const (&block)[G], const PackedAct
     if constexpr (kOffset) {
       const __m256 msum = _mm256_set1_ps(acts[t].msum[b]);
       for (int g = 0; g < G; ++g) sum[g][t] = _mm256_fmadd_ps(m[g], msum, sum[g][t]);
+    }
+  }
+}
+
+// A format with a scale span: block b's integer sums into the span's unscaled partial sums p (the rows'
+// d only; offsets times the code sums), which AddSpan scales once.
+template <int G, int T, int W, bool kOffset>
+MIXQ_PACKED_TILE void AddBlockUnscaled(const uint8_t* const (&block)[G], const PackedActivationRow* acts, int64_t b,
+                                       const __m256i (&acc)[G][T], __m256 (&p)[G][T]) {
+  __m256 d[G], m[G];
+  for (int g = 0; g < G; ++g) {
+    d[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W));
+    if constexpr (kOffset) m[g] = _mm256_load_ps(reinterpret_cast<const float*>(block[g] + 8 * W + 32));
+  }
+  for (int t = 0; t < T; ++t) {
+    for (int g = 0; g < G; ++g) p[g][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[g][t]), d[g], p[g][t]);
+    if constexpr (kOffset) {
+      const __m256 msum = _mm256_set1_ps(acts[t].msum[b]);
+      for (int g = 0; g < G; ++g) p[g][t] = _mm256_fmadd_ps(m[g], msum, p[g][t]);
+    }
+  }
+}
+
+// The span starting at block `first`: out[t * 16 + g * 8 + r] += p * scale_t (one fma), then p = 0. The
+// sums live in `out` (memory, read once per span), which leaves the registers to the span's p and the
+// block's integer sums.
+template <int G, int T>
+MIXQ_PACKED_TILE void AddSpan(const PackedActivationRow* acts, int64_t first, __m256 (&p)[G][T], float* out) {
+  for (int t = 0; t < T; ++t) {
+    const __m256 scale = _mm256_set1_ps(acts[t].scale[first]);
+    for (int g = 0; g < G; ++g) {
+      float* o = out + t * kMaxRowGroups * kRowsPerGroup + g * kRowsPerGroup;
+      _mm256_storeu_ps(o, _mm256_fmadd_ps(p[g][t], scale, _mm256_loadu_ps(o)));
+      p[g][t] = _mm256_setzero_ps();
     }
   }
 }

@@ -30,6 +30,11 @@ struct PackedGemmFormat {
   // as `dot` takes it (scale * sum; Q8_1's stored F16 s, so that offsets round as in ggml).
   void (*expand_activation)(const void* activation, int64_t n, int64_t group, int8_t* q, float* scale,
                             int32_t* sum, float* msum);
+  // Consecutive blocks that share one activation scale: 1, or 256 / width for the Q8_K activations of the
+  // k-quants and IQ4_XS. With a span, the micro-kernels sum a span's blocks unscaled and multiply by the
+  // token's scale once per span: one float multiply per block and (row group, token) less, of the three
+  // float instructions next to the block's 8 integer ones on the same two vector pipes (Zen 4).
+  int scale_span = 1;
 };
 
 // Weight rows repacked 8 at a time for decode (TensorView::interleaved, made at load by
