@@ -19,7 +19,6 @@
 #include "mixq/base/threads.h"
 #include "mixq/formats/convert.h"
 #include "mixq/formats/weight_format.h"
-#include "mixq/kernels/attention.h"
 #include "mixq/kernels/cpu_features.h"
 #include "mixq/kernels/packed_gemm_internal.h"
 #include "mixq/kernels/quant_kernel.h"
@@ -234,40 +233,6 @@ TEST(PackedGemmAvx2, IntegerSumsDoNotSaturateAtExtremeCodes) {
             ASSERT_EQ(got[i], exact) << "AVX2, output " << i;
           }
         }
-      }
-    }
-  }
-}
-
-// Attention's inner loops against double sums, for head sizes with and without a vector tail.
-TEST(AttentionKernels, ScoresAndMixMatchDoubleSums) {
-  std::mt19937 rng(11);
-  for (const int64_t head_dim : {1, 7, 16, 33, 64, 128, 200}) {
-    for (const int64_t n : {1, 3, 4, 5, 37}) {
-      SCOPED_TRACE(fmt::format("head_dim={} n={}", head_dim, n));
-      const int64_t stride = head_dim * 3 + 5;  // a head's slice of wider cache rows
-      const std::vector<float> q = Normal(rng, head_dim, 1.0f);
-      const std::vector<float> kv = Normal(rng, n * stride, 1.0f);
-      std::vector<float> scores(static_cast<size_t>(n));
-      AttentionScores(q.data(), kv.data() + 2, stride, n, head_dim, 0.125f, scores.data());
-      for (int64_t j = 0; j < n; ++j) {
-        double dot = 0.0, mag = 0.0;
-        for (int64_t d = 0; d < head_dim; ++d) {
-          dot += static_cast<double>(q[d]) * kv[j * stride + 2 + d];
-          mag += std::fabs(static_cast<double>(q[d]) * kv[j * stride + 2 + d]);
-        }
-        ASSERT_NEAR(scores[j], 0.125 * dot, 1e-5 * 0.125 * mag + 1e-30) << "key " << j;
-      }
-      const std::vector<float> p = Normal(rng, n, 1.0f);
-      std::vector<float> out(static_cast<size_t>(head_dim), 123.0f);
-      AttentionMix(p.data(), kv.data() + 1, stride, n, head_dim, out.data());
-      for (int64_t d = 0; d < head_dim; ++d) {
-        double sum = 0.0, mag = 0.0;
-        for (int64_t j = 0; j < n; ++j) {
-          sum += static_cast<double>(p[j]) * kv[j * stride + 1 + d];
-          mag += std::fabs(static_cast<double>(p[j]) * kv[j * stride + 1 + d]);
-        }
-        ASSERT_NEAR(out[d], sum, 1e-5 * mag + 1e-30) << "dim " << d;
       }
     }
   }

@@ -15,4 +15,18 @@ void AttentionScores(const float* q, const float* keys, int64_t stride, int64_t 
 void AttentionMix(const float* p, const float* values, int64_t stride, int64_t n_values, int64_t head_dim,
                   float* out);
 
+// Up to kAttentionQueries queries of one head at once (prefill: consecutive tokens), so that each key and
+// value row is loaded once for all of them instead of once per query. Query i's results equal the
+// single-query functions' on it alone bit for bit (the same sums in the same order): a model's batched
+// logits stay those of its token-by-token run.
+constexpr int kAttentionQueries = 4;
+
+// scores[i][j] = scale * q[i] . key j, for i < n_q and j < n_keys.
+void AttentionScoresQueries(const float* const* q, int n_q, const float* keys, int64_t stride, int64_t n_keys,
+                            int64_t head_dim, float scale, float* const* scores);
+
+// out[i][d] = sum_{j < n_values[i]} p[i][j] * values[j * stride + d], for i < n_q and d < head_dim.
+void AttentionMixQueries(const float* const* p, const int64_t* n_values, int n_q, const float* values,
+                         int64_t stride, int64_t head_dim, float* const* out);
+
 }  // namespace mixq

@@ -48,7 +48,7 @@ InferenceState MakeInferenceState(const LlamaConfig& c, int64_t context, int64_t
   s.up.Resize(floats(max_batch * c.hidden_dim));
   s.rope_cos.Resize(floats(max_batch * c.head_dim / 2));
   s.rope_sin.Resize(floats(max_batch * c.head_dim / 2));
-  s.scores.Resize(floats(static_cast<int64_t>(omp_get_max_threads()) * context));
+  s.scores.Resize(floats(static_cast<int64_t>(omp_get_max_threads()) * kAttentionQueries * context));
   return s;
 }
 
@@ -86,25 +86,39 @@ void ApplyRope(const LlamaConfig& c, float* x, int64_t n_heads, const float* cos
   }
 }
 
-// Causal grouped-query attention of n tokens at positions pos0.. over the cache of one layer.
+// Causal grouped-query attention of n tokens at positions pos0.. over the cache of one layer, up to
+// kAttentionQueries consecutive tokens of a head at a time (they share each key and value load).
 void Attention(const LlamaConfig& c, const KvCache& cache, int64_t layer, const float* q, int64_t n,
                int64_t pos0, float* scores_all, float* out) {
   const int64_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const int64_t n_blocks = (n + kAttentionQueries - 1) / kAttentionQueries;
   // Threads only pay off once there is real work: tiny models would spend their time in barriers.
   const int64_t work = n * (pos0 + n) * c.q_dim();
 #pragma omp parallel for schedule(dynamic, 1) collapse(2) if (work > (1 << 16))
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t h = 0; h < c.n_heads; ++h) {
-      float* scores = scores_all + static_cast<int64_t>(omp_get_thread_num()) * cache.capacity;
-      const int64_t pos = pos0 + t;
-      const float* qh = q + t * c.q_dim() + h * c.head_dim;
+  for (int64_t h = 0; h < c.n_heads; ++h) {
+    for (int64_t block = 0; block < n_blocks; ++block) {
+      const int64_t t0 = block * kAttentionQueries;
+      const int n_q = static_cast<int>(std::min<int64_t>(kAttentionQueries, n - t0));
+      float* thread_scores =
+          scores_all + static_cast<int64_t>(omp_get_thread_num()) * kAttentionQueries * cache.capacity;
+      const float* queries[kAttentionQueries];
+      float* scores[kAttentionQueries];
+      float* outs[kAttentionQueries];
+      int64_t lengths[kAttentionQueries];  // keys each query sees: its position + 1
+      for (int i = 0; i < n_q; ++i) {
+        queries[i] = q + (t0 + i) * c.q_dim() + h * c.head_dim;
+        scores[i] = thread_scores + i * cache.capacity;
+        outs[i] = out + (t0 + i) * c.q_dim() + h * c.head_dim;
+        lengths[i] = pos0 + t0 + i + 1;
+      }
       const int64_t kv_offset = (h / group) * c.head_dim;
       const int64_t stride = c.kv_dim();
-      AttentionScores(qh, cache.key(layer, 0) + kv_offset, stride, pos + 1, c.head_dim, scale, scores);
-      Softmax(scores, pos + 1);
-      AttentionMix(scores, cache.value(layer, 0) + kv_offset, stride, pos + 1, c.head_dim,
-                   out + t * c.q_dim() + h * c.head_dim);
+      // The last query sees the most keys; the earlier ones' scores past their own position go unused.
+      AttentionScoresQueries(queries, n_q, cache.key(layer, 0) + kv_offset, stride, lengths[n_q - 1], c.head_dim,
+                             scale, scores);
+      for (int i = 0; i < n_q; ++i) Softmax(scores[i], lengths[i]);
+      AttentionMixQueries(scores, lengths, n_q, cache.value(layer, 0) + kv_offset, stride, c.head_dim, outs);
     }
   }
 }

@@ -53,7 +53,7 @@ struct InferenceState {
   AlignedBuffer up;        // [max_batch, hidden_dim]
   AlignedBuffer rope_cos;  // [max_batch, head_dim / 2] RoPE angles of the batch's positions
   AlignedBuffer rope_sin;  // [max_batch, head_dim / 2]
-  AlignedBuffer scores;    // [threads, capacity] attention weights
+  AlignedBuffer scores;    // [threads, kAttentionQueries, capacity] attention weights
   AlignedBuffer logits;    // [n_logit_rows, vocab]: grows to what a call asks for
   LinearObserver observer; // when set, called after every linear layer of every block and the head
 };
