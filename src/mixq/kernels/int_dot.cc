@@ -167,6 +167,12 @@ const InterleavedRows kInterleavedInt{IntInterleaveAccepts,      GroupBytesInt<k
                                       InterleaveInt<kBits, kSym>, ExtractRowInt<kBits, kSym>,
                                       UnpackRowsInt<kBits, kSym>, int_dot_avx2::DotGroups(kBits, kSym),
                                       int_dot_avx2::UnpackPanel(kBits, kSym)};
+// The same layout with the AVX-512 VNNI group kernel, where there is one (INT4).
+template <int kBits, bool kSym>
+const InterleavedRows kInterleavedIntVnni{IntInterleaveAccepts,      GroupBytesInt<kBits, kSym>,
+                                          InterleaveInt<kBits, kSym>, ExtractRowInt<kBits, kSym>,
+                                          UnpackRowsInt<kBits, kSym>, int_dot_avx512::DotGroups(kBits, kSym),
+                                          int_dot_avx2::UnpackPanel(kBits, kSym)};
 
 template <int kBits, bool kSym>
 QuantKernel MakeKernel() {
@@ -190,6 +196,9 @@ QuantKernel MakeKernel() {
   // (INT8-pc 50 against 41 t/s, medians of 6 rounds).
   const bool row_walk_is_faster = kBits == 8 && CpuHasAvx512Vnni();
   if (IntDotHasAvx2() && !row_walk_is_faster) k.interleaved = &kInterleavedInt<kBits, kSym>;
+  if (CpuHasAvx512Vnni() && int_dot_avx512::DotGroups(kBits, kSym) != nullptr) {
+    k.interleaved = &kInterleavedIntVnni<kBits, kSym>;
+  }
   return k;
 }
 

@@ -23,6 +23,7 @@
 #define MIXQ_INTERLEAVED_TARGET MIXQ_AVX2
 #include "mixq/kernels/interleaved_rows.h"
 #include "mixq/kernels/interleaved_rows_avx2.h"
+#include "mixq/kernels/int_dot_groups.h"
 
 namespace mixq::int_dot_avx2 {
 namespace {
@@ -274,70 +275,13 @@ MIXQ_AVX2 inline __m256 BlockDotInt(const uint8_t* runs, const IntActivationBloc
   }
 }
 
-// One group of 8 interleaved INT2..INT8 rows (int_dot.h) with one activation row: per weight group k,
-// the 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
-// zero-point term s_k * z_k * G_k of the 8 rows likewise (INT4's zero-points spread from one uint32 by a
-// variable shift, the wider codes' widened from 8 bytes). One group a call: two groups at once (sharing the
-// activation broadcasts, as Q4_0 does) ran out of registers here (accumulators per group and weight group)
-// and measured 4.3% slower in the model (INT4).
-template <int kBits, bool kSym>
-MIXQ_AVX2 void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, const float* group_sums,
-                           int64_t n_groups, int64_t blocks_per_group, size_t zeros, size_t codes, int symmetric_zero,
-                           float* out) {
-  __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
-  const uint8_t* runs = x + codes;
-  constexpr int64_t kRun = IntInterleavedBlockBytes(kBits);
-  for (int64_t k = 0; k < n_groups; ++k) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= blocks_per_group; b += 2, block += 2, runs += 2 * kRun) {
-      interleaved::PrefetchAhead<kRun>(runs);
-      interleaved::PrefetchAhead<kRun>(runs + kRun);
-      acc0 = _mm256_fmadd_ps(BlockDotInt<kBits>(runs, block[0]), _mm256_set1_ps(block[0].scale), acc0);
-      acc1 = _mm256_fmadd_ps(BlockDotInt<kBits>(runs + kRun, block[1]), _mm256_set1_ps(block[1].scale), acc1);
-    }
-    if (b < blocks_per_group) {
-      interleaved::PrefetchAhead<kRun>(runs);
-      acc0 = _mm256_fmadd_ps(BlockDotInt<kBits>(runs, *block), _mm256_set1_ps(block->scale), acc0);
-      ++block;
-      runs += kRun;
-    }
-    const __m256 s = interleaved::RowScales(x + 16 * k);
-    total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), s, total);
-    __m256 z;
-    if constexpr (kSym) {
-      z = _mm256_set1_ps(static_cast<float>(symmetric_zero));
-    } else if constexpr (kBits == 4) {
-      uint32_t packed;
-      std::memcpy(&packed, x + zeros + 4 * k, sizeof packed);
-      const __m256i nibbles = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(packed)),
-                                                _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-      z = _mm256_cvtepi32_ps(_mm256_and_si256(nibbles, _mm256_set1_epi32(0xf)));
-    } else {
-      z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + zeros + 8 * k))));
-    }
-    zero_total = _mm256_fmadd_ps(_mm256_mul_ps(s, z), _mm256_set1_ps(group_sums[k]), zero_total);
+// BlockDotInt as the shared group walk's block kernel (int_dot_groups.h).
+template <int kBits>
+struct BlockDotAvx2 {
+  MIXQ_AVX2 static __m256 Dot(const uint8_t* runs, const IntActivationBlock& block) {
+    return BlockDotInt<kBits>(runs, block);
   }
-  _mm256_storeu_ps(out, _mm256_sub_ps(total, zero_total));
-}
-
-template <int kBits, bool kSym>
-MIXQ_AVX2 void DotGroupsImpl(const void* w, size_t group_bytes, int64_t n_groups, const void* act, size_t act_bytes,
-                             int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride) {
-  const IntRowLayout layout(*IntDType(kBits, kSym), n, group);
-  const int64_t blocks_per_group = layout.group / interleaved::kBlockCodes;
-  const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
-  const size_t codes = zeros + (kSym ? 0 : IntInterleavedZeroBytes(kBits) * static_cast<size_t>(layout.n_groups));
-  const int64_t activation_blocks = IntActivationBlockCount(n, group);
-  interleaved::ForEachGroupAndToken<1>(
-      w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
-      [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
-        const auto* block = reinterpret_cast<const IntActivationBlock*>(y);
-        const auto* group_sums = reinterpret_cast<const float*>(block + activation_blocks);
-        DotGroupInt<kBits, kSym>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes,
-                                 layout.SymmetricZero(), out8);
-      });
-}
+};
 
 }  // namespace
 
@@ -395,13 +339,13 @@ UnpackPanelFn UnpackPanel(int bits, bool symmetric) {
 
 DotGroupsFn DotGroups(int bits, bool symmetric) {
   switch (bits) {
-    case 2: return symmetric ? &DotGroupsImpl<2, true> : &DotGroupsImpl<2, false>;
-    case 3: return symmetric ? &DotGroupsImpl<3, true> : &DotGroupsImpl<3, false>;
-    case 4: return symmetric ? &DotGroupsImpl<4, true> : &DotGroupsImpl<4, false>;
-    case 5: return symmetric ? &DotGroupsImpl<5, true> : &DotGroupsImpl<5, false>;
-    case 6: return symmetric ? &DotGroupsImpl<6, true> : &DotGroupsImpl<6, false>;
-    case 7: return symmetric ? &DotGroupsImpl<7, true> : &DotGroupsImpl<7, false>;
-    case 8: return symmetric ? &DotGroupsImpl<8, true> : &DotGroupsImpl<8, false>;
+    case 2: return int_dot_groups::DotGroupsFor<2, BlockDotAvx2<2>>(symmetric);
+    case 3: return int_dot_groups::DotGroupsFor<3, BlockDotAvx2<3>>(symmetric);
+    case 4: return int_dot_groups::DotGroupsFor<4, BlockDotAvx2<4>>(symmetric);
+    case 5: return int_dot_groups::DotGroupsFor<5, BlockDotAvx2<5>>(symmetric);
+    case 6: return int_dot_groups::DotGroupsFor<6, BlockDotAvx2<6>>(symmetric);
+    case 7: return int_dot_groups::DotGroupsFor<7, BlockDotAvx2<7>>(symmetric);
+    case 8: return int_dot_groups::DotGroupsFor<8, BlockDotAvx2<8>>(symmetric);
   }
   MIXQ_CHECK(false);
   return nullptr;
