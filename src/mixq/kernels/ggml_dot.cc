@@ -1242,7 +1242,7 @@ constexpr InterleavedRows WithDotGroups(const InterleavedRows& layout,
   same.dot_groups = dot_groups;
   return same;
 }
-constexpr InterleavedRows kInterleavedQ4_0Avx512 = WithDotGroups(kInterleavedQ4_0Avx2, DotGroupsQ4_0OneGroupAvx2);
+constexpr InterleavedRows kInterleavedQ4_0Avx512 = WithDotGroups(kInterleavedQ4_0Avx2, DotGroupsQ4_0Vnni);
 constexpr InterleavedRows kInterleavedQ8_0Avx512 = WithDotGroups(kInterleavedQ8_0Avx2, DotGroupsQ8_0Vnni);
 constexpr InterleavedRows kInterleavedIQ4_NLAvx512 = WithDotGroups(kInterleavedIQ4_NLAvx2, DotGroupsIQ4_NLVnni);
 constexpr InterleavedRows kInterleavedIQ4_XSAvx512 = WithDotGroups(kInterleavedIQ4_XSAvx2, DotGroupsIQ4_XSVnni);
@@ -1350,14 +1350,16 @@ QuantKernel MakeKernel(const Entry& e, Isa isa) {
   // The AVX2 interleaved decode serves the AVX-512 level too: decode is bound by memory, and reading 8
   // rows a block beat the AVX-512 one-row walk on a 2-core Zen 4 (tg64 on the 4-layer LLaMA-2-7B shape,
   // alternating: Q4_0 38 -> 47 t/s, Q5_1 28 -> 42, IQ4_NL 38 -> 54; Q3_K, whose only row kernel is AVX2,
-  // 22 -> 68; docs/kernels.md). A VNNI build of the 4-bit group kernel measured the same as the AVX2 one.
-  // Some types' group kernels differ at the AVX-512 level, on the same layout:
+  // 22 -> 68; docs/kernels.md). Some types' group kernels differ at the AVX-512 level, on the same layout:
   // - where the AVX2 one needs the sign trick (signed codes: IQ4 levels, Q8_0), a VNNI one takes biased
   //   codes straight into `vpdpbusd`: one thread's GEMV on memory-resident 4096x11008 / 11008x4096
   //   matrices, IQ4_NL 19-20 -> 23-28 GB/s, IQ4_XS 15-19 -> 20-24;
   // - Q4_0 walks one group a call instead of two: on the 2-core Zen 4 two groups held tg64 at 53-62 t/s
   //   in minutes where one group ran 77-84 and Q4_1 73-78 (6 alternating rounds); on the AVX2-only Zen 3
-  //   two groups had measured +10.5%, so that level keeps them.
+  //   two groups had measured +10.5%, so that level keeps them. Its nibbles (c + 8) go into `vpdpbusd` as
+  //   they are, in two chains per block: one thread from L2, 12.2-13.6 cycles per 8-row block against
+  //   14.9-15.1 for the AVX2 kernel walking one group (a VNNI kernel with one chain had measured the same
+  //   as AVX2); the run kernels of IQ4_NL, IQ4_XS and Q8_0 take two chains too.
   if (simd) k.interleaved = e.interleaved_avx2;
   if (isa == Isa::kAvx512 && e.interleaved_avx512 != nullptr) k.interleaved = e.interleaved_avx512;
   if (isa == Isa::kAvx512 && e.dot_avx512 != nullptr) {

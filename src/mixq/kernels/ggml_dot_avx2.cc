@@ -454,14 +454,6 @@ MIXQ_AVX2 void DotGroupsQ4_0Avx2(const void* w, size_t group_bytes, int64_t n_gr
   DotGroupsQ4_0<2>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
 }
 
-// One group a call, one stream per thread: on the AVX-512 Zen 4 two groups capped decode at about 60
-// t/s in the minutes whose memory allows 75-85 (ggml_dot.cc's MakeKernel has the measurement).
-MIXQ_AVX2 void DotGroupsQ4_0OneGroupAvx2(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
-                                         size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
-                                         int64_t out_stride) {
-  DotGroupsQ4_0<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
-}
-
 namespace {
 
 // One group of 8 interleaved Q8_0 rows with one token: a block's value d_w * d_a * sum w * q, 8 rows a

@@ -155,60 +155,89 @@ MIXQ_AVX512 inline __m256i Iq4LevelsPlus128() {
 // sum level * q over one block of 32 code indices of 8 rows (four nibble runs) plus `start`, per row.
 MIXQ_AVX512 inline __m256i IQ4RunsDotVnni(const uint8_t* runs, const int8_t* q, __m256i levels, __m256i start) {
   const __m256i low = _mm256_set1_epi8(0x0f);
-  __m256i acc = start;
+  __m256i acc = start, acc_high = _mm256_setzero_si256();  // two chains: see BlockDotInt4Vnni (int_dot_avx512.cc)
   for (int j = 0; j < 4; ++j) {
     const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
     const __m256i w_low = _mm256_shuffle_epi8(levels, _mm256_and_si256(run, low));
     const __m256i w_high = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(run, 4), low));
     acc = _mm256_dpbusd_epi32(acc, w_low, interleaved::BroadcastDword(q + 4 * j));
-    acc = _mm256_dpbusd_epi32(acc, w_high, interleaved::BroadcastDword(q + 16 + 4 * j));
+    acc_high = _mm256_dpbusd_epi32(acc_high, w_high, interleaved::BroadcastDword(q + 16 + 4 * j));
   }
-  return acc;
+  return _mm256_add_epi32(acc, acc_high);
 }
 
-// -128 * (sum of the 32 codes of an activation block).
-MIXQ_AVX512 inline int32_t MinusBiasTimesSum(const int8_t* q) {
+// The sum of the 32 codes of an activation block.
+MIXQ_AVX512 inline int32_t SumCodes(const int8_t* q) {
   const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), LoadBytes(q));
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return -128 * _mm_cvtsi128_si32(s);
+  return _mm_cvtsi128_si32(s);
 }
 
 // sum w * q over one block of 32 signed bytes of 8 rows (eight byte runs, Q8_0's layout) plus `start`:
 // each run xor 0x80 is w + 128, unsigned, as `vpdpbusd` takes it.
 MIXQ_AVX512 inline __m256i ByteRunsDotVnni(const int8_t* runs, const int8_t* q, __m256i start) {
-  __m256i acc = start;
+  __m256i acc[2] = {start, _mm256_setzero_si256()};  // two chains, as IQ4RunsDotVnni
   for (int j = 0; j < 8; ++j) {
     const __m256i w = _mm256_xor_si256(LoadBytes(runs + 32 * j), _mm256_set1_epi8(-128));
-    acc = _mm256_dpbusd_epi32(acc, w, interleaved::BroadcastDword(q + 4 * j));
+    acc[j % 2] = _mm256_dpbusd_epi32(acc[j % 2], w, interleaved::BroadcastDword(q + 4 * j));
   }
-  return acc;
+  return _mm256_add_epi32(acc[0], acc[1]);
 }
 
-MIXQ_AVX512 inline __m256i BlockRunsDotVnni(const BlockQ4_0x8& x, const int8_t* q, __m256i start) {
-  return IQ4RunsDotVnni(x.qs, q, Iq4LevelsPlus128(), start);
-}
-MIXQ_AVX512 inline __m256i BlockRunsDotVnni(const BlockQ8_0x8& x, const int8_t* q, __m256i start) {
-  return ByteRunsDotVnni(x.qs, q, start);
+// sum (c + 8) * q over one block of Q4_0's nibble runs plus `start`: the stored nibbles are c + 8, unsigned
+// already, so they go into `vpdpbusd` as they are (the AVX2 kernel's maddubs, int16 adds and madd become
+// 8 instructions), in two chains as IQ4RunsDotVnni.
+MIXQ_AVX512 inline __m256i NibbleRunsDotVnni(const uint8_t* runs, const int8_t* q, __m256i start) {
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256i acc = start, acc_high = _mm256_setzero_si256();
+  for (int j = 0; j < 4; ++j) {
+    const __m256i run = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs + 32 * j));
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(run, low), interleaved::BroadcastDword(q + 4 * j));
+    acc_high = _mm256_dpbusd_epi32(acc_high, _mm256_and_si256(_mm256_srli_epi16(run, 4), low),
+                                   interleaved::BroadcastDword(q + 16 + 4 * j));
+  }
+  return _mm256_add_epi32(acc, acc_high);
 }
 
-// One group of 8 interleaved rows of a 32-weight type biased by +128 (IQ4_NL, Q8_0) with one token: per
-// block d_w * d_a * (sum (w + 128) * q - 128 * sum q), the second term from `starts`.
-template <typename BlockX8>
+// The 32-weight types whose 8-row blocks go into `vpdpbusd` as w + kBias (unsigned bytes): Dot gives
+// sum (w + kBias) * q plus `start`, which DotGroupBiasedVnni sets to -kBias * sum(q).
+struct IQ4_NLRuns {
+  static constexpr int kBias = 128;
+  MIXQ_AVX512 static __m256i Dot(const BlockQ4_0x8& x, const int8_t* q, __m256i start) {
+    return IQ4RunsDotVnni(x.qs, q, Iq4LevelsPlus128(), start);
+  }
+};
+struct Q4_0Runs {
+  static constexpr int kBias = 8;
+  MIXQ_AVX512 static __m256i Dot(const BlockQ4_0x8& x, const int8_t* q, __m256i start) {
+    return NibbleRunsDotVnni(x.qs, q, start);
+  }
+};
+struct Q8_0Runs {
+  static constexpr int kBias = 128;
+  MIXQ_AVX512 static __m256i Dot(const BlockQ8_0x8& x, const int8_t* q, __m256i start) {
+    return ByteRunsDotVnni(x.qs, q, start);
+  }
+};
+
+// One group of 8 interleaved rows of a 32-weight type biased by Runs::kBias with one token: per block
+// d_w * d_a * (sum (w + kBias) * q - kBias * sum q), the second term from `starts`.
+template <typename Runs, typename BlockX8>
 MIXQ_AVX512 void DotGroupBiasedVnni(const BlockX8* x, const BlockQ8_0* y, const int32_t* starts, const float* half,
                                     int64_t nb, float* out) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockX8)>(x + b);
-    const __m256 dots = _mm256_cvtepi32_ps(BlockRunsDotVnni(x[b], y[b].qs, _mm256_set1_epi32(starts[b])));
+    const __m256 dots = _mm256_cvtepi32_ps(Runs::Dot(x[b], y[b].qs, _mm256_set1_epi32(starts[b])));
     acc = _mm256_fmadd_ps(dots, _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(half[y[b].d])), acc);
   }
   _mm256_storeu_ps(out, acc);
 }
 
 // The walk of their groups, each token's block starts computed once per call rather than once per group.
-template <typename BlockX8>
+template <typename Runs, typename BlockX8>
 MIXQ_AVX512 void DotGroupsBiasedVnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                      size_t act_bytes, int64_t n_tokens, int64_t n, float* out, int64_t out_stride) {
   const int64_t nb = n / kQK;
@@ -218,11 +247,11 @@ MIXQ_AVX512 void DotGroupsBiasedVnni(const void* w, size_t group_bytes, int64_t 
   const auto* ab = static_cast<const uint8_t*>(act);
   for (int64_t t = 0; t < n_tokens; ++t) {
     const auto* y = reinterpret_cast<const BlockQ8_0*>(ab + static_cast<size_t>(t) * act_bytes);
-    for (int64_t b = 0; b < nb; ++b) starts[t * nb + b] = MinusBiasTimesSum(y[b].qs);
+    for (int64_t b = 0; b < nb; ++b) starts[t * nb + b] = -Runs::kBias * SumCodes(y[b].qs);
   }
   interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
                                        [&](const uint8_t* x, const uint8_t* y, int64_t t, float* out8, int) {
-                                         DotGroupBiasedVnni(reinterpret_cast<const BlockX8*>(x),
+                                         DotGroupBiasedVnni<Runs>(reinterpret_cast<const BlockX8*>(x),
                                                             reinterpret_cast<const BlockQ8_0*>(y),
                                                             starts.data() + t * nb, half, nb, out8);
                                        });
@@ -254,13 +283,20 @@ MIXQ_AVX512 void DotGroupIQ4_XSVnni(const BlockIQ4_XSx8* x, const BlockQ8_K* y, 
 MIXQ_AVX512 void DotGroupsIQ4_NLVnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                      size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                      int64_t out_stride) {
-  DotGroupsBiasedVnni<BlockQ4_0x8>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
+  DotGroupsBiasedVnni<IQ4_NLRuns, BlockQ4_0x8>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out,
+                                              out_stride);
 }
 
 MIXQ_AVX512 void DotGroupsQ8_0Vnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                    size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                    int64_t out_stride) {
-  DotGroupsBiasedVnni<BlockQ8_0x8>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
+  DotGroupsBiasedVnni<Q8_0Runs, BlockQ8_0x8>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
+}
+
+MIXQ_AVX512 void DotGroupsQ4_0Vnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
+                                   size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
+                                   int64_t out_stride) {
+  DotGroupsBiasedVnni<Q4_0Runs, BlockQ4_0x8>(w, group_bytes, n_groups, act, act_bytes, n_tokens, n, out, out_stride);
 }
 
 MIXQ_AVX512 void DotGroupsIQ4_XSVnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,

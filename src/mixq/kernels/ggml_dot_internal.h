@@ -188,8 +188,6 @@ void UnpackRowsQ4_K(const void* src, int64_t n, int64_t group, int8_t* const cod
                     float* const m[8]);
 void DotGroupsQ4_0Avx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
-void DotGroupsQ4_0OneGroupAvx2(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
-                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void InterleaveQ8_0(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
 void ExtractRowQ8_0(const void* src, int lane, int64_t n, int64_t group, void* row);
 void InterleaveQ4_K(const void* rows, size_t row_bytes, int64_t n, int64_t group, void* dst);
@@ -222,6 +220,8 @@ void DotGroupsIQ4_NLVnni(const void* groups, size_t group_bytes, int64_t n_group
                          size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
                          int64_t out_stride);
 void DotGroupsQ8_0Vnni(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
+                       int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
+void DotGroupsQ4_0Vnni(const void* groups, size_t group_bytes, int64_t n_groups, const void* a, size_t act_bytes,
                        int64_t n_tokens, int64_t n, int64_t group, float* out, int64_t out_stride);
 void DotGroupsIQ4_XSVnni(const void* groups, size_t group_bytes, int64_t n_groups, const void* a,
                          size_t act_bytes, int64_t n_tokens, int64_t n, int64_t group, float* out,
