@@ -114,17 +114,26 @@ BENCHMARK(BM_IntGemv)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisec
 BENCHMARK(BM_IntGemvInterleaved)->Apply(GemvArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // The kernel's own cost, without memory: 32 rows of 11008 (at most 352 KiB, inside L2) multiplied again
-// and again on one thread; ns per 32-weight block. Args as BM_IntGemv.
-void BM_IntDotCached(benchmark::State& state) {
+// and again on one thread; ns per 32-weight block. Args as BM_IntGemv. BM_IntDotCached walks the stored
+// rows, BM_IntGemvInterleavedCached their interleaved copy (the first 4 groups of 8 rows), as decode does.
+void RunIntDotCached(benchmark::State& state, bool interleaved) {
   constexpr int64_t kCachedRows = 32;
   const auto dtype = static_cast<DType>(state.range(0));
   const int64_t group = state.range(1);
   QuantKernel kernel = *IntQuantKernel(dtype);
   if (state.range(2) != 0) kernel.dot = kernel.dot_ref;
-  const TensorView all = Weights(dtype, group).view();
+  const Tensor& weights = Weights(dtype, group);
+  const TensorView all = weights.view();
   TensorView w = all;
   w.shape = Shape{kCachedRows, kCols};
   w.bytes = static_cast<size_t>(kCachedRows) * all.row_bytes();
+  if (interleaved) {
+    if (state.range(2) != 0 || kernel.interleaved == nullptr || !kernel.interleaved->accepts(w.cols(), w.group)) {
+      state.SkipWithError("no interleaved rows for this type, group and CPU (or a scalar run)");
+      return;
+    }
+    w.interleaved = InterleavedCopy(weights, kernel);
+  }
   std::vector<float> x(kCols, 0.5f), y(kCachedRows);
   const int threads = ThreadCount();
   SetThreadCount(1);
@@ -134,8 +143,8 @@ void BM_IntDotCached(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   SetThreadCount(threads);
-  state.SetLabel(fmt::format("{} g{} {}x{} {}", DTypeName(dtype), group, kCachedRows, kCols,
-                             state.range(2) != 0 ? "scalar" : kernel.isa()));
+  state.SetLabel(fmt::format("{} g{} {}x{} {}{}", DTypeName(dtype), group, kCachedRows, kCols,
+                             state.range(2) != 0 ? "scalar" : kernel.isa(), interleaved ? " interleaved" : ""));
   state.counters["ns_per_block"] = benchmark::Counter(
       static_cast<double>(kCachedRows * kCols / kIntActivationBlockSize),
       benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
@@ -149,7 +158,11 @@ void CachedArgs(benchmark::internal::Benchmark* b) {
   b->Args({id(DType::kInt4), 32, 0});
 }
 
+void BM_IntDotCached(benchmark::State& state) { RunIntDotCached(state, false); }
+void BM_IntGemvInterleavedCached(benchmark::State& state) { RunIntDotCached(state, true); }
+
 BENCHMARK(BM_IntDotCached)->Apply(CachedArgs)->UseRealTime();
+BENCHMARK(BM_IntGemvInterleavedCached)->Apply(CachedArgs)->UseRealTime();
 
 }  // namespace
 }  // namespace mixq
