@@ -33,6 +33,25 @@ TEST(SpeedBench, CallsTheHookBeforeEachRepetitionAndAfterTheLast) {
   EXPECT_EQ(calls, (std::vector<std::string>{"pp4", "pp4", "pp4", "tg3", "tg3", "tg3"}));
 }
 
+// -d: the tests start at a depth (named as llama-bench names them); the context must hold depth + test.
+TEST(SpeedBench, RunsEachTestAtTheRequestedDepth) {
+  SpeedBenchOptions options;
+  options.n_prompt = 5;
+  options.n_gen = 2;
+  options.n_depth = 7;
+  options.repetitions = 1;
+  const std::vector<SpeedTestResult> results = RunSpeedBench(Stories(), options);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].test, "pp5 @ d7");
+  EXPECT_EQ(results[1].test, "tg2 @ d7");
+  for (const SpeedTestResult& r : results) EXPECT_GT(r.tokens_per_second.at(0), 0.0) << r.test;
+  const int64_t context = Stories().config.context_length;
+  options.n_depth = context - 4;  // pp5 would pass the context's end
+  EXPECT_THROW(RunSpeedBench(Stories(), options), Error);
+  options.n_depth = -1;
+  EXPECT_THROW(RunSpeedBench(Stories(), options), Error);
+}
+
 TEST(SpeedBench, HoldsEachRepetitionToTheHigherProbeBesideIt) {
   SpeedTestResult tg{"tg128", 128, {5.0, 10.0, 6.0}};
   // 1e9 bytes a token: a probe of G GB/s bounds generation at G tokens/s.

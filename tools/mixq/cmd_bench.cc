@@ -22,6 +22,7 @@ struct BenchArgs {
   ModelArgs model;
   int64_t n_prompt = 512;
   int64_t n_gen = 128;
+  int64_t n_depth = 0;
   int64_t repetitions = 5;
   bool bandwidth = true;
   bool json = false;
@@ -32,6 +33,7 @@ void RunBench(const BenchArgs& args) {
   SpeedBenchOptions options;
   options.n_prompt = args.n_prompt;
   options.n_gen = args.n_gen;
+  options.n_depth = args.n_depth;
   options.repetitions = args.repetitions;
   const int64_t bytes_per_token = WeightBytesPerToken(model);
   // A model this small is read from the CPU caches, not from memory: no DRAM bound applies to it.
@@ -120,6 +122,9 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("-p,--n-prompt", args->n_prompt, "prompt tokens for the pp test (0 skips it)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("-n,--n-gen", args->n_gen, "generated tokens for the tg test (0 skips it)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  cmd->add_option("-d,--n-depth", args->n_depth,
+                  "tokens already in the context (prefilled, untimed) when each test starts, as llama-bench's -d")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("-r,--repetitions", args->repetitions, "timed repetitions of each test")
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));

@@ -36,19 +36,31 @@ std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, std::mt19937_64& rng
   return tokens;
 }
 
-double TimePrompt(const Model& model, const std::vector<int32_t>& tokens) {
-  InferenceState state = MakeInferenceState(model.config, static_cast<int64_t>(tokens.size()),
-                                            std::min<int64_t>(512, static_cast<int64_t>(tokens.size())));
+// A state for `depth` context tokens (random, prefilled here, untimed) and then n more; batches of up
+// to `batch`.
+InferenceState StateAtDepth(const Model& model, const std::vector<int32_t>& depth_tokens, int64_t n, int64_t batch) {
+  const int64_t depth = static_cast<int64_t>(depth_tokens.size());
+  InferenceState state = MakeInferenceState(model.config, depth + n, std::max<int64_t>(1, std::min<int64_t>(batch, 512)));
+  if (depth > 0) Forward(model, state, depth_tokens, 0, /*all_logits=*/false);
+  return state;
+}
+
+double TimePrompt(const Model& model, const std::vector<int32_t>& depth_tokens, const std::vector<int32_t>& tokens) {
+  const int64_t depth = static_cast<int64_t>(depth_tokens.size());
+  InferenceState state = StateAtDepth(model, depth_tokens, static_cast<int64_t>(tokens.size()),
+                                      std::max<int64_t>(depth, static_cast<int64_t>(tokens.size())));
   Timer timer;
-  Forward(model, state, tokens, 0, /*all_logits=*/false);
+  Forward(model, state, tokens, depth, /*all_logits=*/false);
   return timer.ElapsedSeconds();
 }
 
-double TimeGeneration(const Model& model, const std::vector<int32_t>& tokens) {
-  InferenceState state = MakeInferenceState(model.config, static_cast<int64_t>(tokens.size()), 1);
+double TimeGeneration(const Model& model, const std::vector<int32_t>& depth_tokens,
+                      const std::vector<int32_t>& tokens) {
+  const int64_t depth = static_cast<int64_t>(depth_tokens.size());
+  InferenceState state = StateAtDepth(model, depth_tokens, static_cast<int64_t>(tokens.size()), depth);
   Timer timer;
   for (size_t i = 0; i < tokens.size(); ++i) {
-    Forward(model, state, std::span<const int32_t>(&tokens[i], 1), static_cast<int64_t>(i), false);
+    Forward(model, state, std::span<const int32_t>(&tokens[i], 1), depth + static_cast<int64_t>(i), false);
   }
   return timer.ElapsedSeconds();
 }
@@ -57,22 +69,26 @@ double TimeGeneration(const Model& model, const std::vector<int32_t>& tokens) {
 
 std::vector<SpeedTestResult> RunSpeedBench(const Model& model, const SpeedBenchOptions& options) {
   const int64_t context = model.config.context_length;
-  if (options.n_prompt < 0 || options.n_gen < 0) Fail("-p and -n must be >= 0");
+  if (options.n_prompt < 0 || options.n_gen < 0 || options.n_depth < 0) Fail("-p, -n and -d must be >= 0");
   if (options.repetitions < 1) Fail("-r {} is out of range: at least one repetition", options.repetitions);
-  if (options.n_prompt > context || options.n_gen > context) {
-    Fail("-p {} / -n {} exceed the model's context of {}", options.n_prompt, options.n_gen, context);
+  if (options.n_depth + options.n_prompt > context || options.n_depth + options.n_gen > context) {
+    Fail("-d {} plus -p {} / -n {} exceed the model's context of {}", options.n_depth, options.n_prompt,
+         options.n_gen, context);
   }
   std::mt19937_64 rng(options.seed);
+  const std::vector<int32_t> depth_tokens = RandomTokens(options.n_depth, model.config.vocab_size, rng);
+  const std::string at_depth = options.n_depth > 0 ? fmt::format(" @ d{}", options.n_depth) : "";
   std::vector<SpeedTestResult> results;
-  auto run = [&](const std::string& name, int64_t n, double (*time_fn)(const Model&, const std::vector<int32_t>&)) {
-    SpeedTestResult r{name, n, {}};
+  using TimeFn = double (*)(const Model&, const std::vector<int32_t>&, const std::vector<int32_t>&);
+  auto run = [&](const std::string& name, int64_t n, TimeFn time_fn) {
+    SpeedTestResult r{name + at_depth, n, {}};
     const std::vector<int32_t> tokens = RandomTokens(n, model.config.vocab_size, rng);
-    time_fn(model, tokens);  // warm-up: pages the weights in, sizes the buffers
+    time_fn(model, depth_tokens, tokens);  // warm-up: pages the weights in, sizes the buffers
     for (int64_t i = 0; i < options.repetitions; ++i) {
-      if (options.between_repetitions) options.between_repetitions(name);
-      r.tokens_per_second.push_back(n / time_fn(model, tokens));
+      if (options.between_repetitions) options.between_repetitions(r.test);
+      r.tokens_per_second.push_back(n / time_fn(model, depth_tokens, tokens));
     }
-    if (options.between_repetitions) options.between_repetitions(name);
+    if (options.between_repetitions) options.between_repetitions(r.test);
     results.push_back(std::move(r));
   };
   if (options.n_prompt > 0) run(fmt::format("pp{}", options.n_prompt), options.n_prompt, TimePrompt);

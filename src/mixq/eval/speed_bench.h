@@ -13,6 +13,10 @@ namespace mixq {
 struct SpeedBenchOptions {
   int64_t n_prompt = 512;  // 0 skips the pp test
   int64_t n_gen = 128;     // 0 skips the tg test
+  // Tokens already in the context when each test starts (llama-bench's -d): they are prefilled, untimed,
+  // before every repetition, so tg measures decode that also reads a KV cache this long (the tests are
+  // then named "pp512 @ d2048", as llama-bench names them).
+  int64_t n_depth = 0;
   int64_t repetitions = 5;
   uint64_t seed = 1234;    // random token ids, as llama-bench uses
   // Called with the test's name before each timed repetition and once after the last, outside the
@@ -22,15 +26,16 @@ struct SpeedBenchOptions {
 };
 
 struct SpeedTestResult {
-  std::string test;  // "pp512" or "tg128", as llama-bench names them
+  std::string test;  // "pp512" or "tg128" ("tg128 @ d2048" at a depth), as llama-bench names them
   int64_t n_tokens = 0;
   std::vector<double> tokens_per_second;  // one sample per repetition
   double mean() const;
   double stdev() const;  // sample standard deviation; 0 for one sample
 };
 
-// Runs each test once to warm up, then `repetitions` timed times, each from an empty KV cache:
-// pp feeds n_prompt random tokens as one batched prompt; tg decodes n_gen tokens one at a time.
+// Runs each test once to warm up, then `repetitions` timed times, each from a KV cache holding n_depth
+// random tokens (empty by default): pp feeds n_prompt random tokens as one batched prompt; tg decodes
+// n_gen tokens one at a time.
 std::vector<SpeedTestResult> RunSpeedBench(const Model& model, const SpeedBenchOptions& options);
 
 // The memory-bandwidth bound of one generation test, from read-bandwidth probes (GB/s) taken before each

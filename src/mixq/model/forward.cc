@@ -86,39 +86,53 @@ void ApplyRope(const LlamaConfig& c, float* x, int64_t n_heads, const float* cos
   }
 }
 
-// Causal grouped-query attention of n tokens at positions pos0.. over the cache of one layer, up to
-// kAttentionQueries consecutive tokens of a head at a time (they share each key and value load).
+// Causal grouped-query attention of n tokens at positions pos0.. over the cache of one layer. Queries
+// that read the same KV head go through the attention kernels up to kAttentionQueries at a time, sharing
+// each key and value load: consecutive tokens of a head (prefill), and the heads of a group, whose keys
+// are the same (grouped-query models, in decode too).
 void Attention(const LlamaConfig& c, const KvCache& cache, int64_t layer, const float* q, int64_t n,
                int64_t pos0, float* scores_all, float* out) {
   const int64_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  const int64_t n_blocks = (n + kAttentionQueries - 1) / kAttentionQueries;
+  // A work item: tokens [t0, t0 + tokens_per_item) x heads [h0, h0 + heads_per_item) of one KV head.
+  const int64_t heads_per_item = std::min<int64_t>(group, kAttentionQueries);
+  const int64_t tokens_per_item = std::max<int64_t>(1, kAttentionQueries / heads_per_item);
+  const int64_t token_items = (n + tokens_per_item - 1) / tokens_per_item;
+  const int64_t head_items = (group + heads_per_item - 1) / heads_per_item;
   // Threads only pay off once there is real work: tiny models would spend their time in barriers.
   const int64_t work = n * (pos0 + n) * c.q_dim();
-#pragma omp parallel for schedule(dynamic, 1) collapse(2) if (work > (1 << 16))
-  for (int64_t h = 0; h < c.n_heads; ++h) {
-    for (int64_t block = 0; block < n_blocks; ++block) {
-      const int64_t t0 = block * kAttentionQueries;
-      const int n_q = static_cast<int>(std::min<int64_t>(kAttentionQueries, n - t0));
-      float* thread_scores =
-          scores_all + static_cast<int64_t>(omp_get_thread_num()) * kAttentionQueries * cache.capacity;
-      const float* queries[kAttentionQueries];
-      float* scores[kAttentionQueries];
-      float* outs[kAttentionQueries];
-      int64_t lengths[kAttentionQueries];  // keys each query sees: its position + 1
-      for (int i = 0; i < n_q; ++i) {
-        queries[i] = q + (t0 + i) * c.q_dim() + h * c.head_dim;
-        scores[i] = thread_scores + i * cache.capacity;
-        outs[i] = out + (t0 + i) * c.q_dim() + h * c.head_dim;
-        lengths[i] = pos0 + t0 + i + 1;
+  // KV heads outer, tokens inner: a thread's consecutive items read the same keys while they are in L2.
+#pragma omp parallel for schedule(dynamic, 1) collapse(3) if (work > (1 << 16))
+  for (int64_t kv = 0; kv < c.n_kv_heads; ++kv) {
+    for (int64_t hi = 0; hi < head_items; ++hi) {
+      for (int64_t ti = 0; ti < token_items; ++ti) {
+        const int64_t h0 = kv * group + hi * heads_per_item;
+        const int64_t h1 = std::min((kv + 1) * group, h0 + heads_per_item);
+        const int64_t t0 = ti * tokens_per_item;
+        const int64_t t1 = std::min(n, t0 + tokens_per_item);
+        float* thread_scores =
+            scores_all + static_cast<int64_t>(omp_get_thread_num()) * kAttentionQueries * cache.capacity;
+        const float* queries[kAttentionQueries];
+        float* scores[kAttentionQueries];
+        float* outs[kAttentionQueries];
+        int64_t lengths[kAttentionQueries];  // keys each query sees: its token's position + 1
+        int n_q = 0;
+        for (int64_t t = t0; t < t1; ++t) {
+          for (int64_t h = h0; h < h1; ++h, ++n_q) {
+            queries[n_q] = q + t * c.q_dim() + h * c.head_dim;
+            scores[n_q] = thread_scores + n_q * cache.capacity;
+            outs[n_q] = out + t * c.q_dim() + h * c.head_dim;
+            lengths[n_q] = pos0 + t + 1;
+          }
+        }
+        const int64_t kv_offset = kv * c.head_dim;
+        const int64_t stride = c.kv_dim();
+        // The last token sees the most keys; the others' scores past their own position go unused.
+        AttentionScoresQueries(queries, n_q, cache.key(layer, 0) + kv_offset, stride, pos0 + t1, c.head_dim,
+                               scale, scores);
+        for (int i = 0; i < n_q; ++i) Softmax(scores[i], lengths[i]);
+        AttentionMixQueries(scores, lengths, n_q, cache.value(layer, 0) + kv_offset, stride, c.head_dim, outs);
       }
-      const int64_t kv_offset = (h / group) * c.head_dim;
-      const int64_t stride = c.kv_dim();
-      // The last query sees the most keys; the earlier ones' scores past their own position go unused.
-      AttentionScoresQueries(queries, n_q, cache.key(layer, 0) + kv_offset, stride, lengths[n_q - 1], c.head_dim,
-                             scale, scores);
-      for (int i = 0; i < n_q; ++i) Softmax(scores[i], lengths[i]);
-      AttentionMixQueries(scores, lengths, n_q, cache.value(layer, 0) + kv_offset, stride, c.head_dim, outs);
     }
   }
 }
