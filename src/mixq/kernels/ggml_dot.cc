@@ -1357,9 +1357,11 @@ QuantKernel MakeKernel(const Entry& e, Isa isa) {
   // - Q4_0 walks one group a call instead of two: on the 2-core Zen 4 two groups held tg64 at 53-62 t/s
   //   in minutes where one group ran 77-84 and Q4_1 73-78 (6 alternating rounds); on the AVX2-only Zen 3
   //   two groups had measured +10.5%, so that level keeps them. Its nibbles (c + 8) go into `vpdpbusd` as
-  //   they are, in two chains per block: one thread from L2, 12.2-13.6 cycles per 8-row block against
-  //   14.9-15.1 for the AVX2 kernel walking one group (a VNNI kernel with one chain had measured the same
-  //   as AVX2); the run kernels of IQ4_NL, IQ4_XS and Q8_0 take two chains too.
+  //   they are, two chains a block (a VNNI kernel with one chain had measured the same as AVX2), as the
+  //   run kernels of IQ4_NL, IQ4_XS and Q8_0 now do: one thread in cache (`OMP_NUM_THREADS=1
+  //   build-bench/ggml_dot_bench --benchmark_filter='BM_GemvInterleavedCached/(2|20|8)/'`, against
+  //   MIXQ_MAX_ISA=avx2, 2 alternations) Q4_0 16.7-16.9 -> 16.4-16.5 us, IQ4_NL 27.9-28.0 -> 17.1-19.7,
+  //   Q8_0 24.1-24.3 -> 19.8-20.2; decode from memory (two threads) within the noise.
   if (simd) k.interleaved = e.interleaved_avx2;
   if (isa == Isa::kAvx512 && e.interleaved_avx512 != nullptr) k.interleaved = e.interleaved_avx512;
   if (isa == Isa::kAvx512 && e.dot_avx512 != nullptr) {

@@ -117,8 +117,11 @@ MIXQ_AVX512 float DotImpl(const void* w_row, const void* activation, int64_t n, 
 // One interleaved INT4 block of 8 rows (nibble runs, interleaved_rows.h) for the shared group walk
 // (int_dot_groups.h): the codes are unsigned already, so each run's low and high nibbles go straight into
 // `vpdpbusd` against the broadcast activation dwords (the AVX2 kernel's `vpmaddubsw`, int16 adds and
-// `vpmaddwd` become 8 instructions), in two chains: one chain of 8 (latency 4 each) ran no faster than
-// the AVX2 kernel from L2, two ran 10.5-10.8 cycles a block against its 12.5-13.8 (4 chains: the same).
+// `vpmaddwd` become 8 instructions), in two chains (one chain of 8, latency 4 each, ran no faster than the
+// AVX2 kernel; four, the same as two). One thread, rows in cache (`OMP_NUM_THREADS=1
+// build-bench/int_dot_bench --benchmark_filter='BM_IntGemvInterleavedCached/(1028|1044)/128/0'`, against
+// MIXQ_MAX_ISA=avx2, 3 alternations): INT4-g128-sym 10.0-10.1 -> 9.2-9.3 us, INT4-g128 10.2-11.7 ->
+// 9.8-11.2 (both with the activation row's quantization, the same in each).
 struct BlockDotInt4Vnni {
   MIXQ_AVX512 static __m256 Dot(const uint8_t* runs, const IntActivationBlock& block) {
     const __m256i low = _mm256_set1_epi8(0x0f);
