@@ -84,11 +84,7 @@ MIXQ_AVX2 void Tile(const uint8_t* panel, size_t rowgroup_stride, const PackedAc
           }
         }
       }
-      if constexpr (kSpan) {
-        AddBlockUnscaled<G, T, W, kOffset>(block, acts, b, acc, sum);
-      } else {
-        AddBlock<G, T, W, kOffset>(block, acts, b, acc, sum);
-      }
+      AddBlockSums<G, T, W, kOffset, kSpan>(block, acts, b, acc, sum);
     }
     if constexpr (kSpan) AddSpan<G, T>(acts, first, sum, out);
   }

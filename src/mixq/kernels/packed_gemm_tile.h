@@ -96,6 +96,17 @@ MIXQ_PACKED_TILE void AddSpan(const PackedActivationRow* acts, int64_t first, __
   }
 }
 
+// The float step of block b for either kind of format: AddBlock, or with spans AddBlockUnscaled.
+template <int G, int T, int W, bool kOffset, bool kSpan>
+MIXQ_PACKED_TILE void AddBlockSums(const uint8_t* const (&block)[G], const PackedActivationRow* acts, int64_t b,
+                                   const __m256i (&acc)[G][T], __m256 (&sum)[G][T]) {
+  if constexpr (kSpan) {
+    AddBlockUnscaled<G, T, W, kOffset>(block, acts, b, acc, sum);
+  } else {
+    AddBlock<G, T, W, kOffset>(block, acts, b, acc, sum);
+  }
+}
+
 // The tile's sums to out[t * 16 + g * 8 + r].
 template <int G, int T>
 MIXQ_PACKED_TILE void StoreSums(const __m256 (&sum)[G][T], float* out) {

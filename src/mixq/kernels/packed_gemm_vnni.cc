@@ -43,11 +43,7 @@ MIXQ_VNNI void Tile(const uint8_t* panel, size_t rowgroup_stride, const PackedAc
           for (int g = 0; g < G; ++g) acc[g][t] = _mm256_dpbusd_epi32(acc[g][t], wv[g], a);
         }
       }
-      if constexpr (kSpan) {
-        AddBlockUnscaled<G, T, W, kOffset>(block, acts, b, acc, sum);
-      } else {
-        AddBlock<G, T, W, kOffset>(block, acts, b, acc, sum);
-      }
+      AddBlockSums<G, T, W, kOffset, kSpan>(block, acts, b, acc, sum);
     }
     if constexpr (kSpan) AddSpan<G, T>(acts, first, sum, out);
   }
