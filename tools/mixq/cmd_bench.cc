@@ -110,6 +110,11 @@ void RunBench(const BenchArgs& args) {
                "beside each: {:.1f}% (median of {}; {:.1f}-{:.1f}%)\n",
                test, 100.0 * b.fraction, b.bound_tps, 100.0 * b.median_fraction_per_rep, b.fraction_per_rep.size(),
                100.0 * *flo, 100.0 * *fhi);
+    if (args.n_depth > 0) {
+      fmt::print("{}: the bound counts the weights only; at depth {} each token also reads that many keys and "
+                 "values a layer\n",
+                 test, args.n_depth);
+    }
   }
 }
 

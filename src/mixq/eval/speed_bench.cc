@@ -40,7 +40,8 @@ std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, std::mt19937_64& rng
 // to `batch`.
 InferenceState StateAtDepth(const Model& model, const std::vector<int32_t>& depth_tokens, int64_t n, int64_t batch) {
   const int64_t depth = static_cast<int64_t>(depth_tokens.size());
-  InferenceState state = MakeInferenceState(model.config, depth + n, std::max<int64_t>(1, std::min<int64_t>(batch, 512)));
+  const int64_t max_batch = std::max<int64_t>(1, std::min<int64_t>(batch, 512));
+  InferenceState state = MakeInferenceState(model.config, depth + n, max_batch);
   if (depth > 0) Forward(model, state, depth_tokens, 0, /*all_logits=*/false);
   return state;
 }
