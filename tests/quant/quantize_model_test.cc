@@ -232,6 +232,13 @@ void ExpectSameLogitsInterleaved(const std::string& path, DType dtype, int expec
   }
   EXPECT_EQ(repacked, expected_repacked) << path;
   EXPECT_NE(interleaved.weights.head().interleaved, nullptr) << "the output head was not repacked";
+  // All copies in one huge-page buffer (each its own would leave every copy's last 2 MiB on small pages).
+  ASSERT_EQ(interleaved.decode_copies.size(), 1u);
+  const std::byte* begin = interleaved.decode_copies[0].data();
+  const std::byte* end = begin + interleaved.decode_copies[0].size();
+  EXPECT_TRUE(interleaved.weights.head().interleaved >= begin && interleaved.weights.head().interleaved < end);
+  EXPECT_EQ(InterleaveForDecode(interleaved), 0) << "a second call repacked again";
+  EXPECT_EQ(interleaved.decode_copies.size(), 1u);
   const std::vector<int32_t> tokens = {1, 10, 100, 200, 300, 400, 500, 7, 9, 11};
   const int64_t vocab = plain.config.vocab_size;
   for (const bool batch : {true, false}) {

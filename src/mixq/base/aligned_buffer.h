@@ -28,10 +28,12 @@ class AlignedBuffer {
   }
   ~AlignedBuffer() { Release(); }
 
-  // How the pages of a large buffer are asked for. kHuge advises transparent huge pages (2 MiB; honoured
-  // where the kernel's THP mode is `madvise` or `always`): for data streamed whole, such as weights read
-  // once per token, where 4 KiB pages cost a TLB miss every 4 KiB. Not for sparse data (a KV cache), where a
-  // touched byte would commit 2 MiB.
+  // How the pages of a large buffer are asked for. kHuge starts the buffer on a 2 MiB boundary and advises
+  // transparent huge pages (honoured where the kernel's THP mode is `madvise` or `always`): for data
+  // streamed whole, such as weights read once per token, where 4 KiB pages cost a TLB miss every 4 KiB and
+  // stop the hardware prefetchers at every page. Only whole aligned 2 MiB pieces come huge, so a buffer's
+  // last partial piece stays on small pages: put many streamed tensors in one buffer rather than one each.
+  // Not for sparse data (a KV cache), where a touched byte would commit 2 MiB.
   enum class Pages { kNormal, kHuge };
 
   // Discards the contents; the new bytes are zero. Throws std::bad_alloc when memory runs out.

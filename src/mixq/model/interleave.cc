@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include <memory>
+#include <vector>
 
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/kernels/quant_kernel.h"
@@ -9,10 +10,27 @@
 
 namespace mixq {
 
+namespace {
+
+// Each copy starts on a page of its own within the shared buffer.
+constexpr size_t kCopyAlignment = 4096;
+
+size_t AlignedOffset(size_t bytes) { return (bytes + kCopyAlignment - 1) / kCopyAlignment * kCopyAlignment; }
+
+}  // namespace
+
 int InterleaveForDecode(Model& model) {
   constexpr int kRows = InterleavedRows::kRows;
-  int repacked = 0;
   const bool tied = model.config.tied_embeddings;
+  // The matrices to repack and where each copy goes. One buffer for all of them: huge pages back only whole
+  // aligned 2 MiB pieces, so one buffer per matrix left each one's last piece on 4 KiB pages.
+  struct Copy {
+    TensorView* view;
+    const QuantKernel* kernel;
+    size_t offset;
+  };
+  std::vector<Copy> copies;
+  size_t total = 0;
   ForEachTensor(model.config, model.weights, [&](TensorSlot& slot) {
     TensorView& w = *slot.view;
     // The embedding table is a matrix of the forward pass only when it is also the output head.
@@ -24,29 +42,30 @@ int InterleaveForDecode(Model& model) {
         !kernel->interleaved->accepts(w.cols(), w.group)) {
       return;
     }
-    const size_t group_bytes = kernel->interleaved->group_bytes(w.cols(), w.group);
+    copies.push_back({&w, kernel, total});
+    total += AlignedOffset(kernel->interleaved->group_bytes(w.cols(), w.group) * static_cast<size_t>(w.rows() / kRows));
+  });
+  if (copies.empty()) return 0;
+  AlignedBuffer& buffer = model.decode_copies.emplace_back();
+  buffer.Resize(total, AlignedBuffer::Pages::kHuge);
+  for (const Copy& c : copies) {
+    TensorView& w = *c.view;
+    const size_t group_bytes = c.kernel->interleaved->group_bytes(w.cols(), w.group);
     const int64_t n_groups = w.rows() / kRows;
-    auto copy = std::make_unique<Tensor>();
-    copy->name = w.name + " (interleaved)";
-    copy->dtype = w.dtype;
-    copy->shape = w.shape;
-    copy->group = w.group;
-    copy->storage.Resize(group_bytes * static_cast<size_t>(n_groups), AlignedBuffer::Pages::kHuge);
-    std::byte* dst = copy->storage.data();
+    std::byte* dst = buffer.data() + c.offset;
 #pragma omp parallel for schedule(static)
     for (int64_t g = 0; g < n_groups; ++g) {
-      kernel->interleaved->interleave(w.data + static_cast<size_t>(g) * kRows * w.row_bytes(), w.row_bytes(), w.cols(),
-                                      w.group, dst + static_cast<size_t>(g) * group_bytes);
+      c.kernel->interleaved->interleave(w.data + static_cast<size_t>(g) * kRows * w.row_bytes(), w.row_bytes(),
+                                        w.cols(), w.group, dst + static_cast<size_t>(g) * group_bytes);
     }
+    // Released as each copy is made, so memory holds about one copy of the weights throughout.
     for (const auto& mapping : model.mappings) mapping->Release(w.data, w.bytes);
     w.interleaved = dst;
-    model.owned_tensors.push_back(std::move(copy));
-    ++repacked;
-  });
+  }
   // A tied head is token_embd (GGUF loads give `output` a copy of its view, which ForEachTensor skips).
   LlamaWeights& weights = model.weights;
   if (tied && weights.output.data == weights.token_embd.data) weights.output.interleaved = weights.token_embd.interleaved;
-  return repacked;
+  return static_cast<int>(copies.size());
 }
 
 }  // namespace mixq

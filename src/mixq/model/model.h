@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "mixq/base/aligned_buffer.h"
 #include "mixq/io/mapped_file.h"
 #include "mixq/model/config.h"
 #include "mixq/model/tokenizer.h"
@@ -29,6 +30,8 @@ struct Model {
   // Keeps the weight views valid: mmapped files, and tensors mixq had to build (e.g. converted tables).
   std::vector<std::shared_ptr<const MappedFile>> mappings;
   std::vector<std::unique_ptr<Tensor>> owned_tensors;
+  // InterleaveForDecode's copies of the weight matrices, back to back in huge pages (one buffer a call).
+  std::vector<AlignedBuffer> decode_copies;
 };
 
 struct LoadOptions {
