@@ -30,7 +30,16 @@ namespace {
 // variable shift, the wider codes' widened from 8 bytes). One group a call: two groups at once (sharing the
 // activation broadcasts, as Q4_0 does) ran out of registers here (accumulators per group and weight group)
 // and measured 4.3% slower in the model (INT4).
-template <int kBits, bool kSym, typename BlockDot>
+// Where the walk asks for cache lines ahead of the block it reads. Rows of several weight groups take
+// 1 KiB rather than the 2 KiB of the other interleaved kernels: one thread streaming INT4-g128 from memory
+// went from 0.58 to 0.67 of a plain read loop's rate over the same bytes (g64 0.58 -> 0.66; scratch loop
+// over 432 MiB, AVX-512 VNNI kernel), and one-thread decode of the 4-layer LLaMA-2-7B INT4-g128 from
+// 45-59% to 60-65% of the bound (docs/int-formats.md). One group per row (-pc) measured 2 KiB better
+// (0.86 against 0.82); other types gained nothing from 1 KiB. Why the per-group epilogue changes the best
+// distance is not understood.
+constexpr int kPrefetchBytesGrouped = 1024;
+
+template <int kBits, bool kSym, typename BlockDot, int kPrefetch>
 MIXQ_INTERLEAVED_TARGET void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, const float* group_sums,
                            int64_t n_groups, int64_t blocks_per_group, size_t zeros, size_t codes, int symmetric_zero,
                            float* out) {
@@ -41,13 +50,13 @@ MIXQ_INTERLEAVED_TARGET void DotGroupInt(const uint8_t* x, const IntActivationBl
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= blocks_per_group; b += 2, block += 2, runs += 2 * kRun) {
-      interleaved::PrefetchAhead<kRun>(runs);
-      interleaved::PrefetchAhead<kRun>(runs + kRun);
+      interleaved::PrefetchAhead<kRun, kPrefetch>(runs);
+      interleaved::PrefetchAhead<kRun, kPrefetch>(runs + kRun);
       acc0 = _mm256_fmadd_ps(BlockDot::Dot(runs, block[0]), _mm256_set1_ps(block[0].scale), acc0);
       acc1 = _mm256_fmadd_ps(BlockDot::Dot(runs + kRun, block[1]), _mm256_set1_ps(block[1].scale), acc1);
     }
     if (b < blocks_per_group) {
-      interleaved::PrefetchAhead<kRun>(runs);
+      interleaved::PrefetchAhead<kRun, kPrefetch>(runs);
       acc0 = _mm256_fmadd_ps(BlockDot::Dot(runs, *block), _mm256_set1_ps(block->scale), acc0);
       ++block;
       runs += kRun;
@@ -79,13 +88,15 @@ MIXQ_INTERLEAVED_TARGET void DotGroupsImpl(const void* w, size_t group_bytes, in
   const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
   const size_t codes = zeros + (kSym ? 0 : IntInterleavedZeroBytes(kBits) * static_cast<size_t>(layout.n_groups));
   const int64_t activation_blocks = IntActivationBlockCount(n, group);
+  const auto dot_group = layout.n_groups > 1 ? &DotGroupInt<kBits, kSym, BlockDot, kPrefetchBytesGrouped>
+                                              : &DotGroupInt<kBits, kSym, BlockDot, interleaved::kPrefetchBytes>;
   interleaved::ForEachGroupAndToken<1>(
       w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
         const auto* block = reinterpret_cast<const IntActivationBlock*>(y);
         const auto* group_sums = reinterpret_cast<const float*>(block + activation_blocks);
-        DotGroupInt<kBits, kSym, BlockDot>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes,
-                                 layout.SymmetricZero(), out8);
+        dot_group(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes, layout.SymmetricZero(),
+                  out8);
       });
 }
 

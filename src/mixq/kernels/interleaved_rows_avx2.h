@@ -24,11 +24,12 @@ namespace {
 // ahead of each block took Q4_0 generation from 40-48 to 49-57 t/s (4-layer LLaMA-2-7B shape, alternating
 // builds; 4 and 6 KiB measured the same, 16 KiB no gain; docs/kernels.md). kBytes: the block's size;
 // blocks are back to back, so floor(kBytes / 64) lines from each block's start cover every line once.
+// kDistance: how far ahead (the INT group walk takes 1 KiB for rows of several groups; int_dot_groups.h).
 constexpr int kPrefetchBytes = 2048;
-template <int kBytes>
+template <int kBytes, int kDistance = kPrefetchBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
   static_assert(kBytes >= 64);
-  const char* ahead = static_cast<const char*>(p) + kPrefetchBytes;
+  const char* ahead = static_cast<const char*>(p) + kDistance;
   for (int line = 0; line < kBytes / 64; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
 }
 
