@@ -32,11 +32,11 @@ namespace {
 // and measured 4.3% slower in the model (INT4).
 // Where the walk asks for cache lines ahead of the block it reads. Rows of several weight groups take
 // 1 KiB rather than the 2 KiB of the other interleaved kernels: one thread streaming INT4-g128 from memory
-// went from 0.58 to 0.67 of a plain read loop's rate over the same bytes (g64 0.58 -> 0.66; scratch loop
-// over 432 MiB, AVX-512 VNNI kernel), and one-thread decode of the 4-layer LLaMA-2-7B INT4-g128 from
-// 45-59% to 60-65% of the bound (docs/int-formats.md). One group per row (-pc) measured 2 KiB better
-// (0.86 against 0.82); other types gained nothing from 1 KiB. Why the per-group epilogue changes the best
-// distance is not understood.
+// went from 0.58 to 0.63-0.69 of a plain read loop's rate over the same bytes (a scratch loop over 432 MiB,
+// AVX-512 VNNI kernel), and one-thread decode of the 4-layer LLaMA-2-7B INT4-g128 from 57-61% to 62-66%
+// of the bound (docs/kernels.md, session 18). One group per row (-pc) measured 2 KiB better (0.86
+// against 0.77-0.82); other types gained nothing from 1 KiB. Why the weight groups' epilogue moves the
+// best distance is not understood.
 constexpr int kPrefetchBytesGrouped = 1024;
 
 template <int kBits, bool kSym, typename BlockDot, int kPrefetch>
