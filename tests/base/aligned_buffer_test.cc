@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <new>
 #include <utility>
 
 namespace mixq {
@@ -13,10 +15,11 @@ constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
 
 // Every byte is zero, and writable: a mapping trimmed one page short would fault here.
 void ExpectZeroAndWritable(AlignedBuffer& buffer) {
-  for (size_t i = 0; i < buffer.size(); ++i) {
-    ASSERT_EQ(buffer.data()[i], std::byte{0}) << "byte " << i << " of " << buffer.size();
-    buffer.data()[i] = std::byte{0x5a};
-  }
+  std::byte* const end = buffer.data() + buffer.size();
+  const std::byte* nonzero = std::find_if(buffer.data(), end, [](std::byte b) { return b != std::byte{0}; });
+  EXPECT_EQ(nonzero, end) << "byte " << (nonzero - buffer.data()) << " of " << buffer.size() << " is not zero";
+  std::fill(buffer.data(), end, std::byte{0x5a});
+  EXPECT_EQ(end[-1], std::byte{0x5a});
 }
 
 TEST(AlignedBuffer, SmallAndLargeBuffersAreAlignedAndZero) {
@@ -41,6 +44,18 @@ TEST(AlignedBuffer, HugePageBuffersStartOnA2MiBBoundary) {
       EXPECT_EQ(reinterpret_cast<uintptr_t>(buffer->data()) % kHugePage, 0u) << buffer->size();
       ExpectZeroAndWritable(*buffer);
     }
+  }
+}
+
+// A size no machine has (or one that would wrap the huge-page mapping's extra 2 MiB) is std::bad_alloc
+// (the CLI reports "out of memory" and exits 1), never a crash or a buffer shorter than asked.
+TEST(AlignedBuffer, ImpossibleSizesThrowBadAlloc) {
+  for (const AlignedBuffer::Pages pages : {AlignedBuffer::Pages::kNormal, AlignedBuffer::Pages::kHuge}) {
+    AlignedBuffer buffer;
+    EXPECT_THROW(buffer.Resize(SIZE_MAX - 100, pages), std::bad_alloc);
+    EXPECT_THROW(buffer.Resize(size_t{1} << 60, pages), std::bad_alloc);
+    EXPECT_EQ(buffer.data(), nullptr);
+    EXPECT_EQ(buffer.size(), 0u);
   }
 }
 

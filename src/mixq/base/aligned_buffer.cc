@@ -21,6 +21,7 @@ size_t RoundUp(size_t bytes, size_t unit) { return (bytes + unit - 1) / unit * u
 // piece of every buffer, up to 2 MiB, on small pages - 11% of a 4-layer LLaMA-2-7B's decode copies.
 // Maps 2 MiB more than asked and returns the unaligned head and the tail beyond `bytes`.
 void* MapHuge(size_t bytes) {
+  if (bytes > SIZE_MAX - 2 * kHugePageBytes) throw std::bad_alloc();
   const size_t length = RoundUp(bytes, kPageBytes);
   void* p = mmap(nullptr, length + kHugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
