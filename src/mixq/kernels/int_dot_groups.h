@@ -24,21 +24,21 @@
 namespace mixq::int_dot_groups {
 namespace {
 
+// Where the walk asks for cache lines ahead of the block it reads. Rows of several weight groups take
+// 1 KiB rather than the 2 KiB of the other interleaved kernels: one thread streaming INT4-g128 from memory
+// went from 0.58 to 0.63-0.69 of a plain read loop's rate over the same bytes (a scratch loop over ~400 MiB,
+// AVX-512 VNNI kernel), and one-thread decode of the 4-layer LLaMA-2-7B INT4-g128 from 57-61% to 62-66%
+// of the bound (docs/kernels.md, session 18). One group per row (-pc) measured 2 KiB better (0.80-0.86
+// against 0.77-0.82); other types gained nothing from 1 KiB. Why the weight groups' epilogue moves the
+// best distance is not understood.
+constexpr int kPrefetchBytesGrouped = 1024;
+
 // One group of 8 interleaved INT2..INT8 rows (int_dot.h) with one activation row: per weight group k,
 // the 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
 // zero-point term s_k * z_k * G_k of the 8 rows likewise (INT4's zero-points spread from one uint32 by a
 // variable shift, the wider codes' widened from 8 bytes). One group a call: two groups at once (sharing the
 // activation broadcasts, as Q4_0 does) ran out of registers here (accumulators per group and weight group)
-// and measured 4.3% slower in the model (INT4).
-// Where the walk asks for cache lines ahead of the block it reads. Rows of several weight groups take
-// 1 KiB rather than the 2 KiB of the other interleaved kernels: one thread streaming INT4-g128 from memory
-// went from 0.58 to 0.63-0.69 of a plain read loop's rate over the same bytes (a scratch loop over 432 MiB,
-// AVX-512 VNNI kernel), and one-thread decode of the 4-layer LLaMA-2-7B INT4-g128 from 57-61% to 62-66%
-// of the bound (docs/kernels.md, session 18). One group per row (-pc) measured 2 KiB better (0.86
-// against 0.77-0.82); other types gained nothing from 1 KiB. Why the weight groups' epilogue moves the
-// best distance is not understood.
-constexpr int kPrefetchBytesGrouped = 1024;
-
+// and measured 4.3% slower in the model (INT4). kPrefetch: as above.
 template <int kBits, bool kSym, typename BlockDot, int kPrefetch>
 MIXQ_INTERLEAVED_TARGET void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, const float* group_sums,
                            int64_t n_groups, int64_t blocks_per_group, size_t zeros, size_t codes, int symmetric_zero,
