@@ -46,7 +46,7 @@ void AlignedBuffer::Resize(size_t bytes, Pages pages) {
     data_ = static_cast<std::byte*>(p);  // page-aligned and zero-filled on first touch
     mapped_ = true;
   } else {
-    const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    const size_t rounded = RoundUp(bytes, kAlignment);
     data_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded));
     if (data_ == nullptr) throw std::bad_alloc();
     std::memset(data_, 0, rounded);
