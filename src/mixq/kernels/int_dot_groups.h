@@ -24,25 +24,27 @@
 namespace mixq::int_dot_groups {
 namespace {
 
-// Where the walk asks for cache lines ahead of the block it reads. Rows of several weight groups take
-// 1 KiB rather than the 2 KiB of the other interleaved kernels: one thread streaming INT4-g128 from memory
-// went from 0.58 to 0.63-0.69 of a plain read loop's rate over the same bytes (a scratch loop over ~400 MiB,
-// AVX-512 VNNI kernel), and one-thread decode of the 4-layer LLaMA-2-7B INT4-g128 from 57-61% to 62-66%
-// of the bound (docs/kernels.md, session 18). One group per row (-pc) measured 2 KiB better (0.80-0.86
-// against 0.77-0.82); other types gained nothing from 1 KiB. Why the weight groups' epilogue moves the
-// best distance is not understood.
-constexpr int kPrefetchBytesGrouped = 1024;
-
 // One group of 8 interleaved INT2..INT8 rows (int_dot.h) with one activation row: per weight group k,
 // the 8 rows' sum_b d_b * sum_i c_i q_i in one register, times their 8 scales (one `vcvtph2ps`); the
 // zero-point term s_k * z_k * G_k of the 8 rows likewise (INT4's zero-points spread from one uint32 by a
 // variable shift, the wider codes' widened from 8 bytes). One group a call: two groups at once (sharing the
 // activation broadcasts, as Q4_0 does) ran out of registers here (accumulators per group and weight group)
-// and measured 4.3% slower in the model (INT4). kPrefetch: as above.
-template <int kBits, bool kSym, typename BlockDot, int kPrefetch>
+// and measured 4.3% slower in the model (INT4).
+//
+// The walk asks for the lines kPrefetchBytes past the codes it reads. Row groups lie back to back, so the
+// previous group's walk has asked for [x, x + kPrefetchBytes) and this one asks from x + codes +
+// kPrefetchBytes on: the header's worth of lines between (scales and zero-points, 640 B for a 4096-wide
+// INT4-g128 group) are asked for first here. Left to demand misses, a gap of 8 lines or more cost a third of
+// one thread's streaming rate (a scratch walk over ~400 MiB skipping H bytes every 16 KiB: 0.83 of a read
+// loop's rate up to H = 384, 0.60-0.69 from H = 512); this is why INT4-g128 and finer groups streamed
+// worse than -pc and -g256, whose headers are 20 and 320 bytes.
+template <int kBits, bool kSym, typename BlockDot>
 MIXQ_INTERLEAVED_TARGET void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, const float* group_sums,
                            int64_t n_groups, int64_t blocks_per_group, size_t zeros, size_t codes, int symmetric_zero,
                            float* out) {
+  for (size_t line = 0; line < codes; line += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x) + interleaved::kPrefetchBytes + line, _MM_HINT_T0);
+  }
   __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
   const uint8_t* runs = x + codes;
   constexpr int64_t kRun = IntInterleavedBlockBytes(kBits);
@@ -50,13 +52,13 @@ MIXQ_INTERLEAVED_TARGET void DotGroupInt(const uint8_t* x, const IntActivationBl
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= blocks_per_group; b += 2, block += 2, runs += 2 * kRun) {
-      interleaved::PrefetchAhead<kRun, kPrefetch>(runs);
-      interleaved::PrefetchAhead<kRun, kPrefetch>(runs + kRun);
+      interleaved::PrefetchAhead<kRun>(runs);
+      interleaved::PrefetchAhead<kRun>(runs + kRun);
       acc0 = _mm256_fmadd_ps(BlockDot::Dot(runs, block[0]), _mm256_set1_ps(block[0].scale), acc0);
       acc1 = _mm256_fmadd_ps(BlockDot::Dot(runs + kRun, block[1]), _mm256_set1_ps(block[1].scale), acc1);
     }
     if (b < blocks_per_group) {
-      interleaved::PrefetchAhead<kRun, kPrefetch>(runs);
+      interleaved::PrefetchAhead<kRun>(runs);
       acc0 = _mm256_fmadd_ps(BlockDot::Dot(runs, *block), _mm256_set1_ps(block->scale), acc0);
       ++block;
       runs += kRun;
@@ -88,14 +90,12 @@ MIXQ_INTERLEAVED_TARGET void DotGroupsImpl(const void* w, size_t group_bytes, in
   const size_t zeros = 16 * static_cast<size_t>(layout.n_groups);
   const size_t codes = zeros + (kSym ? 0 : IntInterleavedZeroBytes(kBits) * static_cast<size_t>(layout.n_groups));
   const int64_t activation_blocks = IntActivationBlockCount(n, group);
-  const auto dot_group = layout.n_groups > 1 ? &DotGroupInt<kBits, kSym, BlockDot, kPrefetchBytesGrouped>
-                                              : &DotGroupInt<kBits, kSym, BlockDot, interleaved::kPrefetchBytes>;
   interleaved::ForEachGroupAndToken<1>(
       w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
         const auto* block = reinterpret_cast<const IntActivationBlock*>(y);
         const auto* group_sums = reinterpret_cast<const float*>(block + activation_blocks);
-        dot_group(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes, layout.SymmetricZero(),
+        DotGroupInt<kBits, kSym, BlockDot>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes, layout.SymmetricZero(),
                   out8);
       });
 }
