@@ -23,13 +23,14 @@ namespace {
 // the kernel at about two thirds of the read bandwidth on a 2-core Zen 3; asking for the cache lines 2 KiB
 // ahead of each block took Q4_0 generation from 40-48 to 49-57 t/s (4-layer LLaMA-2-7B shape, alternating
 // builds; 4 and 6 KiB measured the same, 16 KiB no gain; docs/kernels.md). kBytes: the block's size;
-// blocks are back to back, so floor(kBytes / 64) lines from each block's start cover every line once.
-// kDistance: how far ahead (the INT group walk takes 1 KiB for rows of several groups; int_dot_groups.h).
+// blocks are back to back, and floor(kBytes / 64) lines from each block's start are asked for. For sizes
+// not a multiple of 64 that leaves some lines to the hardware prefetcher (one in nine of Q4_0's 144-byte
+// blocks); asking for the block's last byte too measured no gain (Q4_0 and Q6_K decode, session 19).
 constexpr int kPrefetchBytes = 2048;
-template <int kBytes, int kDistance = kPrefetchBytes>
+template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
   static_assert(kBytes >= 64);
-  const char* ahead = static_cast<const char*>(p) + kDistance;
+  const char* ahead = static_cast<const char*>(p) + kPrefetchBytes;
   for (int line = 0; line < kBytes / 64; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
 }
 
