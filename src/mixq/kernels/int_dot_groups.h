@@ -34,15 +34,15 @@ namespace {
 // The walk asks for the lines a fixed distance past the codes it reads (PrefetchAhead). Row groups lie back
 // to back, so the previous group's walk has asked for everything up to x + distance and this one asks from
 // x + codes + distance on: the header's worth of lines between (scales and zero-points, 640 B for a
-// 4096-wide INT4-g128 group) are asked for first here (PrefetchSkipped). Left to demand misses, a gap of 8 lines or more cost a third of
-// one thread's streaming rate (a scratch walk over ~400 MiB skipping H bytes every 16 KiB: 0.83 of a read
-// loop's rate up to H = 384, 0.60-0.69 from H = 512); this is why INT4-g128 and finer groups streamed
-// worse than -pc and -g256, whose headers are 20 and 320 bytes.
+// 4096-wide INT4-g128 group) are asked for first here (PrefetchSkipped). Left to demand misses, a gap of 8
+// lines or more cost a third of one thread's streaming rate (a scratch walk over ~400 MiB skipping H bytes
+// every 16 KiB: 0.83 of a read loop's rate up to H = 384, 0.60-0.69 from H = 512); this is why INT4-g128
+// and finer groups streamed worse than -pc and -g256, whose headers are 20 and 320 bytes.
 template <int kBits, bool kSym, typename BlockDot>
 MIXQ_INTERLEAVED_TARGET void DotGroupInt(const uint8_t* x, const IntActivationBlock* block, const float* group_sums,
                            int64_t n_groups, int64_t blocks_per_group, size_t zeros, size_t codes, int symmetric_zero,
                            float* out) {
-  interleaved::PrefetchSkipped(x, codes);
+  interleaved::PrefetchSkipped<IntInterleavedBlockBytes(kBits)>(x, codes);
   __m256 total = _mm256_setzero_ps(), zero_total = _mm256_setzero_ps();
   const uint8_t* runs = x + codes;
   constexpr int64_t kRun = IntInterleavedBlockBytes(kBits);

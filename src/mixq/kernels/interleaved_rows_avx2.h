@@ -22,42 +22,43 @@ namespace {
 // Decode streams each thread's groups front to back once per token. The hardware prefetchers alone kept
 // the kernel at about two thirds of the read bandwidth on a 2-core Zen 3; asking for the cache lines 2 KiB
 // ahead of each block took Q4_0 generation from 40-48 to 49-57 t/s (4-layer LLaMA-2-7B shape, alternating
-// builds; docs/kernels.md). On the Zen 4 of sessions 15-19 the lines are asked for at two distances: into
-// L2 2 KiB ahead, and into L1 from there kPrefetchNearBytes ahead. One thread streaming ~400 MiB of
-// 8-row blocks with the VNNI block kernel (scratch loop, rate over a plain read loop's): L1 at 2 KiB alone
-// 0.82-0.84 for 128- and 144-byte blocks; L2 at 2 KiB alone 0.92 for 144 but 0.55-0.61 for 128 (not
-// understood); both levels 0.94-0.95 for either with the near distance anywhere in 320-512, 0.73-0.76 from
-// 640 on. Blocks as large as the near distance (the K-quants' and IQ4_XS's 8-row super-blocks, 672-1680
-// bytes) keep the one L1 distance: both levels cost Q4_K a fifth of its decode speed (2 threads, fast
-// mode, 3 rounds). kBytes: the block's size; blocks are back to back, and floor(kBytes / 64) lines from each block's
-// start are asked for at each distance. For sizes not a multiple of 64 that leaves some lines to the
-// hardware prefetcher (one in nine of Q4_0's 144-byte blocks); asking for the block's last byte too
-// measured no gain (Q4_0 and Q6_K decode, session 19).
+// builds; docs/kernels.md).
+//
+// On the Zen 4 of sessions 15-19, blocks of at most half kPrefetchNearBytes are asked for at two distances:
+// into L2 2 KiB ahead and into L1 kPrefetchNearBytes ahead. One thread streaming ~400 MiB (rate over a plain
+// read loop's over the same bytes; docs/kernels.md, session 19): a scratch walk of 128- and 144-byte
+// blocks 0.82-0.84 with L1 at 2 KiB alone, 0.94-0.95 with both levels for a near distance anywhere in
+// 320-512 and 0.73-0.76 from 640 on (L2 at 2 KiB alone: 0.92 for 144-byte blocks, 0.55-0.61 for 128, not
+// understood); the library's Q4_0 0.81 -> 0.90-0.94, INT4-g128 0.80 -> 0.93. Larger blocks keep one L1
+// distance: both levels measured Q8_0 (272 bytes) 0.80 against 0.82, INT7 (224) 0.45 against 0.70, and
+// cost Q4_K (1152) a fifth of its decode speed (2 threads, fast memory mode).
+//
+// kBytes: the block's size; blocks are back to back, and floor(kBytes / 64) lines from each block's start
+// are asked for. For sizes not a multiple of 64 that leaves some lines to the hardware prefetcher (one in
+// nine of Q4_0's 144-byte blocks); asking for the block's last byte too measured no gain (Q4_0 and Q6_K
+// decode, session 19).
 constexpr int kPrefetchBytes = 2048;
 constexpr int kPrefetchNearBytes = 384;
 template <int kBytes>
-MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
-  static_assert(kBytes >= 64);
-  const char* far = static_cast<const char*>(p) + kPrefetchBytes;
-  const char* near = static_cast<const char*>(p) + kPrefetchNearBytes;
-  for (int line = 0; line < kBytes / 64; ++line) {
-    if constexpr (kBytes < kPrefetchNearBytes) {
-      _mm_prefetch(far + 64 * line, _MM_HINT_T1);
-      _mm_prefetch(near + 64 * line, _MM_HINT_T0);
-    } else {
-      _mm_prefetch(far + 64 * line, _MM_HINT_T0);
-    }
+MIXQ_INTERLEAVED_TARGET inline void PrefetchLine(const char* p) {
+  if constexpr (2 * kBytes <= kPrefetchNearBytes) {
+    _mm_prefetch(p + kPrefetchBytes, _MM_HINT_T1);
+    _mm_prefetch(p + kPrefetchNearBytes, _MM_HINT_T0);
+  } else {
+    _mm_prefetch(p + kPrefetchBytes, _MM_HINT_T0);
   }
 }
+template <int kBytes>
+MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
+  static_assert(kBytes >= 64);
+  for (int line = 0; line < kBytes / 64; ++line) PrefetchLine<kBytes>(static_cast<const char*>(p) + 64 * line);
+}
 
-// What PrefetchAhead would have asked for over [p, p + bytes) had a walk read those bytes as blocks: for a
-// walk that skips them (the INT groups' scales and zero-points, read apart from the codes).
+// What PrefetchAhead<kBytes> would have asked for over [p, p + bytes) had the walk read those bytes as
+// blocks: for a walk that skips them (the INT groups' scales and zero-points, read apart from the codes).
+template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchSkipped(const void* p, size_t bytes) {
-  const char* from = static_cast<const char*>(p);
-  for (size_t line = 0; line < bytes; line += 64) {
-    _mm_prefetch(from + kPrefetchBytes + line, _MM_HINT_T1);
-    _mm_prefetch(from + kPrefetchNearBytes + line, _MM_HINT_T0);
-  }
+  for (size_t line = 0; line < bytes; line += 64) PrefetchLine<kBytes>(static_cast<const char*>(p) + line);
 }
 
 // Four activation bytes q[0..4) in every dword of a register: what one byte of each row meets.
