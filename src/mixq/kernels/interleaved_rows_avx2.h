@@ -24,29 +24,26 @@ namespace {
 // ahead of each block took Q4_0 generation from 40-48 to 49-57 t/s (4-layer LLaMA-2-7B shape, alternating
 // builds; docs/kernels.md).
 //
-// On the Zen 4 of sessions 15-19, blocks of at most half kPrefetchNearBytes are asked for at two distances:
-// into L2 2 KiB ahead and into L1 kPrefetchNearBytes ahead. One thread streaming ~400 MiB (rate over a plain
-// read loop's over the same bytes; docs/kernels.md, session 19): a scratch walk of 128- and 144-byte
-// blocks 0.82-0.84 with L1 at 2 KiB alone, 0.94-0.95 with both levels for a near distance anywhere in
-// 320-512 and 0.73-0.76 from 640 on (L2 at 2 KiB alone: 0.92 for 144-byte blocks, 0.55-0.61 for 128, not
-// understood); the library's Q4_0 0.81 -> 0.90-0.94, INT4-g128 0.80 -> 0.93. Larger blocks keep one L1
-// distance: both levels measured Q8_0 (272 bytes) 0.80 against 0.82, INT7 (224) 0.45 against 0.70, and
-// cost Q4_K (1152) a fifth of its decode speed (2 threads, fast memory mode).
+// On the Zen 4 of sessions 15-19 every line is asked for twice: into L2 far ahead, then into L1 from there
+// nearer. One thread streaming ~400 MiB (rate over a plain read loop's over the same bytes; docs/kernels.md,
+// session 19), against L1 at 2 KiB alone: Q4_0 0.81 -> 0.90-0.94, INT4-g128 0.80 -> 0.93, Q4_K 0.81-0.86
+// -> 0.90-0.92, IQ4_XS 0.84 -> 0.91-0.93, Q6_K 0.75-0.79 -> 0.81-0.85, INT7 0.68 -> 0.72, Q8_0 the same.
+// The distances depend on the block: blocks up to 192 bytes take 2 KiB and 384 bytes (a scratch walk of
+// 128/144-byte blocks: 0.94-0.95 for a near distance anywhere in 320-512, 0.73-0.76 from 640 on); larger
+// ones 3 KiB and 1.5 KiB (2 KiB and 384 measured INT7 0.45, Q8_0 0.80, and cost Q4_K a fifth of its
+// decode speed; Q4_K at 4.5 KiB and 2.25 KiB as good, at 4 and 2 times its block size Q6_K fell to 0.60).
+// With L2 alone 2 KiB ahead, 144-byte blocks streamed at 0.92 but 128-byte ones at 0.55-0.61: not
+// understood, and the reason not to drop the L1 request.
 //
 // kBytes: the block's size; blocks are back to back, and floor(kBytes / 64) lines from each block's start
 // are asked for. For sizes not a multiple of 64 that leaves some lines to the hardware prefetcher (one in
 // nine of Q4_0's 144-byte blocks); asking for the block's last byte too measured no gain (Q4_0 and Q6_K
 // decode, session 19).
-constexpr int kPrefetchBytes = 2048;
-constexpr int kPrefetchNearBytes = 384;
 template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchLine(const char* p) {
-  if constexpr (2 * kBytes <= kPrefetchNearBytes) {
-    _mm_prefetch(p + kPrefetchBytes, _MM_HINT_T1);
-    _mm_prefetch(p + kPrefetchNearBytes, _MM_HINT_T0);
-  } else {
-    _mm_prefetch(p + kPrefetchBytes, _MM_HINT_T0);
-  }
+  constexpr bool kSmall = kBytes <= 192;
+  _mm_prefetch(p + (kSmall ? 2048 : 3072), _MM_HINT_T1);
+  _mm_prefetch(p + (kSmall ? 384 : 1536), _MM_HINT_T0);
 }
 template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
