@@ -11,6 +11,12 @@ namespace mixq {
 // caches (the default 1 GiB is); smaller buffers measure cache bandwidth instead.
 double MeasureReadBandwidthGBs(size_t bytes = size_t{1} << 30, int reps = 5);
 
+// Seconds one read pass over `data` takes when all threads sum disjoint parts of it as
+// MeasureReadBandwidthGBs does (its bytes rounded down to a multiple of 256): that probe's loop over a
+// caller's buffer, so a kernel's streaming rate can be set against a plain read of the same bytes
+// (bench/decode_stream_bench.cc). The bytes are read as floats: denormal ones may slow the loop.
+double TimeReadPass(const void* data, size_t bytes);
+
 // Copy bandwidth in GB/s counting bytes read plus bytes written (2 * bytes per pass, as STREAM's
 // "copy" counts them): all threads memcpy disjoint parts of a `bytes` source into a `bytes`
 // destination, best of `reps` passes.
