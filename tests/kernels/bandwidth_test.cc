@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 
 namespace mixq {
 namespace {
@@ -25,6 +26,18 @@ TEST(BandwidthTest, TinyBufferStillMeasures) {
   const double copy = MeasureCopyBandwidthGBs(100, 1);
   EXPECT_TRUE(std::isfinite(read) && read > 0) << read;
   EXPECT_TRUE(std::isfinite(copy) && copy > 0) << copy;
+}
+
+// A caller's buffer whose size is no multiple of the 256-byte chunk: the pass reads only whole chunks, so
+// nothing past the end (ASan, scripts/test, sees the heap buffer's bounds), and a buffer smaller than one
+// chunk reads nothing yet still times.
+TEST(BandwidthTest, ReadPassStaysInsideTheCallersBuffer) {
+  for (const size_t bytes : {size_t{100}, size_t{1000}, size_t{70000} + 4}) {
+    const auto buffer = std::make_unique<float[]>(bytes / sizeof(float));
+    for (size_t i = 0; i < bytes / sizeof(float); ++i) buffer[i] = 1.0f;
+    const double seconds = TimeReadPass(buffer.get(), bytes);
+    EXPECT_TRUE(std::isfinite(seconds) && seconds >= 0) << bytes << " bytes: " << seconds;
+  }
 }
 
 }  // namespace
