@@ -40,10 +40,16 @@ namespace {
 // nine of Q4_0's 144-byte blocks); asking for the block's last byte too measured no gain (Q4_0 and Q6_K
 // decode, session 19).
 template <int kBytes>
+constexpr int kPrefetchFarBytes = kBytes <= 192 ? 2048 : 3072;
+template <int kBytes>
+constexpr int kPrefetchNearBytes = kBytes <= 192 ? 384 : 1536;
+// As `prefetcht1` / `prefetcht0` in asm volatile rather than _mm_prefetch: GCC 12 deleted PrefetchSkipped's
+// loop of _mm_prefetch outright once the loop sat behind a run-time condition (no prefetch left in the
+// binary, INT4-g64 streaming at 0.41), as a run-time distance once made it drop every prefetch of a walk.
+template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchLine(const char* p) {
-  constexpr bool kSmall = kBytes <= 192;
-  _mm_prefetch(p + (kSmall ? 2048 : 3072), _MM_HINT_T1);
-  _mm_prefetch(p + (kSmall ? 384 : 1536), _MM_HINT_T0);
+  asm volatile("prefetcht1 %0" : : "m"(p[kPrefetchFarBytes<kBytes>]));
+  asm volatile("prefetcht0 %0" : : "m"(p[kPrefetchNearBytes<kBytes>]));
 }
 template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
@@ -53,9 +59,15 @@ MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
 
 // What PrefetchAhead<kBytes> would have asked for over [p, p + bytes) had the walk read those bytes as
 // blocks: for a walk that skips them (the INT groups' scales and zero-points, read apart from the codes).
+// Gaps of up to 384 bytes are left to the hardware prefetcher, which bridged them in a scratch walk (0.83
+// of the read loop with 384-byte gaps every 16 KiB, 0.60-0.69 from 512 on; int_dot_groups.h): asking for
+// INT4-g256's 320 bytes took its stream from 0.95-0.96 of the read loop to 0.86-0.88, while INT4-g64's
+// 1280 left alone cost it half (0.41-0.45 against 0.98-0.99; bench/decode_stream_bench.cc, one thread).
 template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchSkipped(const void* p, size_t bytes) {
-  for (size_t line = 0; line < bytes; line += 64) PrefetchLine<kBytes>(static_cast<const char*>(p) + line);
+  if (bytes > 384) {
+    for (size_t line = 0; line < bytes; line += 64) PrefetchLine<kBytes>(static_cast<const char*>(p) + line);
+  }
 }
 
 // Four activation bytes q[0..4) in every dword of a register: what one byte of each row meets.
