@@ -90,29 +90,43 @@ HWY_INLINE float ScalarWidened(const hwy::bfloat16_t* p) {
   return BF16ToF32(bits);
 }
 
+// acc[r][t] += w[r][c..c + lanes) * x[t][c..c + lanes), elementwise.
+template <size_t R, size_t T, typename WT, typename XT>
+HWY_INLINE void MulAddColumns(const WT* const* HWY_RESTRICT w, const XT* const* HWY_RESTRICT x, size_t c,
+                              VF (&acc)[R][T]) {
+  const DF df;
+  VF xv[T];
+  for (size_t t = 0; t < T; ++t) xv[t] = LoadWidened(df, x[t] + c);
+  for (size_t r = 0; r < R; ++r) {
+    const VF wv = LoadWidened(df, w[r] + c);
+    for (size_t t = 0; t < T; ++t) acc[r][t] = hn::MulAdd(wv, xv[t], acc[r][t]);
+  }
+}
+
 // sums[r * T + t] = sum_{c < n} w[r][c] * x[t][c]. The column tail (< one vector) is scalar. XT is float,
-// or F16 for the decode of F16 weights (F16ActivationGemv).
-template <size_t R, size_t T, typename WT, typename XT = float>
+// or F16 for the decode of F16 weights (F16ActivationGemv). kChains accumulators per (row, token) take
+// consecutive vectors in turn, so a tile of one row does not wait on one FMA chain's latency (Gemv).
+template <size_t R, size_t T, typename WT, typename XT = float, size_t kChains = 1>
 HWY_INLINE void DotTile(const WT* const* HWY_RESTRICT w, const XT* const* HWY_RESTRICT x, size_t n,
                         float* HWY_RESTRICT sums) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
-  VF acc[R][T];
-  for (size_t r = 0; r < R; ++r) {
-    for (size_t t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
-  }
-  size_t c = 0;
-  for (; c + lanes <= n; c += lanes) {
-    VF xv[T];
-    for (size_t t = 0; t < T; ++t) xv[t] = LoadWidened(df, x[t] + c);
+  VF acc[kChains][R][T];
+  for (size_t k = 0; k < kChains; ++k) {
     for (size_t r = 0; r < R; ++r) {
-      const VF wv = LoadWidened(df, w[r] + c);
-      for (size_t t = 0; t < T; ++t) acc[r][t] = hn::MulAdd(wv, xv[t], acc[r][t]);
+      for (size_t t = 0; t < T; ++t) acc[k][r][t] = hn::Zero(df);
     }
   }
+  size_t c = 0;
+  for (; c + kChains * lanes <= n; c += kChains * lanes) {
+    for (size_t k = 0; k < kChains; ++k) MulAddColumns<R, T>(w, x, c + k * lanes, acc[k]);
+  }
+  for (; c + lanes <= n; c += lanes) MulAddColumns<R, T>(w, x, c, acc[0]);
   for (size_t r = 0; r < R; ++r) {
     for (size_t t = 0; t < T; ++t) {
-      float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+      VF total = acc[0][r][t];
+      for (size_t k = 1; k < kChains; ++k) total = hn::Add(total, acc[k][r][t]);
+      float sum = hn::GetLane(hn::SumOfLanes(df, total));
       for (size_t k = c; k < n; ++k) sum += ScalarWidened(w[r] + k) * ScalarWidened(x[t] + k);
       sums[r * T + t] = sum;
     }
@@ -120,16 +134,16 @@ HWY_INLINE void DotTile(const WT* const* HWY_RESTRICT w, const XT* const* HWY_RE
 }
 
 // DotTile for a run-time tile size up to R x T (the remainders at the matrix edges).
-template <size_t R, size_t T, typename WT, typename XT>
+template <size_t R, size_t T, size_t kChains = 1, typename WT, typename XT>
 void DotTileAnySize(size_t n_rows, size_t n_tok, const WT* const* w, const XT* const* x, size_t n,
                     float* sums) {
   if constexpr (T > 1) {
-    if (n_tok < T) return DotTileAnySize<R, T - 1>(n_rows, n_tok, w, x, n, sums);
+    if (n_tok < T) return DotTileAnySize<R, T - 1, kChains>(n_rows, n_tok, w, x, n, sums);
   }
   if constexpr (R > 1) {
-    if (n_rows < R) return DotTileAnySize<R - 1, T>(n_rows, n_tok, w, x, n, sums);
+    if (n_rows < R) return DotTileAnySize<R - 1, T, kChains>(n_rows, n_tok, w, x, n, sums);
   }
-  DotTile<R, T>(w, x, n, sums);
+  DotTile<R, T, WT, XT, kChains>(w, x, n, sums);
 }
 
 template <typename WT>
@@ -153,6 +167,12 @@ void WidenRow(const WT* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
 // (one accumulator per row, the same order), so the outputs do not depend on where a thread's rows start.
 template <typename WT>
 constexpr size_t kGemvRows = std::is_same_v<WT, float> ? kFloatGemvRows : kHalfGemvRows;
+// Independent FMA chains per row, kGemvRows<WT> * kGemvChains<WT> >= 4: AVX-512's one-row F16/BF16 tile
+// had one chain, 16 weights (32 bytes) per FMA latency, about 30 GB/s per core at this Zen 4's clock;
+// its fast memory mode asks each of two threads for ~31 (docs/kernels.md, session 19). Every row of a
+// Gemv takes the same chains, so its sum still does not depend on the tile it falls in.
+template <typename WT>
+constexpr size_t kGemvChains = kGemvRows<WT> >= 4 ? 1 : 4 / kGemvRows<WT>;
 
 template <typename WT, typename XT>
 void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const XT* x, float out_scale,
@@ -170,9 +190,9 @@ void Gemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const
       }
       float sums[kRows];
       if (n_rows == kRows) {
-        DotTile<kRows, 1>(w_rows, &x, cols, sums);
+        DotTile<kRows, 1, WT, XT, kGemvChains<WT>>(w_rows, &x, cols, sums);
       } else {
-        DotTileAnySize<kRows, 1>(n_rows, 1, w_rows, &x, cols, sums);
+        DotTileAnySize<kRows, 1, kGemvChains<WT>>(n_rows, 1, w_rows, &x, cols, sums);
       }
       for (size_t i = 0; i < n_rows; ++i) y[r0 + i] = sums[i] * out_scale;
     }
