@@ -93,8 +93,8 @@ MIXQ_INTERLEAVED_TARGET void DotGroupsImpl(const void* w, size_t group_bytes, in
       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
         const auto* block = reinterpret_cast<const IntActivationBlock*>(y);
         const auto* group_sums = reinterpret_cast<const float*>(block + activation_blocks);
-        DotGroupInt<kBits, kSym, BlockDot>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes, layout.SymmetricZero(),
-                  out8);
+        DotGroupInt<kBits, kSym, BlockDot>(x, block, group_sums, layout.n_groups, blocks_per_group, zeros, codes,
+                                           layout.SymmetricZero(), out8);
       });
 }
 
