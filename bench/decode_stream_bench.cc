@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "interleaved_copy.h"
 #include "mixq/base/aligned_buffer.h"
 #include "mixq/base/threads.h"
 #include "mixq/base/timer.h"
@@ -52,20 +53,13 @@ void BM_DecodeStream(benchmark::State& state) {
   for (size_t i = 0; i < w.storage.size(); ++i) bytes[i] = static_cast<uint8_t>(0x20 | (rng() & 0x1f));
   const TensorView view = w.view();
 
-  // One interleaved matrix, then as many copies of it as make kStreamBytes, back to back.
-  constexpr int kGroupRows = InterleavedRows::kRows;
-  const size_t group_bytes = kernel->interleaved->group_bytes(kCols, group);
-  const size_t matrix_bytes = group_bytes * (kRows / kGroupRows);
+  // As many copies of the interleaved matrix as make kStreamBytes, back to back.
+  const std::byte* interleaved = InterleavedCopy(w, *kernel);
+  const size_t matrix_bytes = kernel->interleaved->group_bytes(kCols, group) * (kRows / InterleavedRows::kRows);
   const size_t n_matrices = std::max<size_t>(1, kStreamBytes / matrix_bytes);
   AlignedBuffer stream;
   stream.Resize(matrix_bytes * n_matrices, AlignedBuffer::Pages::kHuge);
-  for (int64_t g = 0; g < kRows / kGroupRows; ++g) {
-    kernel->interleaved->interleave(view.data + static_cast<size_t>(g) * kGroupRows * view.row_bytes(),
-                                    view.row_bytes(), kCols, group, stream.data() + g * group_bytes);
-  }
-  for (size_t m = 1; m < n_matrices; ++m) {
-    std::copy_n(stream.data(), matrix_bytes, stream.data() + m * matrix_bytes);
-  }
+  for (size_t m = 0; m < n_matrices; ++m) std::copy_n(interleaved, matrix_bytes, stream.data() + m * matrix_bytes);
   std::vector<TensorView> matrices(n_matrices, view);
   for (size_t m = 0; m < n_matrices; ++m) matrices[m].interleaved = stream.data() + m * matrix_bytes;
 

@@ -14,7 +14,9 @@ namespace mixq {
 inline const std::byte* InterleavedCopy(const Tensor& w, const QuantKernel& kernel) {
   static std::unique_ptr<Tensor> cached;
   static const Tensor* source = nullptr;
-  if (cached && source == &w && cached->dtype == w.dtype && cached->shape == w.shape) return cached->storage.data();
+  if (cached && source == &w && cached->dtype == w.dtype && cached->shape == w.shape && cached->group == w.group) {
+    return cached->storage.data();
+  }
   cached.reset();
   const TensorView v = w.view();
   constexpr int kRows = InterleavedRows::kRows;
@@ -22,6 +24,7 @@ inline const std::byte* InterleavedCopy(const Tensor& w, const QuantKernel& kern
   cached = std::make_unique<Tensor>();
   cached->dtype = w.dtype;
   cached->shape = w.shape;
+  cached->group = w.group;
   cached->storage.Resize(group_bytes * static_cast<size_t>(v.rows() / kRows));
   source = &w;
   for (int64_t g = 0; g < v.rows() / kRows; ++g) {

@@ -25,9 +25,9 @@ namespace {
 // builds; docs/kernels.md).
 //
 // On the Zen 4 of sessions 15-19 every line is asked for twice: into L2 far ahead, then into L1 from there
-// nearer. One thread streaming ~400 MiB (rate over a plain read loop's over the same bytes; docs/kernels.md,
-// session 19), against L1 at 2 KiB alone: Q4_0 0.81 -> 0.90-0.94, INT4-g128 0.80 -> 0.93, Q4_K 0.81-0.86
-// -> 0.90-0.92, IQ4_XS 0.84 -> 0.91-0.93, Q6_K 0.75-0.79 -> 0.81-0.85, INT7 0.68 -> 0.72, Q8_0 the same.
+// nearer. One thread's decode kernel over a plain read of the same ~400 MiB (`OMP_NUM_THREADS=1
+// build-bench/decode_stream_bench`, docs/kernels.md session 19), against L1 at 2 KiB alone: Q4_0 0.87-0.88
+// -> 0.99, Q4_K 0.86-0.87 -> 0.93, IQ4_XS 0.87-0.89 -> 0.92-0.93, Q6_K 0.87-0.88 -> 0.94-0.95, Q8_0 the same.
 // The distances depend on the block: blocks up to 192 bytes take 2 KiB and 384 bytes (a scratch walk of
 // 128/144-byte blocks: 0.94-0.95 for a near distance anywhere in 320-512, 0.73-0.76 from 640 on); larger
 // ones 3 KiB and 1.5 KiB (2 KiB and 384 measured INT7 0.45, Q8_0 0.80, and cost Q4_K a fifth of its
@@ -63,9 +63,10 @@ MIXQ_INTERLEAVED_TARGET inline void PrefetchAhead(const void* p) {
 // of the read loop with 384-byte gaps every 16 KiB, 0.60-0.69 from 512 on; int_dot_groups.h): asking for
 // INT4-g256's 320 bytes took its stream from 0.95-0.96 of the read loop to 0.86-0.88, while INT4-g64's
 // 1280 left alone cost it half (0.41-0.45 against 0.98-0.99; bench/decode_stream_bench.cc, one thread).
+constexpr size_t kHardwareBridgedGap = 384;
 template <int kBytes>
 MIXQ_INTERLEAVED_TARGET inline void PrefetchSkipped(const void* p, size_t bytes) {
-  if (bytes > 384) {
+  if (bytes > kHardwareBridgedGap) {
     for (size_t line = 0; line < bytes; line += 64) PrefetchLine<kBytes>(static_cast<const char*>(p) + line);
   }
 }

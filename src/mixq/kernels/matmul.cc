@@ -164,13 +164,13 @@ void WidenRow(const WT* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
 // bytes of F16 per FMA latency, about 12 GB/s per core: 4-row tiles ran 15.0-17.9 t/s against 9.6-12.6
 // one row at a time, and 8-row tiles (8 chains, 10 of the 16 registers) beat 4 by 7.0% and 5.9% on F16,
 // 2.7% on BF16 and 6.9% on F32 (in-process alternation, session 11). A row's sum is the same in any tile
-// (one accumulator per row, the same order), so the outputs do not depend on where a thread's rows start.
+// (the same kGemvChains<WT> accumulators per row, the same order), so the outputs do not depend on where a
+// thread's rows start.
 template <typename WT>
 constexpr size_t kGemvRows = std::is_same_v<WT, float> ? kFloatGemvRows : kHalfGemvRows;
 // Independent FMA chains per row, kGemvRows<WT> * kGemvChains<WT> >= 4: AVX-512's one-row F16/BF16 tile
 // had one chain, 16 weights (32 bytes) per FMA latency, about 30 GB/s per core at this Zen 4's clock;
-// its fast memory mode asks each of two threads for ~31 (docs/kernels.md, session 19). Every row of a
-// Gemv takes the same chains, so its sum still does not depend on the tile it falls in.
+// its fast memory mode asks each of two threads for ~31 (docs/kernels.md, session 19).
 template <typename WT>
 constexpr size_t kGemvChains = kGemvRows<WT> >= 4 ? 1 : 4 / kGemvRows<WT>;
 
