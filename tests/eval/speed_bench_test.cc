@@ -74,5 +74,60 @@ TEST(SpeedBench, RefusesProbesThatDoNotMatchTheRepetitions) {
   EXPECT_THROW(BoundOfGeneration(tg, {10.0, 20.0, 30.0}, 0), Error);
 }
 
+// --token-bound: n tokens, each between two reads of the weights a token streams (n + 1 reads), every
+// read of WeightBytesPerToken bytes.
+TEST(SpeedBench, TimesEachTokenBetweenTwoReadsOfItsWeights) {
+  SpeedBenchOptions options;
+  options.n_gen = 3;
+  options.n_depth = 2;
+  const TokenReadTimes times = TimeTokensAgainstRead(Stories(), options);
+  ASSERT_EQ(times.token_seconds.size(), 3u);
+  ASSERT_EQ(times.read_seconds.size(), 4u);
+  for (double s : times.token_seconds) EXPECT_GT(s, 0.0);
+  for (double s : times.read_seconds) EXPECT_GT(s, 0.0);
+  EXPECT_EQ(times.bytes_read, WeightBytesPerToken(Stories()));
+  options.n_depth = Stories().config.context_length - 3;  // 3 tokens and the warm-up one pass the end
+  EXPECT_THROW(TimeTokensAgainstRead(Stories(), options), Error);
+  options.n_depth = 0;
+  options.n_gen = 0;
+  EXPECT_THROW(TimeTokensAgainstRead(Stories(), options), Error);
+}
+
+TEST(SpeedBench, HoldsEachTokenToTheFasterReadBesideIt) {
+  // 1e9 bytes a read: a read of S seconds is 1/S GB/s.
+  TokenReadTimes times;
+  times.bytes_read = 1'000'000'000;
+  times.token_seconds = {2.0, 1.0, 4.0, 1.0, 2.0, 1.0, 1.0, 3.0};
+  times.read_seconds = {1.0, 0.5, 0.8, 2.0, 1.0, 1.0, 0.25, 0.5, 1.5};
+  const TokenBound b = BoundTokenByToken(times);
+  const std::vector<double> want = {0.5 / 2.0, 0.5 / 1.0, 0.8 / 4.0, 1.0 / 1.0, 1.0 / 2.0, 0.25 / 1.0, 0.25 / 1.0,
+                                    0.5 / 3.0};
+  ASSERT_EQ(b.fraction.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_DOUBLE_EQ(b.fraction[i], want[i]) << i;
+  EXPECT_DOUBLE_EQ(b.read_gbs[0], 2.0);
+  EXPECT_DOUBLE_EQ(b.read_gbs[5], 4.0);
+  // Sorted: 1/6, 0.2, 0.25, 0.25, 0.25, 0.5, 0.5, 1; quantiles interpolate between neighbours.
+  EXPECT_DOUBLE_EQ(b.median, 0.25);
+  EXPECT_NEAR(b.p10, 1.0 / 6 + 0.7 * (0.2 - 1.0 / 6), 1e-12);
+  EXPECT_NEAR(b.p90, 0.5 + 0.3 * 0.5, 1e-12);
+  // The fastest quarter: tokens 5 and 6 (reads of 0.25 s, 4 GB/s), both at 0.25.
+  EXPECT_DOUBLE_EQ(b.fastest_quarter_median, 0.25);
+  EXPECT_DOUBLE_EQ(b.fastest_quarter_min_gbs, 4.0);
+}
+
+TEST(SpeedBench, RefusesReadsThatDoNotMatchTheTokens) {
+  TokenReadTimes times;
+  times.bytes_read = 1000;
+  times.token_seconds = {1.0, 1.0};
+  times.read_seconds = {1.0, 1.0};
+  EXPECT_THROW(BoundTokenByToken(times), Error);
+  times.read_seconds.push_back(0.0);
+  EXPECT_THROW(BoundTokenByToken(times), Error);  // a read of no time
+  times.read_seconds.back() = 1.0;
+  EXPECT_NO_THROW(BoundTokenByToken(times));
+  times.bytes_read = 0;
+  EXPECT_THROW(BoundTokenByToken(times), Error);
+}
+
 }  // namespace
 }  // namespace mixq

@@ -272,6 +272,37 @@ TEST(InterleaveForDecode, TiedStoriesQ4_0GivesTheSameLogits) {
   ExpectSameLogitsInterleaved(path, DType::kQ4_0, 5 * 4 + 1, 1e-5);
 }
 
+// DecodeReadSpans (what `mixq bench --token-bound` reads beside each token): the stored rows before
+// InterleaveForDecode, the copies after it, the same bytes in all either way.
+TEST(InterleaveForDecode, DecodeReadSpansFollowTheCopies) {
+  const std::string path = TempPath("stories-q4_0-spans.gguf");
+  Quantize(Stories(), "q4_0", path);
+  Model model = LoadModel(path);
+  const auto total = [](const std::vector<std::span<const std::byte>>& spans) {
+    size_t bytes = 0;
+    for (const auto& span : spans) bytes += span.size();
+    return bytes;
+  };
+  const std::vector<std::span<const std::byte>> stored = DecodeReadSpans(model);
+  // 5 layers x 7 matrices + the tied head (token_embd).
+  ASSERT_EQ(stored.size(), 5u * 7 + 1);
+  EXPECT_EQ(stored.back().data(), model.weights.token_embd.data);
+  EXPECT_EQ(stored.back().size(), model.weights.token_embd.bytes);
+  ASSERT_EQ(InterleaveForDecode(model) > 0, FindQuantKernel(DType::kQ4_0)->interleaved != nullptr);
+  if (model.decode_copies.empty()) GTEST_SKIP() << "this CPU's Q4_0 kernel has no interleaved layout";
+  const std::vector<std::span<const std::byte>> copied = DecodeReadSpans(model);
+  ASSERT_EQ(copied.size(), stored.size());
+  EXPECT_EQ(total(copied), total(stored));
+  const std::byte* begin = model.decode_copies[0].data();
+  const std::byte* end = begin + model.decode_copies[0].size();
+  int in_copies = 0;
+  for (const auto& span : copied) {
+    if (span.data() >= begin && span.data() + span.size() <= end) ++in_copies;
+  }
+  EXPECT_EQ(in_copies, 5 * 4 + 1);  // the repacked ones (TiedStoriesQ4_0GivesTheSameLogits)
+  EXPECT_EQ(copied.back().data(), model.weights.token_embd.interleaved);
+}
+
 TEST(InterleaveForDecode, LlamaCppQ4_0FileGivesTheSameLogits) {
   // 2 layers x 7 matrices + output.weight (token_embd is not a matrix of the forward pass here).
   ExpectSameLogitsInterleaved(SharedPath("data/ggml-reference/synth-Q4_0.gguf"), DType::kQ4_0, 2 * 7 + 1, 1e-3);

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_runner.h"
 #include "test_paths.h"
 
@@ -119,6 +121,35 @@ TEST(CliTest, QuantizeErrorsNameTheOption) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("refusing to overwrite"), std::string::npos) << r.output;
   EXPECT_EQ(testing::RunMixq("info " + in).exit_code, 0);
+}
+
+// `mixq bench --token-bound` on a model too large for the caches (a 2-layer SmolLM-135M shape in F32:
+// 0.13 GiB, its head the tied 113 MiB embedding table): one fraction and one read rate per token, in
+// JSON and in the text line. stories260K fits in the caches, so it gets the note instead.
+TEST(CliTest, BenchHoldsEachTokenToAReadOfItsWeights) {
+  const std::string model = ::testing::TempDir() + "/cli-smol2.gguf";
+  const testing::CliRun synth = testing::RunMixq("synth --preset smollm-135m --layers 2 --type f32 " + model);
+  ASSERT_EQ(synth.exit_code, 0) << synth.output;
+  const testing::CliRun json =
+      testing::RunMixq("bench " + model + " -t 2 -p 0 -n 5 -r 1 --no-bandwidth --token-bound --json", false);
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const nlohmann::json j = nlohmann::json::parse(json.output);
+  const nlohmann::json& b = j.at("token_bound");
+  EXPECT_EQ(b.at("test"), "tg5 token by token");
+  ASSERT_EQ(b.at("fraction_per_token").size(), 5u);
+  ASSERT_EQ(b.at("read_gbs_per_token").size(), 5u);
+  // A token reads what the read reads and computes besides, so it cannot be much faster than the read
+  // beside it (1.5: room for timer noise on a short token); nor, on a machine with any memory, 100 times slower.
+  for (double f : b.at("fraction_per_token")) EXPECT_TRUE(f > 0.01 && f < 1.5) << f;
+  for (double g : b.at("read_gbs_per_token")) EXPECT_GT(g, 0.1);
+  const testing::CliRun text = testing::RunMixq("bench " + model + " -t 2 -p 0 -n 4 -r 1 --no-bandwidth --token-bound");
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("tg4 token by token, each against the faster of two reads"), std::string::npos)
+      << text.output;
+  const testing::CliRun small = testing::RunMixq("bench " + Stories260KPath() + " -p 0 -n 2 -r 1 --token-bound");
+  ASSERT_EQ(small.exit_code, 0) << small.output;
+  EXPECT_NE(small.output.find("no token is held to a memory read"), std::string::npos) << small.output;
+  std::filesystem::remove(model);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@ struct BenchArgs {
   int64_t n_depth = 0;
   int64_t repetitions = 5;
   bool bandwidth = true;
+  bool token_bound = false;
   bool json = false;
 };
 
@@ -56,6 +57,11 @@ void RunBench(const BenchArgs& args) {
   }
   std::optional<GenerationBound> tg_bound;
   if (tg != nullptr && !tg_probes_gbs.empty()) tg_bound = BoundOfGeneration(*tg, tg_probes_gbs, bytes_per_token);
+  std::optional<TokenBound> token_bound;
+  if (args.token_bound && args.n_gen > 0 && !cache_resident) {
+    token_bound = BoundTokenByToken(TimeTokensAgainstRead(model, options));
+  }
+  const std::string token_test = fmt::format("tg{} token by token", args.n_gen);
   const std::string name = fmt::format("{} {}", model.metadata.count("general.name") ? model.metadata.at("general.name")
                                                                                      : model.config.architecture,
                                        DTypeName(PrimaryWeightType(model)));
@@ -81,6 +87,17 @@ void RunBench(const BenchArgs& args) {
         t["fraction_of_bound_per_repetition"] = b.fraction_per_rep;
       }
       j["tests"].push_back(std::move(t));
+    }
+    if (token_bound) {
+      const TokenBound& b = *token_bound;
+      j["token_bound"] = {{"test", token_test},
+                          {"median_fraction", b.median},
+                          {"p10_fraction", b.p10},
+                          {"p90_fraction", b.p90},
+                          {"fastest_quarter_median_fraction", b.fastest_quarter_median},
+                          {"fastest_quarter_min_read_gbs", b.fastest_quarter_min_gbs},
+                          {"fraction_per_token", b.fraction},
+                          {"read_gbs_per_token", b.read_gbs}};
     }
     fmt::print("{}\n", j.dump(2));
     return;
@@ -116,6 +133,18 @@ void RunBench(const BenchArgs& args) {
                  test, args.n_depth);
     }
   }
+  if (args.token_bound && cache_resident) {
+    fmt::print("\n(--token-bound: the weights fit in the CPU caches, so no token is held to a memory read)\n");
+  }
+  if (token_bound) {
+    const TokenBound& b = *token_bound;
+    const auto [lo, hi] = std::minmax_element(b.read_gbs.begin(), b.read_gbs.end());
+    fmt::print("\n{}, each against the faster of two reads of the same {:.2f} MiB just before and after it: median "
+               "{:.1f}% of the bound (p10 {:.1f}%, p90 {:.1f}%; reads {:.2f}-{:.2f} GB/s); the {} tokens read fastest "
+               "(>= {:.2f} GB/s): median {:.1f}%\n",
+               token_test, bytes_per_token / 1048576.0, 100.0 * b.median, 100.0 * b.p10, 100.0 * b.p90, *lo, *hi,
+               std::max<size_t>(1, b.fraction.size() / 4), b.fastest_quarter_min_gbs, 100.0 * b.fastest_quarter_median);
+  }
 }
 
 }  // namespace
@@ -134,6 +163,9 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("-r,--repetitions", args->repetitions, "timed repetitions of each test")
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   cmd->add_flag("!--no-bandwidth", args->bandwidth, "skip the memory-bandwidth measurement");
+  cmd->add_flag("--token-bound", args->token_bound,
+               "also decode -n tokens one at a time, each between two plain reads of the weights a token streams, "
+               "and hold each token to the faster read (a bound measured milliseconds from each token)");
   cmd->add_flag("--json", args->json, "print JSON");
   cmd->callback([args] { RunBench(*args); });
 }

@@ -10,6 +10,7 @@
 
 #include "mixq/base/error.h"
 #include "mixq/base/timer.h"
+#include "mixq/kernels/bandwidth.h"
 #include "mixq/model/forward.h"
 
 namespace mixq {
@@ -121,11 +122,77 @@ GenerationBound BoundOfGeneration(const SpeedTestResult& test, const std::vector
 
 int64_t WeightBytesPerToken(const Model& model) {
   int64_t bytes = 0;
-  ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) {
-    if (slot.role == TensorRole::kLinear || slot.role == TensorRole::kOutput) bytes += slot.view->bytes;
-  });
-  if (model.config.tied_embeddings) bytes += model.weights.token_embd.bytes;  // the head reads it all
+  for (const std::span<const std::byte> span : DecodeReadSpans(model)) bytes += static_cast<int64_t>(span.size());
   return bytes;
+}
+
+TokenReadTimes TimeTokensAgainstRead(const Model& model, const SpeedBenchOptions& options) {
+  const int64_t context = model.config.context_length;
+  if (options.n_gen < 1 || options.n_depth < 0) Fail("-n must be >= 1 and -d >= 0 to time tokens against reads");
+  if (options.n_depth + options.n_gen + 1 > context) {
+    Fail("-d {} plus -n {} plus one warm-up token exceed the model's context of {}", options.n_depth, options.n_gen,
+         context);
+  }
+  std::mt19937_64 rng(options.seed);
+  const std::vector<int32_t> depth_tokens = RandomTokens(options.n_depth, model.config.vocab_size, rng);
+  const std::vector<int32_t> tokens = RandomTokens(options.n_gen + 1, model.config.vocab_size, rng);
+  const std::vector<std::span<const std::byte>> spans = DecodeReadSpans(model);
+  // One pass over every matrix, each read by all threads as the decode kernels read it: one parallel
+  // region a matrix, as the decode step has about one a matrix too.
+  const auto time_read = [&] {
+    double seconds = 0.0;
+    for (const std::span<const std::byte> span : spans) seconds += TimeReadPass(span.data(), span.size());
+    return seconds;
+  };
+  InferenceState state = StateAtDepth(model, depth_tokens, options.n_gen + 1, options.n_depth);
+  // Warm-up, untimed: one token and one read pages everything in and sizes the buffers.
+  Forward(model, state, std::span<const int32_t>(tokens.data(), 1), options.n_depth, false);
+  TokenReadTimes times;
+  for (const std::span<const std::byte> span : spans) times.bytes_read += static_cast<int64_t>(span.size());
+  times.read_seconds.push_back(time_read());
+  for (int64_t i = 1; i <= options.n_gen; ++i) {
+    Timer timer;
+    Forward(model, state, std::span<const int32_t>(&tokens[static_cast<size_t>(i)], 1), options.n_depth + i, false);
+    times.token_seconds.push_back(timer.ElapsedSeconds());
+    times.read_seconds.push_back(time_read());
+  }
+  return times;
+}
+
+TokenBound BoundTokenByToken(const TokenReadTimes& times) {
+  const size_t n = times.token_seconds.size();
+  if (n == 0 || times.read_seconds.size() != n + 1 || times.bytes_read <= 0) {
+    Fail("{} token times, {} read times and {} bytes a read (want a token, one read more than tokens, and some "
+         "bytes)",
+         n, times.read_seconds.size(), times.bytes_read);
+  }
+  TokenBound b;
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) {
+    const double read = std::min(times.read_seconds[i], times.read_seconds[i + 1]);
+    if (!(read > 0.0) || !(times.token_seconds[i] > 0.0)) Fail("token {}: a time that is not positive", i);
+    b.fraction.push_back(read / times.token_seconds[i]);
+    b.read_gbs.push_back(static_cast<double>(times.bytes_read) / read / 1e9);
+    order[i] = i;
+  }
+  const auto quantile = [](std::vector<double> v, double q) {
+    std::sort(v.begin(), v.end());
+    const double at = q * static_cast<double>(v.size() - 1);
+    const size_t lo = static_cast<size_t>(at);
+    const size_t hi = std::min(lo + 1, v.size() - 1);
+    return v[lo] + (v[hi] - v[lo]) * (at - static_cast<double>(lo));
+  };
+  b.median = quantile(b.fraction, 0.5);
+  b.p10 = quantile(b.fraction, 0.1);
+  b.p90 = quantile(b.fraction, 0.9);
+  // The quarter of tokens read fastest: the ones whose memory was fastest, where a kernel that cannot
+  // keep up with the memory falls furthest behind.
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t c) { return b.read_gbs[a] > b.read_gbs[c]; });
+  std::vector<double> fastest;
+  for (size_t k = 0; k < std::max<size_t>(1, n / 4); ++k) fastest.push_back(b.fraction[order[k]]);
+  b.fastest_quarter_median = quantile(fastest, 0.5);
+  b.fastest_quarter_min_gbs = b.read_gbs[order[fastest.size() - 1]];
+  return b;
 }
 
 }  // namespace mixq

@@ -50,6 +50,33 @@ struct GenerationBound {
 GenerationBound BoundOfGeneration(const SpeedTestResult& test, const std::vector<double>& probes_gbs,
                                   int64_t weight_bytes_per_token);
 
+// Generation held to a plain read of the very bytes each token streams (model.h's DecodeReadSpans, read
+// as the bandwidth probe reads: all threads, one matrix at a time), one read before every token and one
+// after the last. On a shared machine the memory's speed changes within a second, so a bound probed
+// before and after a whole run can belong to another mode than the tokens; a read milliseconds from each
+// token cannot (`mixq bench --token-bound`).
+struct TokenReadTimes {
+  std::vector<double> token_seconds;  // n_gen tokens decoded one at a time
+  std::vector<double> read_seconds;   // n_gen + 1: before each token, and after the last
+  int64_t bytes_read = 0;             // by each read (the sum of DecodeReadSpans)
+};
+// Decodes options.n_gen tokens (after n_depth prefilled ones and one warm-up token), each between two
+// reads. Untouched options: n_prompt, repetitions, between_repetitions.
+TokenReadTimes TimeTokensAgainstRead(const Model& model, const SpeedBenchOptions& options);
+
+struct TokenBound {
+  // Per token: the faster of the reads beside it over the token's time (the share of the bandwidth bound
+  // it reached, held to the higher bound), and that read's rate.
+  std::vector<double> fraction;
+  std::vector<double> read_gbs;
+  double median = 0.0, p10 = 0.0, p90 = 0.0;  // of `fraction`
+  // The quarter of the tokens (at least one) whose reads were fastest, where a kernel that cannot keep up
+  // with the memory falls furthest behind: the median of their fractions and the slowest of their reads.
+  double fastest_quarter_median = 0.0;
+  double fastest_quarter_min_gbs = 0.0;
+};
+TokenBound BoundTokenByToken(const TokenReadTimes& times);
+
 // Bytes of weights one decode step reads: every linear layer and the output head (the embedding
 // table contributes one row, counted as nothing). Divided by memory bandwidth this bounds tg speed.
 int64_t WeightBytesPerToken(const Model& model);

@@ -17,6 +17,11 @@ constexpr size_t kCopyAlignment = 4096;
 
 size_t AlignedOffset(size_t bytes) { return (bytes + kCopyAlignment - 1) / kCopyAlignment * kCopyAlignment; }
 
+// The size of w's interleaved copy.
+size_t InterleavedBytes(const TensorView& w, const QuantKernel& kernel) {
+  return kernel.interleaved->group_bytes(w.cols(), w.group) * static_cast<size_t>(w.rows() / InterleavedRows::kRows);
+}
+
 }  // namespace
 
 int InterleaveForDecode(Model& model) {
@@ -43,7 +48,7 @@ int InterleaveForDecode(Model& model) {
       return;
     }
     copies.push_back({&w, kernel, total});
-    total += AlignedOffset(kernel->interleaved->group_bytes(w.cols(), w.group) * static_cast<size_t>(w.rows() / kRows));
+    total += AlignedOffset(InterleavedBytes(w, *kernel));
   });
   if (copies.empty()) return 0;
   AlignedBuffer& buffer = model.decode_copies.emplace_back();
@@ -66,6 +71,22 @@ int InterleaveForDecode(Model& model) {
   LlamaWeights& weights = model.weights;
   if (tied && weights.output.data == weights.token_embd.data) weights.output.interleaved = weights.token_embd.interleaved;
   return static_cast<int>(copies.size());
+}
+
+std::vector<std::span<const std::byte>> DecodeReadSpans(const Model& model) {
+  std::vector<std::span<const std::byte>> spans;
+  const auto add = [&](const TensorView& w) {
+    if (w.interleaved != nullptr) {
+      spans.emplace_back(w.interleaved, InterleavedBytes(w, *FindQuantKernel(w.dtype)));
+    } else {
+      spans.emplace_back(w.data, w.bytes);
+    }
+  };
+  ForEachTensor(model.config, model.weights, [&](const TensorSlot& slot) {
+    if (slot.role == TensorRole::kLinear || slot.role == TensorRole::kOutput) add(*slot.view);
+  });
+  if (model.config.tied_embeddings) add(model.weights.token_embd);
+  return spans;
 }
 
 }  // namespace mixq

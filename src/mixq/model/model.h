@@ -1,8 +1,10 @@
 // A loaded model: hyper-parameters, weight views, tokenizer, and the storage the views point into.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -58,6 +60,11 @@ void ValidateModelWeights(Model& model, const LoadOptions& options);
 // memory stays one copy of the weights. `data` stays valid for every other reader. For the commands that
 // run the model (generate, bench, ppl, kld, eval); returns how many tensors were repacked.
 int InterleaveForDecode(Model& model);
+
+// The bytes one decode step streams from memory, matrix by matrix in the order ForEachTensor visits them:
+// each linear layer's and the output head's (a tied head: the embedding table's) InterleaveForDecode copy
+// where it has one, else its stored data. Their sizes add up to the weights a token reads.
+std::vector<std::span<const std::byte>> DecodeReadSpans(const Model& model);
 
 // Total parameters (elements of all distinct tensors) and bytes of weight storage.
 struct ModelSize {
