@@ -456,14 +456,29 @@ MIXQ_AVX2 void DotGroupsQ4_0Avx2(const void* w, size_t group_bytes, int64_t n_gr
 
 namespace {
 
+// Each token's activation block scales d_a as floats, [n_tokens][nb], in the calling thread's scratch: a
+// group then reads nb floats instead of looking each block's half up in HalfTable, whose lines (up to one
+// a block, 344 in an 11008-wide row) crowded the activations out of L1 (AVX-512's DotGroupsBiasedVnni).
+MIXQ_AVX2 const float* ActivationScalesQ8_0(const void* act, size_t act_bytes, int64_t n_tokens, int64_t nb) {
+  thread_local std::vector<float> scales;
+  scales.resize(static_cast<size_t>(nb * n_tokens));
+  const float* half = HalfTable();
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const auto* y =
+        reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(act) + static_cast<size_t>(t) * act_bytes);
+    for (int64_t b = 0; b < nb; ++b) scales[t * nb + b] = half[y[b].d];
+  }
+  return scales.data();
+}
+
 // One group of 8 interleaved Q8_0 rows with one token: a block's value d_w * d_a * sum w * q, 8 rows a
-// register.
-MIXQ_AVX2 void DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, const float* half, int64_t nb, float* out) {
+// register; d_a from `scales`.
+MIXQ_AVX2 void DotGroupQ8_0(const BlockQ8_0x8* x, const BlockQ8_0* y, const float* scales, int64_t nb, float* out) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ8_0x8)>(x + b);
     const __m256 dots = _mm256_cvtepi32_ps(interleaved::ByteRunsDot(x[b].qs, y[b].qs));
-    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(half[y[b].d]));
+    const __m256 d = _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(scales[b]));
     if (b & 1) {
       acc1 = _mm256_fmadd_ps(dots, d, acc1);
     } else {
@@ -668,14 +683,15 @@ MIXQ_AVX2 inline __m256i IQ4RunsDot(const uint8_t* runs, const int8_t* q, __m256
   return sums;
 }
 
-// One group of 8 interleaved IQ4_NL rows with one token: per block d_w * d_a * sum level * q.
-MIXQ_AVX2 void DotGroupIQ4_NL(const BlockQ4_0x8* x, const BlockQ8_0* y, const float* half, int64_t nb, float* out) {
+// One group of 8 interleaved IQ4_NL rows with one token: per block d_w * d_a * sum level * q; d_a from
+// `scales` (ActivationScalesQ8_0).
+MIXQ_AVX2 void DotGroupIQ4_NL(const BlockQ4_0x8* x, const BlockQ8_0* y, const float* scales, int64_t nb, float* out) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockQ4_0x8)>(x + b);
     const __m256 dots = _mm256_cvtepi32_ps(IQ4RunsDot(x[b].qs, y[b].qs, ones));
-    acc = _mm256_fmadd_ps(dots, _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(half[y[b].d])), acc);
+    acc = _mm256_fmadd_ps(dots, _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(scales[b])), acc);
   }
   _mm256_storeu_ps(out, acc);
 }
@@ -703,11 +719,12 @@ MIXQ_AVX2 void DotGroupsIQ4_NLAvx2(const void* w, size_t group_bytes, int64_t n_
                                    size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                    int64_t out_stride) {
   const int64_t nb = n / kQK;
-  const float* half = HalfTable();
+  const float* scales = ActivationScalesQ8_0(act, act_bytes, n_tokens, nb);
   interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
-                                       [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
+                                       [&](const uint8_t* x, const uint8_t* y, int64_t t, float* out8, int) {
                                          DotGroupIQ4_NL(reinterpret_cast<const BlockQ4_0x8*>(x),
-                                                        reinterpret_cast<const BlockQ8_0*>(y), half, nb, out8);
+                                                        reinterpret_cast<const BlockQ8_0*>(y), scales + t * nb, nb,
+                                                        out8);
                                        });
 }
 
@@ -892,11 +909,11 @@ MIXQ_AVX2 void DotGroupsQ8_0Avx2(const void* w, size_t group_bytes, int64_t n_gr
                                  size_t act_bytes, int64_t n_tokens, int64_t n, int64_t, float* out,
                                  int64_t out_stride) {
   const int64_t nb = n / kQK;
-  const float* half = HalfTable();
+  const float* scales = ActivationScalesQ8_0(act, act_bytes, n_tokens, nb);
   interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
-                                    [&](const uint8_t* x, const uint8_t* y, int64_t, float* out8, int) {
+                                    [&](const uint8_t* x, const uint8_t* y, int64_t t, float* out8, int) {
                                       DotGroupQ8_0(reinterpret_cast<const BlockQ8_0x8*>(x),
-                                                   reinterpret_cast<const BlockQ8_0*>(y), half, nb, out8);
+                                                   reinterpret_cast<const BlockQ8_0*>(y), scales + t * nb, nb, out8);
                                     });
 }
 

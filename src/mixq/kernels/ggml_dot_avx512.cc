@@ -223,37 +223,46 @@ struct Q8_0Runs {
 };
 
 // One group of 8 interleaved rows of a 32-weight type biased by Runs::kBias with one token: per block
-// d_w * d_a * (sum (w + kBias) * q - kBias * sum q), the second term from `starts`.
+// d_w * d_a * (sum (w + kBias) * q - kBias * sum q), the second term from `starts`, d_a from `scales`.
 template <typename Runs, typename BlockX8>
-MIXQ_AVX512 void DotGroupBiasedVnni(const BlockX8* x, const BlockQ8_0* y, const int32_t* starts, const float* half,
+MIXQ_AVX512 void DotGroupBiasedVnni(const BlockX8* x, const BlockQ8_0* y, const int32_t* starts, const float* scales,
                                     int64_t nb, float* out) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     interleaved::PrefetchAhead<sizeof(BlockX8)>(x + b);
     const __m256 dots = _mm256_cvtepi32_ps(Runs::Dot(x[b], y[b].qs, _mm256_set1_epi32(starts[b])));
-    acc = _mm256_fmadd_ps(dots, _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(half[y[b].d])), acc);
+    acc = _mm256_fmadd_ps(dots, _mm256_mul_ps(interleaved::RowScales(x[b].d), _mm256_set1_ps(scales[b])), acc);
   }
   _mm256_storeu_ps(out, acc);
 }
 
-// The walk of their groups, each token's block starts computed once per call rather than once per group.
+// The walk of their groups, each token's block starts and scales computed once per call rather than once
+// per group. The scales as floats, not looked up in HalfTable per block: a 11008-wide row's 344 blocks
+// touch up to 344 lines of that 256 KiB table, which beside the activations outgrew L1 and held Q4_0's
+// ffn_down to about two thirds of a plain read of its bytes (docs/kernels.md, session 20).
 template <typename Runs, typename BlockX8>
 MIXQ_AVX512 void DotGroupsBiasedVnni(const void* w, size_t group_bytes, int64_t n_groups, const void* act,
                                      size_t act_bytes, int64_t n_tokens, int64_t n, float* out, int64_t out_stride) {
   const int64_t nb = n / kQK;
   const float* half = HalfTable();
   thread_local std::vector<int32_t> starts;
+  thread_local std::vector<float> scales;
   starts.resize(static_cast<size_t>(nb * n_tokens));
+  scales.resize(static_cast<size_t>(nb * n_tokens));
   const auto* ab = static_cast<const uint8_t*>(act);
   for (int64_t t = 0; t < n_tokens; ++t) {
     const auto* y = reinterpret_cast<const BlockQ8_0*>(ab + static_cast<size_t>(t) * act_bytes);
-    for (int64_t b = 0; b < nb; ++b) starts[t * nb + b] = -Runs::kBias * SumCodes(y[b].qs);
+    for (int64_t b = 0; b < nb; ++b) {
+      starts[t * nb + b] = -Runs::kBias * SumCodes(y[b].qs);
+      scales[t * nb + b] = half[y[b].d];
+    }
   }
   interleaved::ForEachGroupAndToken<1>(w, group_bytes, n_groups, act, act_bytes, n_tokens, out, out_stride,
                                        [&](const uint8_t* x, const uint8_t* y, int64_t t, float* out8, int) {
                                          DotGroupBiasedVnni<Runs>(reinterpret_cast<const BlockX8*>(x),
-                                                            reinterpret_cast<const BlockQ8_0*>(y),
-                                                            starts.data() + t * nb, half, nb, out8);
+                                                                  reinterpret_cast<const BlockQ8_0*>(y),
+                                                                  starts.data() + t * nb, scales.data() + t * nb,
+                                                                  nb, out8);
                                        });
 }
 
