@@ -111,6 +111,7 @@ TEST(SpeedBench, HoldsEachTokenToTheFasterReadBesideIt) {
   EXPECT_NEAR(b.p10, 1.0 / 6 + 0.7 * (0.2 - 1.0 / 6), 1e-12);
   EXPECT_NEAR(b.p90, 0.5 + 0.3 * 0.5, 1e-12);
   // The fastest quarter: tokens 5 and 6 (reads of 0.25 s, 4 GB/s), both at 0.25.
+  EXPECT_EQ(b.fastest_quarter_tokens, 2);
   EXPECT_DOUBLE_EQ(b.fastest_quarter_median, 0.25);
   EXPECT_DOUBLE_EQ(b.fastest_quarter_min_gbs, 4.0);
 }

@@ -94,6 +94,7 @@ void RunBench(const BenchArgs& args) {
                           {"median_fraction", b.median},
                           {"p10_fraction", b.p10},
                           {"p90_fraction", b.p90},
+                          {"fastest_quarter_tokens", b.fastest_quarter_tokens},
                           {"fastest_quarter_median_fraction", b.fastest_quarter_median},
                           {"fastest_quarter_min_read_gbs", b.fastest_quarter_min_gbs},
                           {"fraction_per_token", b.fraction},
@@ -143,7 +144,7 @@ void RunBench(const BenchArgs& args) {
                "{:.1f}% of the bound (p10 {:.1f}%, p90 {:.1f}%; reads {:.2f}-{:.2f} GB/s); the {} tokens read fastest "
                "(>= {:.2f} GB/s): median {:.1f}%\n",
                token_test, bytes_per_token / 1048576.0, 100.0 * b.median, 100.0 * b.p10, 100.0 * b.p90, *lo, *hi,
-               std::max<size_t>(1, b.fraction.size() / 4), b.fastest_quarter_min_gbs, 100.0 * b.fastest_quarter_median);
+               b.fastest_quarter_tokens, b.fastest_quarter_min_gbs, 100.0 * b.fastest_quarter_median);
   }
 }
 

@@ -148,7 +148,7 @@ TokenReadTimes TimeTokensAgainstRead(const Model& model, const SpeedBenchOptions
   // Warm-up, untimed: one token and one read pages everything in and sizes the buffers.
   Forward(model, state, std::span<const int32_t>(tokens.data(), 1), options.n_depth, false);
   TokenReadTimes times;
-  for (const std::span<const std::byte> span : spans) times.bytes_read += static_cast<int64_t>(span.size());
+  times.bytes_read = WeightBytesPerToken(model);
   times.read_seconds.push_back(time_read());
   for (int64_t i = 1; i <= options.n_gen; ++i) {
     Timer timer;
@@ -190,6 +190,7 @@ TokenBound BoundTokenByToken(const TokenReadTimes& times) {
   std::sort(order.begin(), order.end(), [&](size_t a, size_t c) { return b.read_gbs[a] > b.read_gbs[c]; });
   std::vector<double> fastest;
   for (size_t k = 0; k < std::max<size_t>(1, n / 4); ++k) fastest.push_back(b.fraction[order[k]]);
+  b.fastest_quarter_tokens = static_cast<int64_t>(fastest.size());
   b.fastest_quarter_median = quantile(fastest, 0.5);
   b.fastest_quarter_min_gbs = b.read_gbs[order[fastest.size() - 1]];
   return b;

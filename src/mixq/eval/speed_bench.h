@@ -71,7 +71,9 @@ struct TokenBound {
   std::vector<double> read_gbs;
   double median = 0.0, p10 = 0.0, p90 = 0.0;  // of `fraction`
   // The quarter of the tokens (at least one) whose reads were fastest, where a kernel that cannot keep up
-  // with the memory falls furthest behind: the median of their fractions and the slowest of their reads.
+  // with the memory falls furthest behind: how many, the median of their fractions and the slowest of
+  // their reads.
+  int64_t fastest_quarter_tokens = 0;
   double fastest_quarter_median = 0.0;
   double fastest_quarter_min_gbs = 0.0;
 };

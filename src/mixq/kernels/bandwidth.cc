@@ -51,7 +51,7 @@ namespace {
 // Each thread's slice, a multiple of 64 words so every SIMD width divides it.
 constexpr size_t kChunkWords = 64;
 
-size_t WordsFor(size_t bytes) { return std::max<size_t>(bytes / sizeof(float) / kChunkWords, 1) * kChunkWords; }
+size_t WordsFor(size_t bytes) { return std::max<size_t>(bytes / sizeof(uint32_t) / kChunkWords, 1) * kChunkWords; }
 
 // Written by every read pass, so the compiler keeps the loads of a pass whose result nobody else uses.
 volatile uint32_t read_pass_sink = 0;
