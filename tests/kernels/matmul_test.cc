@@ -25,7 +25,7 @@ namespace {
 constexpr double kTolF32 = 1e-5;
 constexpr double kTolF16 = 1e-5;
 constexpr double kTolBF16 = 1e-5;
-// F16 decode (one token) rounds the activations to F16 after a power-of-two scaling (matmul.cc,
+// F16 and BF16 decode (one token) round the activations to F16 after a power-of-two scaling (matmul.cc,
 // F16ActivationGemv): each x[c] moves by at most 2^-11 |x[c]| (round to nearest; none of these inputs
 // falls below max|x| * 2^-29, where F16 turns subnormal), so the sum moves by at most 2^-11 * sum |W x|,
 // plus the float accumulation above. A dropped scale or a wrong row is off by O(1).
@@ -33,7 +33,7 @@ constexpr double kTolF16Decode = 0x1p-11 + kTolF16;
 constexpr double kAbsFloor = 1e-30;
 
 double ToleranceFor(DType dtype, int64_t n_tokens) {
-  if (dtype == DType::kF16 && n_tokens == 1) return kTolF16Decode;
+  if ((dtype == DType::kF16 || dtype == DType::kBF16) && n_tokens == 1) return kTolF16Decode;
   return dtype == DType::kF32 ? kTolF32 : dtype == DType::kF16 ? kTolF16 : kTolBF16;
 }
 

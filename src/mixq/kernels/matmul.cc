@@ -210,14 +210,16 @@ float F16ActivationScale(float max_abs) {
   return power <= 126 ? std::ldexp(1.0f, power) : 0.0f;
 }
 
-// One token on F16 weights, as ggml's ggml_vec_dot_f16 runs it: the activation row is rounded to F16 once
-// per call (scaled by a power of two first, so no activation spike can overflow F16), and each step loads
-// and widens two halves. That halves the activation bytes every row tile re-reads from L1/L2 (11008
-// columns of floats do not fit L1): F16 decode on the LLaMA-2-7B-shaped model measured ~7% faster on
-// AVX-512 and ~18% on AVX2 (docs/kernels.md). Each activation moves by at most 2^-11 of itself (the F16
-// weights were rounded by as much), while the int8 blocks every quantized kernel multiplies with move
-// each value by up to 1/254 of its block's max. Returns false, leaving y alone, when x holds a NaN or infinity (the float path then propagates it)
-// or is too small to scale (below 2^-111: the float path is exact there).
+// One token on F16 or BF16 weights, as ggml's ggml_vec_dot_f16 runs F16: the activation row is rounded to
+// F16 once per call (scaled by a power of two first, so no activation spike can overflow F16), and each
+// step loads and widens two halves. That halves the activation bytes every row tile re-reads from L1/L2
+// (11008 columns of floats do not fit L1): F16 decode on the LLaMA-2-7B-shaped model measured ~7% faster
+// on AVX-512 and ~18% on AVX2 (docs/kernels.md), BF16 ~10% (session 20). Each activation moves by at most
+// 2^-11 of itself (the F16 weights were rounded by as much, BF16 ones by up to 2^-8; ggml rounds BF16's
+// activations to BF16, 2^-8), while the int8 blocks every quantized kernel multiplies with move each value
+// by up to 1/254 of its block's max. Returns false, leaving y alone, when x holds a NaN or infinity (the
+// float path then propagates it) or is too small to scale (below 2^-111: the float path is exact there).
+template <typename WT>
 bool F16ActivationGemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const float* x,
                        float* y) {
   const DF df;
@@ -253,7 +255,7 @@ bool F16ActivationGemv(const std::byte* w, size_t row_bytes, int64_t rows, size_
     std::memcpy(x_half + c, &bits, sizeof bits);
   }
 
-  Gemv<hwy::float16_t>(w, row_bytes, rows, cols, x_half, inverse, y);
+  Gemv<WT>(w, row_bytes, rows, cols, x_half, inverse, y);
   return true;
 }
 
@@ -315,8 +317,8 @@ template <typename WT>
 void MatMulTyped(const std::byte* w, size_t row_bytes, int64_t rows, int64_t cols, const float* x,
                  int64_t n_tokens, float* y) {
   if (n_tokens == 1) {
-    if constexpr (std::is_same_v<WT, hwy::float16_t>) {
-      if (F16ActivationGemv(w, row_bytes, rows, static_cast<size_t>(cols), x, y)) return;
+    if constexpr (!std::is_same_v<WT, float>) {
+      if (F16ActivationGemv<WT>(w, row_bytes, rows, static_cast<size_t>(cols), x, y)) return;
     }
     Gemv<WT>(w, row_bytes, rows, static_cast<size_t>(cols), x, 1.0f, y);
   } else {
