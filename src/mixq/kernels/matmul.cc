@@ -214,10 +214,10 @@ float F16ActivationScale(float max_abs) {
 // F16 once per call (scaled by a power of two first, so no activation spike can overflow F16), and each
 // step loads and widens two halves. That halves the activation bytes every row tile re-reads from L1/L2
 // (11008 columns of floats do not fit L1): F16 decode on the LLaMA-2-7B-shaped model measured ~7% faster
-// on AVX-512 and ~18% on AVX2 (docs/kernels.md), BF16 ~10% (session 20). Each activation moves by at most
-// 2^-11 of itself (the F16 weights were rounded by as much, BF16 ones by up to 2^-8; ggml rounds BF16's
-// activations to BF16, 2^-8), while the int8 blocks every quantized kernel multiplies with move each value
-// by up to 1/254 of its block's max. Returns false, leaving y alone, when x holds a NaN or infinity (the
+// on AVX-512 and ~18% on AVX2 (docs/kernels.md); one-thread BF16 decode 76 -> 87% of the bound (README,
+// session 20). Each activation moves by at most 2^-11 of itself (the F16 weights were rounded by as much,
+// BF16 ones by up to 2^-8; ggml rounds BF16's activations to BF16, 2^-8), while the int8 blocks every
+// quantized kernel multiplies with move each value by up to 1/254 of its block's max. Returns false, leaving y alone, when x holds a NaN or infinity (the
 // float path then propagates it) or is too small to scale (below 2^-111: the float path is exact there).
 template <typename WT>
 bool F16ActivationGemv(const std::byte* w, size_t row_bytes, int64_t rows, size_t cols, const float* x,
